@@ -1,0 +1,116 @@
+"""The attack base class: it owns model mode, parameter gradients, seeding and validation.
+
+Each attack is a small subclass that writes only its loop in :meth:`Attack.run`
+(the pattern of torchattacks' ``Attack``). Calling an attack::
+
+    atk = PGD(model, eps=0.1, steps=20, seed=0)
+    x_adv = atk(x, y)        # same shape and dtype as x, detached
+
+puts the model in eval mode and switches its parameters' ``requires_grad`` off
+for the duration (only input gradients are computed), and restores both
+afterwards, even on error. With ``seed`` set, the same inputs give the same
+output: a fresh generator seeded with ``seed`` is made at every call.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from robustscope.errors import RobustscopeError
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@contextmanager
+def attack_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode and frozen parameters inside the block; the previous state restored after."""
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+class Attack(ABC):
+    """Base class of every attack: ``atk(x, y) -> x_adv``.
+
+    Subclasses set ``name`` and implement :meth:`run`, which receives detached
+    inputs on the model's device with the model already in attack mode.
+
+    Attributes:
+        model: maps pixel-space inputs ``[N, ...]`` to logits ``[N, K]``.
+        seed: seed of the attack's randomness (None: the global torch RNG).
+    """
+
+    name: ClassVar[str] = "attack"
+    #: minimal-norm attacks search for the smallest perturbation instead of using a fixed ε
+    minimal_norm: ClassVar[bool] = False
+
+    def __init__(self, model: nn.Module, *, seed: int | None = None) -> None:
+        self.model = model
+        self.seed = seed
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if not torch.is_floating_point(x):
+            raise RobustscopeError(f"{self.name}: inputs must be floating point, got {x.dtype}")
+        if y.ndim != 1 or len(y) != len(x):
+            raise RobustscopeError(
+                f"{self.name}: labels must be [N] with N = {len(x)}, got shape {tuple(y.shape)}"
+            )
+        if len(x) == 0:
+            return x.clone()
+        device = self.device
+        xd = x.detach().to(device)
+        yd = y.detach().to(device, dtype=torch.long)
+        with attack_mode(self.model):
+            x_adv = self.run(xd, yd)
+        return x_adv.detach().to(device=x.device, dtype=x.dtype)
+
+    @abstractmethod
+    def run(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The attack's loop: adversarial examples for ``(x, y)`` (model in attack mode)."""
+
+    @property
+    def device(self) -> torch.device:
+        for t in self.model.parameters():
+            return t.device
+        for t in self.model.buffers():
+            return t.device
+        return torch.device("cpu")
+
+    def generator(self, device: torch.device) -> torch.Generator | None:
+        """A generator seeded with ``seed`` (new at every call), or None for the global RNG."""
+        if self.seed is None:
+            return None
+        return torch.Generator(device=device).manual_seed(self.seed)
+
+    def input_grad(
+        self, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(∇ₓ loss, per-example loss, logits)`` for per-example ``loss_fn(logits, y)``.
+
+        The per-example losses are summed before the backward pass; since examples
+        do not interact in eval mode, each example's gradient is its own.
+        """
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = self.model(x)
+            loss = loss_fn(logits, y)
+            (grad,) = torch.autograd.grad(loss.sum(), x)
+        return grad.detach(), loss.detach(), logits.detach()
+
+    def __repr__(self) -> str:
+        params = {k: v for k, v in vars(self).items() if k != "model"}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in params.items())})"

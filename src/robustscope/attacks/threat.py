@@ -1,0 +1,134 @@
+"""Threat models: the set of allowed perturbations and the geometry attacks use in it.
+
+A :class:`ThreatModel` is the ε-ball of an ℓp norm around the clean input,
+intersected with the valid input box (``[0, 1]`` for images). It owns the three
+operations an iterative attack needs (as MadryLab's ``robustness`` attack steps):
+
+* :meth:`project` — back into ball ∩ box;
+* :meth:`random_start` — a random point in ball ∩ box;
+* :meth:`step` — the steepest-ascent step of the norm (sign for ℓ∞, the
+  normalized gradient for ℓ2).
+
+For ℓ∞ the projection onto ball ∩ box is exact (both sets are coordinate-wise
+intervals). For ℓ2 it is the ball projection followed by the box clamp; the
+result lies in both sets because clamping toward a box that contains the centre
+only shrinks each coordinate of the perturbation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from robustscope.errors import RobustscopeError
+
+Norm = Literal["linf", "l2"]
+NORMS: tuple[str, ...] = ("linf", "l2")
+
+_TINY = 1e-12
+
+
+def check_norm(norm: str) -> Norm:
+    if norm not in NORMS:
+        raise RobustscopeError(f"unknown norm {norm!r}; valid norms: {', '.join(NORMS)}")
+    return norm  # type: ignore[return-value]
+
+
+def flat_norms(v: torch.Tensor, norm: str) -> torch.Tensor:
+    """Per-example norm of ``v`` (``[N, ...]`` → ``[N]``)."""
+    flat = v.reshape(len(v), -1)
+    if norm == "linf":
+        return flat.abs().amax(dim=1)
+    if norm == "l2":
+        return flat.norm(p=2, dim=1)
+    raise RobustscopeError(f"unknown norm {norm!r}; valid norms: {', '.join(NORMS)}")
+
+
+def _per_example(s: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape ``[N]`` to broadcast against ``like`` (``[N, ...]``)."""
+    return s.reshape((len(s),) + (1,) * (like.ndim - 1))
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """ε-ball of ``norm`` around the clean input, intersected with ``[clip_min, clip_max]``.
+
+    Attributes:
+        norm: ``"linf"`` or ``"l2"``.
+        eps: radius ε ≥ 0, in pixel units ([0, 1] scale).
+        clip_min, clip_max: the input box; ``None`` for unbounded inputs (vector datasets).
+
+    Example:
+        >>> tm = ThreatModel("linf", 0.1)
+        >>> x = torch.rand(2, 1, 4, 4)
+        >>> d = tm.project(x + 1.0, x) - x
+        >>> bool(d.abs().max() <= 0.1 + 1e-6)
+        True
+    """
+
+    norm: Norm
+    eps: float
+    clip_min: float | None = 0.0
+    clip_max: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        check_norm(self.norm)
+        if not (self.eps >= 0):
+            raise RobustscopeError(f"eps must be ≥ 0, got {self.eps}")
+
+    def clip(self, x: torch.Tensor) -> torch.Tensor:
+        """Clamp to the input box (no-op for unbounded inputs)."""
+        if self.clip_min is None and self.clip_max is None:
+            return x
+        return x.clamp(self.clip_min, self.clip_max)
+
+    def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The point of ball(x, ε) ∩ box reached by projecting ``x_adv`` (see module doc)."""
+        delta = x_adv - x
+        if self.norm == "linf":
+            delta = delta.clamp(-self.eps, self.eps)
+        else:
+            n = flat_norms(delta, "l2")
+            factor = torch.clamp(self.eps / (n + _TINY), max=1.0)
+            delta = delta * _per_example(factor, delta)
+        return self.clip(x + delta)
+
+    def random_start(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """A random point of ball(x, ε) ∩ box: uniform in the ℓ∞ cube, uniform in the ℓ2 ball."""
+        if self.norm == "linf":
+            u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            delta = (2 * u - 1) * self.eps
+        else:
+            g = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            d = g[0].numel()
+            r = torch.rand(len(x), generator=generator, device=x.device, dtype=x.dtype) ** (1.0 / d)
+            delta = g / _per_example(flat_norms(g, "l2") + _TINY, g) * _per_example(r * self.eps, g)
+        return self.project(x + delta, x)
+
+    def step(
+        self, x_adv: torch.Tensor, grad: torch.Tensor, step_size: float | torch.Tensor
+    ) -> torch.Tensor:
+        """One steepest-ascent step of length ``step_size`` in this norm (not yet projected)."""
+        if isinstance(step_size, torch.Tensor) and step_size.ndim == 1:
+            step_size = _per_example(step_size, x_adv)
+        if self.norm == "linf":
+            return x_adv + step_size * grad.sign()
+        n = _per_example(flat_norms(grad, "l2"), grad)
+        return x_adv + step_size * grad / (n + _TINY)
+
+    def distance(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Per-example distance ``‖x_adv − x‖`` in this norm, ``[N]``."""
+        return flat_norms(x_adv - x, self.norm)
+
+    def contains(self, x_adv: torch.Tensor, x: torch.Tensor, atol: float = 1e-6) -> torch.Tensor:
+        """Per-example bool: inside the ε-ball (within ``atol``) and the box."""
+        ok = self.distance(x_adv, x) <= self.eps + atol
+        if self.clip_min is not None:
+            ok &= x_adv.reshape(len(x_adv), -1).amin(1) >= self.clip_min - atol
+        if self.clip_max is not None:
+            ok &= x_adv.reshape(len(x_adv), -1).amax(1) <= self.clip_max + atol
+        return ok

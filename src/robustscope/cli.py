@@ -1,0 +1,327 @@
+"""The ``robustscope`` command line: a thin typer layer over the Python API.
+
+Every command that takes a CHECKPOINT accepts a checkpoint file or a run
+directory; ``--json`` prints one JSON object for scripts. Errors print one line
+naming what is wrong and how to fix it, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from robustscope.errors import RobustscopeError
+
+app = typer.Typer(
+    name="robustscope",
+    help="A laboratory for the robustness–accuracy trade-off of neural networks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out_console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="print one JSON object instead of a table")]
+DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N")]
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def _parse_kv(items: list[str], option: str) -> dict[str, Any]:
+    """``["width=2", "widths=[64, 32]"]`` → ``{"width": 2, "widths": [64, 32]}`` (YAML values)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise RobustscopeError(f"{option} expects KEY=VALUE, got {item!r}")
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+def _parse_ints(text: str | None, option: str) -> list[int]:
+    if not text:
+        return []
+    try:
+        return [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise RobustscopeError(f"{option} expects comma-separated integers, got {text!r}") from None
+
+
+@app.command("datasets")
+def datasets_cmd(
+    as_json: JsonFlag = False,
+    download: Annotated[
+        str | None, typer.Option(help="download (and verify) this dataset into the cache")
+    ] = None,
+) -> None:
+    """List the datasets, whether each is present on this machine, and where."""
+    from robustscope import data
+
+    if download:
+        path = data.fetch(download)
+        err_console.print(f"{download}: files verified in {path}")
+    rows = data.available()
+    if as_json:
+        _print_json([dataclasses.asdict(r) for r in rows])
+        return
+    table = Table("dataset", "present", "location", "description")
+    for r in rows:
+        table.add_row(r.name, "yes" if r.present else "no", r.location, r.description)
+    out_console.print(table)
+
+
+@app.command("models")
+def models_cmd(
+    input_shape: Annotated[
+        str | None, typer.Option(help="count parameters for this input shape, e.g. 3,32,32")
+    ] = None,
+    num_classes: Annotated[int, typer.Option(help="number of classes for the counts")] = 10,
+    as_json: JsonFlag = False,
+) -> None:
+    """List the architectures with parameter counts and notes."""
+    from robustscope import models
+
+    shape = tuple(_parse_ints(input_shape, "--input-shape")) if input_shape else None
+    rows = []
+    for entry in models.entries():
+        use = shape or entry.default_input_shape
+        try:
+            n: int | str = models.count_parameters(models.create(entry.name, num_classes, use))
+        except RobustscopeError as exc:
+            n = f"n/a ({exc})" if as_json else "n/a"
+        rows.append(
+            {"name": entry.name, "input_shape": list(use), "parameters": n, "notes": entry.notes}
+        )
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("model", "input shape", "parameters", "notes")
+    for r in rows:
+        n = r["parameters"]
+        table.add_row(
+            r["name"],
+            "×".join(map(str, r["input_shape"])),
+            f"{n:,}" if isinstance(n, int) else str(n),
+            r["notes"],
+        )
+    out_console.print(table)
+
+
+@app.command("train")
+def train_cmd(
+    out: Annotated[Path, typer.Option(help="run directory (checkpoints, history, config)")],
+    dataset: Annotated[
+        str, typer.Option(help="dataset name (robustscope datasets)")
+    ] = "fashion-mnist",
+    dataset_param: Annotated[
+        list[str] | None,
+        typer.Option("--dataset-param", help="dataset option KEY=VALUE, repeatable"),
+    ] = None,
+    model: Annotated[str, typer.Option(help="architecture (robustscope models)")] = "smallcnn",
+    model_kwarg: Annotated[
+        list[str] | None,
+        typer.Option("--model-kwarg", help="architecture option KEY=VALUE, repeatable"),
+    ] = None,
+    method: Annotated[str, typer.Option(help="training objective")] = "standard",
+    method_param: Annotated[
+        list[str] | None,
+        typer.Option("--method-param", help="objective option KEY=VALUE, repeatable"),
+    ] = None,
+    epochs: int = 5,
+    lr: float = 0.01,
+    batch_size: int = 128,
+    optimizer: Annotated[str, typer.Option(help="sgd or adam")] = "sgd",
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    weight_decay: float = 5e-4,
+    schedule: Annotated[
+        str, typer.Option(help="constant, multistep, cosine or onecycle")
+    ] = "constant",
+    milestones: Annotated[str | None, typer.Option(help="multistep epochs, e.g. 80,120")] = None,
+    gamma: float = 0.1,
+    seed: int = 0,
+    device: DeviceOpt = "auto",
+    augment: Annotated[
+        str | None, typer.Option(help="none or crop_flip (default: per dataset)")
+    ] = None,
+    normalize: Annotated[
+        bool, typer.Option(help="dataset mean/std as the model's first layer")
+    ] = True,
+    train_subset: Annotated[
+        int | None, typer.Option(help="use the first N training examples")
+    ] = None,
+    test_subset: Annotated[
+        int | None, typer.Option(help="evaluate on the first N test examples")
+    ] = None,
+    data_root: Annotated[Path | None, typer.Option(help="folder holding the dataset files")] = None,
+    resume: Annotated[
+        bool, typer.Option(help="continue the run in --out from its last epoch")
+    ] = False,
+    stop_after_epochs: Annotated[
+        int | None, typer.Option(help="stop (resumably) after N epochs in this call")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train a model; a checkpoint is written to --out after every epoch."""
+    from robustscope.training import TrainConfig, train
+
+    try:
+        config = TrainConfig(
+            dataset=dataset,
+            data_root=str(data_root) if data_root else None,
+            dataset_params=_parse_kv(dataset_param or [], "--dataset-param"),
+            model=model,
+            model_kwargs=_parse_kv(model_kwarg or [], "--model-kwarg"),
+            method=method,
+            method_params=_parse_kv(method_param or [], "--method-param"),
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            optimizer=optimizer,  # type: ignore[arg-type]
+            momentum=momentum,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+            schedule=schedule,  # type: ignore[arg-type]
+            milestones=_parse_ints(milestones, "--milestones"),
+            gamma=gamma,
+            seed=seed,
+            device=device,
+            augment=augment,
+            normalize=normalize,
+            train_subset=train_subset,
+            test_subset=test_subset,
+        )
+    except ValidationError as exc:
+        raise RobustscopeError(_validation_message(exc)) from None
+    result = train(
+        config,
+        out,
+        resume=resume,
+        progress=progress and sys.stderr.isatty(),
+        stop_after_epochs=stop_after_epochs,
+    )
+    summary = {
+        "run_dir": str(result.run_dir),
+        "epochs_completed": result.completed_epochs,
+        "finished": result.finished,
+        **{k: result.final.get(k) for k in ("test_accuracy", "test_loss", "train_accuracy")},
+    }
+    if as_json:
+        _print_json(summary)
+    else:
+        acc = result.final.get("test_accuracy")
+        acc_text = f"{acc:.4f}" if acc is not None else "n/a"
+        state = "finished" if result.finished else "stopped (resume with --resume)"
+        out_console.print(
+            f"{state}: {result.completed_epochs} epoch(s); clean test accuracy {acc_text}; "
+            f"run directory {result.run_dir}"
+        )
+
+
+@app.command("eval")
+def eval_cmd(
+    checkpoint_path: Annotated[
+        Path, typer.Argument(metavar="CHECKPOINT", help="checkpoint file or run directory")
+    ],
+    dataset: Annotated[
+        str | None, typer.Option(help="dataset (default: the one trained on)")
+    ] = None,
+    split: str = "test",
+    subset: Annotated[int | None, typer.Option(help="evaluate on the first N examples")] = None,
+    batch_size: int = 1000,
+    data_root: Annotated[Path | None, typer.Option(help="folder holding the dataset files")] = None,
+    device: DeviceOpt = "auto",
+    as_json: JsonFlag = False,
+) -> None:
+    """Clean accuracy and loss of a checkpoint on a dataset."""
+    from robustscope import checkpoint, data
+    from robustscope.device import resolve_device
+    from robustscope.evaluation import evaluate_clean
+
+    dev = resolve_device(device)
+    model, meta = checkpoint.load(checkpoint_path, device=dev)
+    name = dataset or meta.dataset
+    if not name:
+        raise RobustscopeError(
+            f"{checkpoint_path}: the checkpoint records no dataset; pass --dataset NAME"
+        )
+    # the dataset options trained with (e.g. tsipras' d) apply when the dataset is the recorded one
+    params = meta.training.get("dataset_params", {}) if dataset in (None, meta.dataset) else {}
+    ds = data.load(name, split, root=data_root, **params).head(subset)
+    if ds.input_shape != meta.model.input_shape:
+        raise RobustscopeError(
+            f"dataset {name!r} has inputs {ds.input_shape} but the model expects "
+            f"{meta.model.input_shape}; pass a matching --dataset"
+        )
+    result = evaluate_clean(model, ds, batch_size=batch_size, device=dev)
+    payload = {
+        "dataset": result.dataset,
+        "split": result.split,
+        "n": result.n,
+        "clean_accuracy": result.accuracy,
+        "loss": result.loss,
+        "checkpoint": str(checkpoint.resolve(checkpoint_path)),
+    }
+    if as_json:
+        _print_json(payload)
+    else:
+        out_console.print(
+            f"{name} ({split}, n={result.n}): clean accuracy {result.accuracy:.4f}, "
+            f"loss {result.loss:.4f}"
+        )
+
+
+@app.command("info")
+def info_cmd(
+    checkpoint_path: Annotated[
+        Path, typer.Argument(metavar="CHECKPOINT", help="checkpoint file or run directory")
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a checkpoint's metadata (architecture, dataset, training, metrics, versions)."""
+    from robustscope import checkpoint
+
+    meta = checkpoint.read_meta(checkpoint_path)
+    d = meta.to_dict()
+    if as_json:
+        _print_json(d)
+        return
+    for key, value in d.items():
+        out_console.print(f"[bold]{key}[/bold]: {json.dumps(value, default=str)}")
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "configuration"
+        parts.append(f"--{field.replace('_', '-')}: {err['msg']}")
+    return "invalid options: " + "; ".join(parts)
+
+
+def main() -> None:
+    """Console entry point: run the app, turning robustscope errors into one-line messages."""
+    try:
+        app()
+    except RobustscopeError as exc:
+        err_console.print(f"[bold red]error:[/bold red] {exc}", soft_wrap=True)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted; completed epochs are saved (resume with --resume)")
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Exceptions of robustscope. Every message names the file or field and the fix."""
+
+from __future__ import annotations
+
+
+class RobustscopeError(Exception):
+    """Base class of every error robustscope raises on purpose."""
+
+
+class DataError(RobustscopeError):
+    """A dataset is missing, malformed or asked for with bad parameters."""
+
+
+class ModelError(RobustscopeError):
+    """An unknown architecture, or one that does not fit the input shape."""
+
+
+class CheckpointError(RobustscopeError):
+    """A checkpoint cannot be read safely or does not match its metadata."""
+
+
+class TrainingError(RobustscopeError):
+    """Training cannot go on (bad configuration, non-finite loss, ...)."""
+
+
+def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> str:
+    """The message for an unknown registry name, listing the valid ones."""
+    return f"unknown {kind} {name!r}; valid {kind}s: {', '.join(sorted(valid))}"

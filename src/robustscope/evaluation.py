@@ -1,0 +1,98 @@
+"""Clean (unattacked) evaluation of a classifier on a dataset.
+
+Robust evaluation under attacks lives in ``robustscope.attacks``; this module is
+the plain accuracy/loss every layer above needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustscope.data.dataset import ArrayDataset
+
+
+@dataclass(frozen=True)
+class CleanEval:
+    """Clean accuracy and mean cross-entropy of a model on ``n`` examples.
+
+    Attributes:
+        dataset: dataset name.
+        split: split evaluated.
+        n: number of examples.
+        accuracy: fraction of correctly classified examples, in [0, 1].
+        loss: mean cross-entropy (natural log) over the examples.
+    """
+
+    dataset: str
+    split: str
+    n: int
+    accuracy: float
+    loss: float
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of ``[N, K]`` logits; a single logit (K = 1) is a binary score
+    (logistic loss with label 1 ↔ positive score)."""
+    if logits.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(
+            logits[:, 0], y.to(logits.dtype), reduction=reduction
+        )
+    return F.cross_entropy(logits, y, reduction=reduction)
+
+
+def predict(logits: torch.Tensor) -> torch.Tensor:
+    """Predicted labels for ``[N, K]`` logits (K = 1: label 1 where the score is positive)."""
+    if logits.shape[1] == 1:
+        return (logits[:, 0] > 0).long()
+    return logits.argmax(1)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def evaluate_clean(
+    model: nn.Module,
+    ds: ArrayDataset,
+    *,
+    batch_size: int = 1000,
+    device: torch.device | None = None,
+) -> CleanEval:
+    """Accuracy and mean cross-entropy of ``model`` on all of ``ds``, in eval mode.
+
+    The model's train/eval mode is restored afterwards.
+    """
+    device = device or _model_device(model)
+    was_training = model.training
+    model.eval()
+    correct = 0
+    loss_sum = 0.0
+    try:
+        for start in range(0, len(ds), batch_size):
+            x = ds.x[start : start + batch_size].to(device, non_blocking=True)
+            y = ds.y[start : start + batch_size].to(device, non_blocking=True)
+            logits = model(x)
+            loss_sum += float(cross_entropy(logits, y, reduction="sum"))
+            correct += int((predict(logits) == y).sum())
+    finally:
+        model.train(was_training)
+    n = len(ds)
+    return CleanEval(
+        dataset=ds.name,
+        split=ds.split,
+        n=n,
+        accuracy=correct / n if n else float("nan"),
+        loss=loss_sum / n if n else float("nan"),
+    )

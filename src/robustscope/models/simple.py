@@ -1,0 +1,248 @@
+"""Small classifiers: ``linear``, ``mlp``, ``smallcnn`` (Madry et al. 2018) and ``lenet``.
+
+``linear`` and ``mlp`` take any input shape (images are flattened, vectors ``(D,)``
+used as they are); ``smallcnn`` and ``lenet`` are image-only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from torch import nn
+
+from robustscope.errors import ModelError
+from robustscope.models._common import (
+    EXAMPLE_IMAGE_SHAPES,
+    activation,
+    check_choice,
+    check_width,
+    image_dims,
+    scaled,
+)
+from robustscope.models.base import Classifier
+from robustscope.models.registry import register
+
+__all__ = ["MLP", "LeNet", "LinearClassifier", "SmallCNN", "lenet", "linear", "mlp", "smallcnn"]
+
+
+class LinearClassifier(Classifier):
+    """``x ↦ W·flatten(x) + b``; the features are the flattened (normalized) input.
+
+    With ``num_classes=1`` the single output is a binary score (positive: class 1), as
+    the linear classifiers of Tsipras et al. 2019 ("Robustness may be at odds with accuracy").
+    """
+
+    def __init__(self, num_classes: int, input_dim: int, bias: bool = True) -> None:
+        super().__init__()
+        self.body = nn.Flatten()
+        self.head = nn.Linear(input_dim, num_classes, bias=bias)
+
+
+class MLP(Classifier):
+    """Fully connected network; the features are the last hidden layer (after its activation)."""
+
+    def __init__(
+        self, num_classes: int, input_dim: int, widths: Sequence[int], activation_name: str
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        fan_in = input_dim
+        for width in widths:
+            layers += [nn.Linear(fan_in, width), activation("mlp", activation_name)]
+            fan_in = width
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(fan_in, num_classes)
+
+
+class SmallCNN(Classifier):
+    """The MNIST CNN of Madry et al. 2018 ("Towards deep learning models resistant to
+    adversarial attacks"): conv 32@5×5 → ReLU → maxpool 2 → conv 64@5×5 → ReLU → maxpool 2
+    → fc 1024 → ReLU → fc K (convolutions "same"-padded). The features are the 1024-d layer.
+    """
+
+    def __init__(self, num_classes: int, input_shape: tuple[int, int, int], width: float) -> None:
+        super().__init__()
+        c, h, w = input_shape
+        c1, c2, fc = scaled(32, width), scaled(64, width), scaled(1024, width)
+        flat = c2 * (h // 2 // 2) * (w // 2 // 2)
+        self.body = nn.Sequential(
+            nn.Conv2d(c, c1, kernel_size=5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, kernel_size=5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(flat, fc),
+            nn.ReLU(),
+        )
+        self.head = nn.Linear(fc, num_classes)
+
+
+class LeNet(Classifier):
+    """LeNet-5 (LeCun et al. 1998) with max pooling: conv 6@5×5 → pool → conv 16@5×5 → pool
+    → fc 120 → fc 84 → fc K. The features are the 84-d layer (after its activation).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+        padding: int,
+        activation_name: str,
+    ) -> None:
+        super().__init__()
+        c, h, w = input_shape
+        hf, wf = _lenet_sizes(h, padding)[-1], _lenet_sizes(w, padding)[-1]
+
+        def act() -> nn.Module:
+            return activation("lenet", activation_name)
+
+        self.body = nn.Sequential(
+            nn.Conv2d(c, 6, kernel_size=5, padding=padding),
+            act(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, kernel_size=5),
+            act(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(16 * hf * wf, 120),
+            act(),
+            nn.Linear(120, 84),
+            act(),
+        )
+        self.head = nn.Linear(84, num_classes)
+
+
+def _lenet_sizes(side: int, padding: int) -> list[int]:
+    """Spatial side after each LeNet stage: conv1, pool1, conv2, pool2."""
+    conv1 = side + 2 * padding - 4
+    pool1 = conv1 // 2
+    conv2 = pool1 - 4
+    return [conv1, pool1, conv2, conv2 // 2]
+
+
+def _input_dim(input_shape: Sequence[int]) -> int:
+    return math.prod(int(s) for s in input_shape)
+
+
+@register(
+    "linear",
+    notes="linear classifier on the flattened input (num_classes=1: binary score, tsipras2019); "
+    "any input, images or vectors (D,)",
+    default_input_shape=(1, 28, 28),
+)
+def linear(num_classes: int, input_shape: tuple[int, ...], *, bias: bool = True) -> Classifier:
+    """Linear classifier ``W·flatten(x) + b``; ``num_classes=1`` gives one binary score.
+
+    Args:
+        num_classes: number of outputs K (1 allowed: a binary score, as in Tsipras et al. 2019).
+        input_shape: ``(C, H, W)`` or ``(D,)``; the input is flattened.
+        bias: whether the linear layer has a bias.
+    """
+    return LinearClassifier(num_classes, _input_dim(input_shape), bias=bool(bias))
+
+
+@register(
+    "mlp",
+    notes="fully connected net, hidden widths (256, 256), ReLU/tanh/linear; "
+    "any input, images or vectors (D,)",
+    default_input_shape=(1, 28, 28),
+)
+def mlp(
+    num_classes: int,
+    input_shape: tuple[int, ...],
+    *,
+    widths: Sequence[int] = (256, 256),
+    activation: str = "relu",
+) -> Classifier:
+    """Multi-layer perceptron on the flattened input.
+
+    Args:
+        num_classes: number of logits K.
+        input_shape: ``(C, H, W)`` or ``(D,)``; the input is flattened.
+        widths: hidden-layer widths (empty: a linear classifier).
+        activation: ``relu``, ``tanh`` or ``linear`` (no nonlinearity: a deep linear network).
+    """
+    check_choice("mlp", "activation", activation, ("relu", "tanh", "linear"))
+    if isinstance(widths, int | str) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in widths
+    ):
+        raise ModelError(
+            f"model 'mlp': widths must be a sequence of positive integers, got {widths!r}"
+        )
+    return MLP(num_classes, _input_dim(input_shape), tuple(widths), activation)
+
+
+@register(
+    "smallcnn",
+    notes="MNIST CNN of Madry et al. 2018 (conv32-conv64-fc1024); images ≥ 4×4, "
+    "e.g. 1×28×28, 3×32×32, 1×8×8",
+    default_input_shape=(1, 28, 28),
+)
+def smallcnn(num_classes: int, input_shape: tuple[int, ...], *, width: float = 1) -> Classifier:
+    """The CNN Madry et al. 2018 train on MNIST, with every layer's width scaled by ``width``.
+
+    Two "same"-padded 5×5 convolutions (32 and 64 channels) each followed by ReLU and a
+    2×2 max pool, then a 1024-unit ReLU layer (the features) and the K logits. An H×W input
+    gives ``64 · ⌊H/4⌋ · ⌊W/4⌋`` inputs to the fc layer (3136 for 28×28, 4096 for 32×32,
+    256 for 8×8); images need H, W ≥ 4.
+
+    Args:
+        num_classes: number of logits K.
+        input_shape: ``(C, H, W)``.
+        width: multiplier of all widths (32, 64, 1024), as Madry et al.'s capacity study.
+    """
+    dims = image_dims("smallcnn", input_shape, min_side=4)
+    return SmallCNN(num_classes, dims, check_width("smallcnn", width))
+
+
+@register(
+    "lenet",
+    notes="LeNet-5 (LeCun et al. 1998) with max pooling; images ≥ 12×12, "
+    "e.g. 1×28×28 (first conv padded), 3×32×32",
+    default_input_shape=(1, 28, 28),
+)
+def lenet(
+    num_classes: int,
+    input_shape: tuple[int, ...],
+    *,
+    padding: int | None = None,
+    activation: str = "relu",
+) -> Classifier:
+    """LeNet-5 (LeCun et al. 1998, "Gradient-based learning applied to document recognition").
+
+    conv 6@5×5 → pool 2 → conv 16@5×5 → pool 2 → fc 120 → fc 84 → fc K, with max pooling.
+    The classic network reads 32×32 images; smaller ones (28×28 MNIST) get their first
+    convolution padded by 2 so that the layers see the classic sizes.
+
+    Args:
+        num_classes: number of logits K.
+        input_shape: ``(C, H, W)``; with the default padding, H, W ≥ 12.
+        padding: padding of the first convolution; None: 2 for images smaller than 32×32,
+            else 0.
+        activation: ``relu`` (default) or ``tanh`` (closer to the 1998 network).
+
+    Raises:
+        ModelError: when a spatial size would drop below 1.
+    """
+    c, h, w = image_dims(
+        "lenet", input_shape, min_side=1, sizes="with H, W ≥ 12 (≥ 16 without padding)"
+    )
+    check_choice("lenet", "activation", activation, ("relu", "tanh"))
+    if padding is None:
+        padding = 2 if min(h, w) < 32 else 0
+    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+        raise ModelError(f"model 'lenet': padding must be an integer ≥ 0, got {padding!r}")
+    for side in (h, w):
+        sizes = _lenet_sizes(side, padding)
+        if min(sizes) < 1:
+            chain = " → ".join(str(s) for s in [side, *sizes])
+            raise ModelError(
+                f"model 'lenet' does not fit input_shape {(c, h, w)}: with first-conv padding "
+                f"{padding} the spatial size goes {chain} (conv, pool, conv, pool) and drops "
+                f"below 1; with this padding it needs H, W ≥ {max(1, 16 - 2 * padding)} "
+                f"(e.g. {EXAMPLE_IMAGE_SHAPES})"
+            )
+    return LeNet(num_classes, (c, h, w), padding, activation)

@@ -1,0 +1,120 @@
+"""VGG13 (Simonyan & Zisserman 2015) in the three variants of shi2020, Table 1.
+
+Shi et al. 2020 ("Disentangling non-robust and robust components ... CCKL ... Fisher
+information") train with TRADES a *pure linear* VGG13 (no ReLU, average pooling), a
+*half linear* VGG13 (no ReLU, max pooling) and a *normal* VGG13 (ReLU, max pooling) on
+CIFAR-10 to show that robust and standard accuracy rise together with nonlinearity.
+
+Adapting to the input size: the five 2×2 pools of VGG13 take 32×32 to 1×1. A pool that
+would take a side below 1 is skipped (28×28: 28→14→7→3→1 and the fifth pool is skipped;
+8×8: the last two are skipped), and a global average pool before the classifier makes
+the feature vector ``512·width`` long for every input size (it is the identity on a 1×1
+map). Skipped pools and the global average pool are linear, so the ``linear`` variant
+stays linear (affine, with biases) in eval mode.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from robustscope.models._common import check_choice, check_width, image_dims, scaled
+from robustscope.models.base import Classifier
+from robustscope.models.registry import register
+
+__all__ = ["VGG", "VGG13_CONFIG", "VGG_VARIANTS", "vgg13"]
+
+#: VGG13 ("configuration B"): conv widths, "M" = 2×2 pool
+VGG13_CONFIG: tuple[int | str, ...] = (
+    64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M",
+)  # fmt: skip
+
+#: variant → (ReLU after each conv, pooling): shi2020 Table 1
+VGG_VARIANTS: dict[str, tuple[bool, str]] = {
+    "normal": (True, "max"),
+    "half_linear": (False, "max"),
+    "linear": (False, "avg"),
+}
+
+
+class VGG(Classifier):
+    """VGG-style network: 3×3 convolutions (+BN) (+ReLU), 2×2 pools, global average pool,
+    one linear layer. The features are the pooled ``[N, last width]`` vector.
+
+    Attributes:
+        variant: ``normal``, ``half_linear`` or ``linear`` (see :data:`VGG_VARIANTS`).
+        skipped_pools: how many pools were skipped because the map was already 1 pixel wide.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+        config: tuple[int | str, ...],
+        variant: str,
+        batch_norm: bool,
+        width: float,
+    ) -> None:
+        super().__init__()
+        relu, pool = VGG_VARIANTS[variant]
+        self.variant = variant
+        self.skipped_pools = 0
+        channels, h, w = input_shape
+        layers: list[nn.Module] = []
+        for item in config:
+            if item == "M":
+                if min(h, w) < 2:
+                    self.skipped_pools += 1
+                    continue
+                layers.append(nn.MaxPool2d(2) if pool == "max" else nn.AvgPool2d(2))
+                h, w = h // 2, w // 2
+                continue
+            out = scaled(int(item), width)
+            layers.append(nn.Conv2d(channels, out, kernel_size=3, padding=1, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(out))
+            if relu:
+                layers.append(nn.ReLU())
+            channels = out
+        layers.append(nn.AdaptiveAvgPool2d(1))
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(channels, num_classes)
+
+
+@register(
+    "vgg13",
+    notes="VGG13, variants normal/half_linear/linear of shi2020 Table 1; images, "
+    "for 3×32×32 (pools adapt to 1×28×28, 1×8×8)",
+    default_input_shape=(3, 32, 32),
+)
+def vgg13(
+    num_classes: int,
+    input_shape: tuple[int, ...],
+    *,
+    variant: str = "normal",
+    batch_norm: bool = True,
+    width: float = 1.0,
+) -> Classifier:
+    """VGG13 for small images with one linear classifier (the CIFAR VGG of shi2020).
+
+    Config 64,64,M,128,128,M,256,256,M,512,512,M,512,512,M (3×3 convs, padding 1).
+    Convolutions carry a bias only without batch norm. Default PyTorch initialisation.
+
+    Args:
+        num_classes: number of logits K.
+        input_shape: ``(C, H, W)``; any size (pools that would shrink a side below 1 are
+            skipped, then a global average pool; see the module docstring).
+        variant: ``normal`` (ReLU + max pool), ``half_linear`` (no ReLU, max pool) or
+            ``linear`` (no ReLU, average pool), as in Shi et al. 2020, Table 1.
+        batch_norm: BatchNorm after every convolution.
+        width: multiplier of every convolution's width.
+    """
+    dims = image_dims("vgg13", input_shape, min_side=1, sizes="of any size")
+    check_choice("vgg13", "variant", variant, tuple(VGG_VARIANTS))
+    return VGG(
+        num_classes,
+        dims,
+        VGG13_CONFIG,
+        variant,
+        bool(batch_norm),
+        check_width("vgg13", width),
+    )

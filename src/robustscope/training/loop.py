@@ -1,0 +1,399 @@
+"""The one training loop. Objectives plug in; the loop owns data order, optimisation,
+evaluation, checkpoints and resumption.
+
+Exact resumption on the CPU: the data order of epoch *e* comes from a generator
+seeded by ``(seed, e)``, the learning rate is a pure function of the step, and
+the global RNG state, optimizer state and objective state are saved with the
+weights after every epoch. A run killed at any point and restarted with
+``resume=True`` therefore ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustscope import checkpoint, data, models
+from robustscope.data.dataset import ArrayDataset
+from robustscope.device import resolve_device
+from robustscope.errors import CheckpointError, TrainingError
+from robustscope.evaluation import evaluate_clean, predict
+from robustscope.io import write_json
+from robustscope.training.config import TrainConfig
+from robustscope.training.objectives import Objective, make_objective
+from robustscope.training.schedule import learning_rate, make_optimizer
+from robustscope.training.state import flatten, rng_state, set_rng_state, unflatten
+
+STATE_FILE = "train_state.safetensors"
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.json"
+
+EpochCallback = Callable[[nn.Module, int, dict[str, Any]], dict[str, Any] | None]
+"""``callback(model, epoch, row) -> extra metrics``: called after each epoch's evaluation
+(``epoch`` is 1-based; ``row`` is the history row so far); returned items join the row."""
+
+Logger = Callable[[str], None]
+
+
+@dataclass
+class TrainResult:
+    """The outcome of :func:`train`.
+
+    Attributes:
+        model: the trained model (eval mode).
+        config: the configuration trained with.
+        history: one row per completed epoch (``epoch`` is 1-based; accuracies in [0, 1]).
+        run_dir: the run directory, or None for an in-memory run.
+        finished: True when all ``config.epochs`` epochs are done.
+    """
+
+    model: models.Classifier
+    config: TrainConfig
+    history: list[dict[str, Any]] = field(default_factory=list)
+    run_dir: Path | None = None
+    finished: bool = False
+
+    @property
+    def completed_epochs(self) -> int:
+        return len(self.history)
+
+    @property
+    def final(self) -> dict[str, Any]:
+        """The last history row (empty before the first epoch)."""
+        return self.history[-1] if self.history else {}
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator that fixes the data order and augmentation of ``epoch`` (0-based)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63))
+
+
+def load_datasets(config: TrainConfig) -> tuple[ArrayDataset, ArrayDataset]:
+    """The train and test sets named by ``config`` (after ``train_subset``/``test_subset``)."""
+
+    def load(split: str) -> ArrayDataset:
+        return data.load(config.dataset, split, root=config.data_root, **config.dataset_params)
+
+    return load("train").head(config.train_subset), load("test").head(config.test_subset)
+
+
+def build_model(config: TrainConfig, train_ds: ArrayDataset) -> models.Classifier:
+    """The (seeded) untrained model of ``config`` for inputs shaped like ``train_ds``."""
+    mean = std = None
+    if config.normalize:
+        info = data.info(config.dataset, **config.dataset_params)
+        mean, std = info.mean, info.std
+    torch.manual_seed(config.seed)
+    return models.create(
+        config.model,
+        train_ds.num_classes,
+        train_ds.input_shape,
+        mean=mean,
+        std=std,
+        **config.model_kwargs,
+    )
+
+
+def _default_logger(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False).print(message)
+
+
+def train(
+    config: TrainConfig,
+    out: str | Path | None = None,
+    *,
+    resume: bool = False,
+    callbacks: Sequence[EpochCallback] = (),
+    progress: bool = True,
+    log: Logger | None = _default_logger,
+    stop_after_epochs: int | None = None,
+    datasets: tuple[ArrayDataset, ArrayDataset] | None = None,
+) -> TrainResult:
+    """Train the model described by ``config``; write checkpoints to the run directory ``out``.
+
+    Args:
+        config: what to train (see :class:`TrainConfig`).
+        out: run directory (created). ``None`` trains in memory without files.
+        resume: continue from the last completed epoch saved in ``out``. Without it,
+            a run directory that already holds training state is refused (nothing is overwritten).
+        callbacks: measurements run after each epoch; their results join the history row.
+        progress: show a progress bar over the batches of each epoch.
+        log: receives one summary line per epoch (None: silent).
+        stop_after_epochs: stop (resumably) after this many epochs in this call —
+            for time-limited jobs; ``--resume`` continues later.
+        datasets: (train, test) to use instead of loading ``config.dataset``.
+
+    Returns:
+        a :class:`TrainResult`.
+
+    Raises:
+        TrainingError: non-finite loss (the last good checkpoint stays in ``out``),
+            an inconsistent resume, or an unusable configuration.
+    """
+    run_dir = Path(out) if out is not None else None
+    device = resolve_device(config.device)
+    train_ds, test_ds = datasets if datasets is not None else load_datasets(config)
+    if len(train_ds) == 0:
+        raise TrainingError(f"dataset {train_ds.name!r} has no training examples")
+    augment = config.augment
+    if augment is None:
+        augment = data.info(config.dataset, **config.dataset_params).augment
+
+    model = build_model(config, train_ds).to(device)
+    optimizer = make_optimizer(model, config)
+    objective = make_objective(config.method, **config.method_params)
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+
+    state_path = run_dir / STATE_FILE if run_dir is not None else None
+    if state_path is not None and state_path.exists():
+        if not resume:
+            done = _saved_epochs(state_path)
+            raise TrainingError(
+                f"{run_dir} already holds a run ({done} epoch(s) done); pass --resume to "
+                "continue it, or choose another --out (nothing was overwritten)"
+            )
+        start_epoch, history = _restore(state_path, config, model, optimizer, objective)
+        if log:
+            log(f"resuming {run_dir} after epoch {start_epoch}")
+    elif resume and log:
+        log(f"nothing to resume in {run_dir}; starting a new run")
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / CONFIG_FILE, config.model_dump())
+
+    train_dev = train_ds.to(device)
+    steps_per_epoch = math.ceil(len(train_dev) / config.batch_size)
+    for epoch in range(start_epoch, config.epochs):
+        if stop_after_epochs is not None and epoch - start_epoch >= stop_after_epochs:
+            break
+        row = _train_epoch(
+            model,
+            objective,
+            optimizer,
+            config,
+            train_dev,
+            augment,
+            epoch,
+            steps_per_epoch,
+            device,
+            progress,
+            run_dir,
+            len(history),
+        )
+        test_eval = evaluate_clean(model, test_ds, batch_size=config.eval_batch_size, device=device)
+        row.update(test_loss=test_eval.loss, test_accuracy=test_eval.accuracy)
+        for cb in callbacks:
+            extra = cb(model, epoch + 1, row)
+            if extra:
+                row.update(extra)
+        history.append(row)
+        if run_dir is not None:
+            _save_run(run_dir, model, optimizer, objective, config, history, train_ds)
+        if log:
+            log(_summary(row, config.epochs))
+
+    model.eval()
+    return TrainResult(
+        model=model,
+        config=config,
+        history=history,
+        run_dir=run_dir,
+        finished=len(history) >= config.epochs,
+    )
+
+
+def _train_epoch(
+    model: nn.Module,
+    objective: Objective,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    train_ds: ArrayDataset,
+    augment: str,
+    epoch: int,
+    steps_per_epoch: int,
+    device: torch.device,
+    progress: bool,
+    run_dir: Path | None,
+    good_epochs: int,
+) -> dict[str, Any]:
+    model.train()
+    gen = epoch_generator(config.seed, epoch)
+    batches = data.iterate_batches(
+        train_ds, config.batch_size, shuffle=True, generator=gen, augment=augment
+    )
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
+    extras: dict[str, float] = {}
+    t0 = time.perf_counter()
+    bar = _progress_bar(progress, f"epoch {epoch + 1}/{config.epochs}", steps_per_epoch)
+    try:
+        for step, (x, y) in enumerate(batches):
+            lr = learning_rate(config, epoch, step, steps_per_epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            out = objective(model, x, y)
+            if not torch.isfinite(out.loss):
+                where = f"{run_dir}" if run_dir is not None else "memory (no run directory)"
+                raise TrainingError(
+                    f"non-finite loss ({float(out.loss.detach())}) at epoch {epoch + 1}, step {step + 1}; "
+                    f"training stopped. The last good checkpoint (epoch {good_epochs}) is kept in "
+                    f"{where}. Lower --lr, or check the data for NaNs"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+            target = out.y if out.y is not None else y
+            n = len(target)
+            loss_sum += out.loss.detach().double() * n
+            correct += (predict(out.logits.detach()) == target).sum()
+            seen += n
+            for k, v in out.extras.items():
+                extras[k] = extras.get(k, 0.0) + float(v) * n
+            if bar is not None:
+                bar.advance()
+    finally:
+        if bar is not None:
+            bar.close()
+    elapsed = time.perf_counter() - t0
+    row: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "lr": learning_rate(config, epoch, steps_per_epoch - 1, steps_per_epoch),
+        "train_loss": float(loss_sum) / seen,
+        "train_accuracy": int(correct) / seen,
+        "train_time_s": elapsed,
+        "images_per_s": seen / elapsed if elapsed > 0 else float("nan"),
+    }
+    row.update({k: v / seen for k, v in extras.items()})
+    return row
+
+
+class _Bar:
+    def __init__(self, description: str, total: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        )
+        self._task = self._progress.add_task(description, total=total)
+        self._progress.start()
+
+    def advance(self) -> None:
+        self._progress.advance(self._task)
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+def _progress_bar(enabled: bool, description: str, total: int) -> _Bar | None:
+    return _Bar(description, total) if enabled else None
+
+
+def _summary(row: dict[str, Any], epochs: int) -> str:
+    return (
+        f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} "
+        f"acc {row['train_accuracy']:.4f}  test loss {row['test_loss']:.4f} "
+        f"acc {row['test_accuracy']:.4f}  {row['images_per_s']:.0f} img/s"
+    )
+
+
+def _save_run(
+    run_dir: Path,
+    model: models.Classifier,
+    optimizer: torch.optim.Optimizer,
+    objective: Objective,
+    config: TrainConfig,
+    history: list[dict[str, Any]],
+    train_ds: ArrayDataset,
+) -> None:
+    """Persist one completed epoch: resume state first (the authority), then model and history."""
+    tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
+    skeleton = {
+        "optimizer": flatten(optimizer.state_dict(), "optimizer", tensors),
+        "rng": flatten(rng_state(), "rng", tensors),
+        "objective": flatten(
+            objective.state_dict() if hasattr(objective, "state_dict") else None,
+            "objective",
+            tensors,
+        ),
+    }
+    meta = {
+        "epoch": len(history),
+        "config": config.model_dump(),
+        "history": history,
+        "state": skeleton,
+    }
+    checkpoint.save_tensors(run_dir / STATE_FILE, tensors, meta)
+    checkpoint.save(
+        run_dir / checkpoint.MODEL_FILE,
+        model,
+        {
+            "dataset": config.dataset,
+            "training": config.model_dump(),
+            "metrics": history[-1],
+            "extra": {
+                "epochs_completed": len(history),
+                "finished": len(history) >= config.epochs,
+                "classes": list(train_ds.classes),
+            },
+        },
+    )
+    write_json(run_dir / HISTORY_FILE, history)
+
+
+def _saved_epochs(state_path: Path) -> int:
+    try:
+        _, meta = checkpoint.load_tensors(state_path)
+        return int(meta.get("epoch", 0))
+    except CheckpointError:
+        return 0
+
+
+def _restore(
+    state_path: Path,
+    config: TrainConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    objective: Objective,
+) -> tuple[int, list[dict[str, Any]]]:
+    tensors, meta = checkpoint.load_tensors(state_path)
+    saved = TrainConfig.model_validate(meta["config"])
+    diffs = saved.differences(config)
+    if diffs:
+        listing = ", ".join(f"{k}: saved {a!r} vs now {b!r}" for k, (a, b) in diffs.items())
+        raise TrainingError(
+            f"cannot resume {state_path.parent}: the configuration differs ({listing}); "
+            "resume with the same options or start a new run with another --out"
+        )
+    weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    checkpoint.load_weights(model, weights, source=str(state_path))
+    state = meta["state"]
+    # Optimizer.load_state_dict moves the state tensors to the parameters' device
+    optimizer.load_state_dict(unflatten(state["optimizer"], tensors))
+    set_rng_state(unflatten(state["rng"], tensors))
+    obj_state = unflatten(state["objective"], tensors)
+    if obj_state is not None and hasattr(objective, "load_state_dict"):
+        objective.load_state_dict(obj_state)
+    return int(meta["epoch"]), list(meta["history"])
