@@ -7,11 +7,11 @@ PY     := $(VENV)/bin/python
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.robustscope-installed
 
-.PHONY: demo test setup data lint
+.PHONY: demo test setup data
 
 demo: setup data
 	$(VENV)/bin/robustscope train --dataset fashion-mnist --model smallcnn --epochs 2 \
-		--lr 0.01 --batch-size 128 --seed 0 --out runs/demo-standard --resume
+		--seed 0 --out runs/demo-standard --resume
 	$(VENV)/bin/robustscope eval runs/demo-standard
 
 test: setup
@@ -19,21 +19,17 @@ test: setup
 		"the tests that need it skip and say so"
 	$(PY) -m pytest -n 2 --dist loadfile -q
 
-lint: setup
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
-	$(VENV)/bin/mypy
-
 # --- setup (not user-facing) ---------------------------------------------------------
 
 setup: $(STAMP)
 
 # torch is pinned on every pip line so no other build is ever pulled in
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml benchmarks/setup.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q $(TORCH) -e '.[dev]'
+	bash benchmarks/setup.sh
 	touch $@
 
 data: setup

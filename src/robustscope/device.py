@@ -7,6 +7,15 @@ import torch
 from robustscope.errors import RobustscopeError
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of a module's first parameter (or buffer); the CPU for a stateless module."""
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """Return the torch device for ``device`` ('auto', 'cpu', 'cuda', 'cuda:1', 'mps').
 

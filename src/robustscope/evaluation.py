@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustscope.data.dataset import ArrayDataset
+from robustscope.device import model_device
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,6 @@ def predict(logits: torch.Tensor) -> torch.Tensor:
     return logits.argmax(1)
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
-
-
 @torch.no_grad()
 def evaluate_clean(
     model: nn.Module,
@@ -74,7 +67,7 @@ def evaluate_clean(
 
     The model's train/eval mode is restored afterwards.
     """
-    device = device or _model_device(model)
+    device = device or model_device(model)
     was_training = model.training
     model.eval()
     correct = 0

@@ -36,7 +36,11 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 def write_json(path: str | Path, obj: Any) -> Path:
     """Atomically write ``obj`` as indented JSON."""
     text = json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"
-    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text)
+
+    return atomic_write(path, write)
 
 
 def read_json(path: str | Path) -> Any:

@@ -48,11 +48,11 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(128, ge=1)
     eval_batch_size: int = Field(1000, ge=1)
     optimizer: Literal["sgd", "adam"] = "sgd"
-    lr: float = Field(0.01, gt=0)
+    lr: float = Field(0.05, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
     weight_decay: float = Field(5e-4, ge=0)
-    schedule: Schedule = "constant"
+    schedule: Schedule = "cosine"
     milestones: list[int] = Field(default_factory=list)
     gamma: float = Field(0.1, gt=0)
     warmup_fraction: float = Field(0.4, gt=0, lt=1)

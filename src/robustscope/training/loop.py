@@ -26,6 +26,7 @@ from robustscope.device import resolve_device
 from robustscope.errors import CheckpointError, TrainingError
 from robustscope.evaluation import evaluate_clean, predict
 from robustscope.io import write_json
+from robustscope.progress import ProgressBar
 from robustscope.training.config import TrainConfig
 from robustscope.training.objectives import Objective, make_objective
 from robustscope.training.schedule import learning_rate, make_optimizer
@@ -236,7 +237,7 @@ def _train_epoch(
     seen = 0
     extras: dict[str, float] = {}
     t0 = time.perf_counter()
-    bar = _progress_bar(progress, f"epoch {epoch + 1}/{config.epochs}", steps_per_epoch)
+    bar = ProgressBar(progress, f"epoch {epoch + 1}/{config.epochs}", steps_per_epoch)
     try:
         for step, (x, y) in enumerate(batches):
             lr = learning_rate(config, epoch, step, steps_per_epoch)
@@ -260,11 +261,9 @@ def _train_epoch(
             seen += n
             for k, v in out.extras.items():
                 extras[k] = extras.get(k, 0.0) + float(v) * n
-            if bar is not None:
-                bar.advance()
+            bar.advance()
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     elapsed = time.perf_counter() - t0
     row: dict[str, Any] = {
         "epoch": epoch + 1,
@@ -276,39 +275,6 @@ def _train_epoch(
     }
     row.update({k: v / seen for k, v in extras.items()})
     return row
-
-
-class _Bar:
-    def __init__(self, description: str, total: int) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            transient=True,
-        )
-        self._task = self._progress.add_task(description, total=total)
-        self._progress.start()
-
-    def advance(self) -> None:
-        self._progress.advance(self._task)
-
-    def close(self) -> None:
-        self._progress.stop()
-
-
-def _progress_bar(enabled: bool, description: str, total: int) -> _Bar | None:
-    return _Bar(description, total) if enabled else None
 
 
 def _summary(row: dict[str, Any], epochs: int) -> str:
