@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from robustscope.errors import RobustscopeError
+from robustscope.training.config import TrainConfig
 
 app = typer.Typer(
     name="robustscope",
@@ -30,6 +31,9 @@ app = typer.Typer(
 )
 out_console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
+
+# training defaults live in TrainConfig; the CLI shows the same ones
+_DEFAULT: dict[str, Any] = {k: f.default for k, f in TrainConfig.model_fields.items()}
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="print one JSON object instead of a table")]
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N")]
@@ -94,7 +98,7 @@ def models_cmd(
     from robustscope import models
 
     shape = tuple(_parse_ints(input_shape, "--input-shape")) if input_shape else None
-    rows = []
+    rows: list[dict[str, Any]] = []
     for entry in models.entries():
         use = shape or entry.default_input_shape
         try:
@@ -109,12 +113,12 @@ def models_cmd(
         return
     table = Table("model", "input shape", "parameters", "notes")
     for r in rows:
-        n = r["parameters"]
+        count = r["parameters"]
         table.add_row(
-            r["name"],
+            str(r["name"]),
             "×".join(map(str, r["input_shape"])),
-            f"{n:,}" if isinstance(n, int) else str(n),
-            r["notes"],
+            f"{count:,}" if isinstance(count, int) else str(count),
+            str(r["notes"]),
         )
     out_console.print(table)
 
@@ -139,19 +143,19 @@ def train_cmd(
         list[str] | None,
         typer.Option("--method-param", help="objective option KEY=VALUE, repeatable"),
     ] = None,
-    epochs: int = 5,
-    lr: float = 0.01,
-    batch_size: int = 128,
-    optimizer: Annotated[str, typer.Option(help="sgd or adam")] = "sgd",
-    momentum: float = 0.9,
+    epochs: int = _DEFAULT["epochs"],
+    lr: float = _DEFAULT["lr"],
+    batch_size: int = _DEFAULT["batch_size"],
+    optimizer: Annotated[str, typer.Option(help="sgd or adam")] = _DEFAULT["optimizer"],
+    momentum: float = _DEFAULT["momentum"],
     nesterov: bool = False,
-    weight_decay: float = 5e-4,
+    weight_decay: float = _DEFAULT["weight_decay"],
     schedule: Annotated[
         str, typer.Option(help="constant, multistep, cosine or onecycle")
-    ] = "constant",
+    ] = _DEFAULT["schedule"],
     milestones: Annotated[str | None, typer.Option(help="multistep epochs, e.g. 80,120")] = None,
-    gamma: float = 0.1,
-    seed: int = 0,
+    gamma: float = _DEFAULT["gamma"],
+    seed: int = _DEFAULT["seed"],
     device: DeviceOpt = "auto",
     augment: Annotated[
         str | None, typer.Option(help="none or crop_flip (default: per dataset)")
@@ -176,7 +180,7 @@ def train_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Train a model; a checkpoint is written to --out after every epoch."""
-    from robustscope.training import TrainConfig, train
+    from robustscope.training import train
 
     try:
         config = TrainConfig(
@@ -190,11 +194,11 @@ def train_cmd(
             epochs=epochs,
             lr=lr,
             batch_size=batch_size,
-            optimizer=optimizer,  # type: ignore[arg-type]
+            optimizer=optimizer,
             momentum=momentum,
             nesterov=nesterov,
             weight_decay=weight_decay,
-            schedule=schedule,  # type: ignore[arg-type]
+            schedule=schedule,
             milestones=_parse_ints(milestones, "--milestones"),
             gamma=gamma,
             seed=seed,
@@ -247,26 +251,14 @@ def eval_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Clean accuracy and loss of a checkpoint on a dataset."""
-    from robustscope import checkpoint, data
+    from robustscope import checkpoint
     from robustscope.device import resolve_device
     from robustscope.evaluation import evaluate_clean
 
     dev = resolve_device(device)
-    model, meta = checkpoint.load(checkpoint_path, device=dev)
-    name = dataset or meta.dataset
-    if not name:
-        raise RobustscopeError(
-            f"{checkpoint_path}: the checkpoint records no dataset; pass --dataset NAME"
-        )
-    # the dataset options trained with (e.g. tsipras' d) apply when the dataset is the recorded one
-    params = meta.training.get("dataset_params", {}) if dataset in (None, meta.dataset) else {}
-    ds = data.load(name, split, root=data_root, **params).head(subset)
-    if ds.input_shape != meta.model.input_shape:
-        raise RobustscopeError(
-            f"dataset {name!r} has inputs {ds.input_shape} but the model expects "
-            f"{meta.model.input_shape}; pass a matching --dataset"
-        )
+    model, _, ds = _model_and_data(checkpoint_path, dataset, split, subset, data_root, dev)
     result = evaluate_clean(model, ds, batch_size=batch_size, device=dev)
+    name = ds.name
     payload = {
         "dataset": result.dataset,
         "split": result.split,
@@ -282,6 +274,126 @@ def eval_cmd(
             f"{name} ({split}, n={result.n}): clean accuracy {result.accuracy:.4f}, "
             f"loss {result.loss:.4f}"
         )
+
+
+def _parse_floats(text: str, option: str) -> list[float]:
+    try:
+        return [float(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise RobustscopeError(f"{option} expects comma-separated numbers, got {text!r}") from None
+
+
+@app.command("attacks")
+def attacks_cmd(as_json: JsonFlag = False) -> None:
+    """List the attacks."""
+    from robustscope import attacks
+
+    rows = attacks.available()
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("attack", "description")
+    for name, doc in rows.items():
+        table.add_row(name, doc)
+    out_console.print(table)
+
+
+@app.command("attack")
+def attack_cmd(
+    checkpoint_path: Annotated[
+        Path, typer.Argument(metavar="CHECKPOINT", help="checkpoint file or run directory")
+    ],
+    attack: Annotated[str, typer.Option(help="attack name (robustscope attacks)")] = "pgd",
+    norm: Annotated[str, typer.Option(help="linf or l2")] = "linf",
+    eps: Annotated[str, typer.Option(help="comma-separated radii, e.g. 0,0.05,0.1")] = "0,0.05,0.1",
+    steps: Annotated[int | None, typer.Option(help="iterations (attack default if unset)")] = None,
+    restarts: Annotated[
+        int | None, typer.Option(help="random restarts (attack default if unset)")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="attack parameter KEY=VALUE, repeatable")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="dataset (default: the one trained on)")
+    ] = None,
+    split: str = "test",
+    n: Annotated[int | None, typer.Option(help="attack the first N examples")] = 1000,
+    batch_size: int = 256,
+    seed: int = 0,
+    checks: Annotated[bool, typer.Option(help="run the gradient-masking checks")] = True,
+    data_root: Annotated[Path | None, typer.Option(help="folder holding the dataset files")] = None,
+    device: DeviceOpt = "auto",
+    as_json: JsonFlag = False,
+) -> None:
+    """Clean and robust accuracy of a checkpoint under an attack at several ε."""
+    from robustscope import attacks
+    from robustscope.device import resolve_device
+
+    dev = resolve_device(device)
+    model, _, ds = _model_and_data(checkpoint_path, dataset, split, n, data_root, dev)
+    params = _parse_kv(param or [], "--param")
+    if steps is not None:
+        params["steps"] = steps
+    if restarts is not None:
+        params["restarts"] = restarts
+    curve = attacks.evaluate(
+        model,
+        ds.x,
+        ds.y,
+        attack,
+        _parse_floats(eps, "--eps"),
+        norm=norm,
+        batch_size=batch_size,
+        seed=seed,
+        checks=checks,
+        progress=sys.stderr.isatty() and not as_json,
+        **params,
+    )
+    if as_json:
+        _print_json(curve.to_dict())
+        return
+    table = Table(
+        "ε",
+        "robust accuracy",
+        "on correctly classified",
+        title=(
+            f"{attack} ({norm}) on {ds.name} {split}, n={curve.n}: clean accuracy {curve.clean_accuracy:.4f}"
+        ),
+    )
+    on_correct = curve.robust_accuracy_on_correct
+    for e, acc in curve.robust_accuracy.items():
+        table.add_row(f"{e:g}", f"{acc:.4f}", f"{on_correct[e]:.4f}")
+    out_console.print(table)
+    for flag in curve.flags:
+        err_console.print(f"[yellow]warning ({flag.name}):[/yellow] {flag.message}")
+
+
+def _model_and_data(
+    checkpoint_path: Path,
+    dataset: str | None,
+    split: str,
+    subset: int | None,
+    data_root: Path | None,
+    device: Any,
+) -> tuple[Any, Any, Any]:
+    """Load a checkpoint and the dataset to evaluate it on (default: the one it was trained on)."""
+    from robustscope import checkpoint, data
+
+    model, meta = checkpoint.load(checkpoint_path, device=device)
+    name = dataset or meta.dataset
+    if not name:
+        raise RobustscopeError(
+            f"{checkpoint_path}: the checkpoint records no dataset; pass --dataset NAME"
+        )
+    # the dataset options trained with (e.g. tsipras' d) apply when the dataset is the recorded one
+    params = meta.training.get("dataset_params", {}) if dataset in (None, meta.dataset) else {}
+    ds = data.load(name, split, root=data_root, **params).head(subset)
+    if ds.input_shape != meta.model.input_shape:
+        raise RobustscopeError(
+            f"dataset {name!r} has inputs {ds.input_shape} but the model expects "
+            f"{meta.model.input_shape}; pass a matching --dataset"
+        )
+    return model, meta, ds
 
 
 @app.command("info")

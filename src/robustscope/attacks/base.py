@@ -22,6 +22,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from robustscope.device import model_device
 from robustscope.errors import RobustscopeError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -84,11 +85,7 @@ class Attack(ABC):
 
     @property
     def device(self) -> torch.device:
-        for t in self.model.parameters():
-            return t.device
-        for t in self.model.buffers():
-            return t.device
-        return torch.device("cpu")
+        return model_device(self.model)
 
     def generator(self, device: torch.device) -> torch.Generator | None:
         """A generator seeded with ``seed`` (new at every call), or None for the global RNG."""

@@ -1,0 +1,407 @@
+"""Fixed-budget gradient attacks: FGSM (and FGSM-RS), PGD (CE, CW and KL losses) and CW-ℓ∞.
+
+All attacks here maximise a per-example objective ``L(f(x′), y)`` over the threat
+model ``S = ball(x, ε) ∩ box`` (:class:`~robustscope.attacks.threat.ThreatModel`)
+with steepest-ascent steps of the norm (the gradient sign for ℓ∞, the normalized
+gradient for ℓ2) followed by the projection ``P_S``.
+
+Which point is returned (PGD and CW-ℓ∞; :mod:`robustscope.attacks.apgd` uses the
+same rule through :class:`BestKeeper`): every iterate of every restart is a
+candidate; per example, the **first misclassified candidate** found is final,
+and an example never misclassified gets the candidate of **highest objective**.
+So an example left unbroken gets a point whose objective is at least that of plain
+PGD's last iterate.
+
+Every attack takes a keyword ``clip=(clip_min, clip_max)``, the input box
+(``(0.0, 1.0)`` for images; ``(None, None)`` for unbounded vector inputs such as
+the Tsipras et al. synthetic data).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from robustscope.attacks.base import Attack, LossFn
+from robustscope.attacks.losses import ce_loss, cw_loss, kl_to_clean
+from robustscope.attacks.registry import register
+from robustscope.attacks.threat import ThreatModel, check_norm, flat_norms
+from robustscope.errors import RobustscopeError
+from robustscope.evaluation import predict
+
+__all__ = ["FGSM", "PGD", "PGD_LOSSES", "BestKeeper", "CWLinf", "Clip", "make_threat", "pgd_start"]
+
+Clip = tuple[float | None, float | None]
+
+#: the objectives PGD can maximise
+PGD_LOSSES: tuple[str, ...] = ("ce", "cw", "kl")
+
+#: standard deviation of the Gaussian start of the KL loss (TRADES, Zhang et al. 2019)
+KL_START_STD = 1e-3
+
+
+def make_threat(name: str, norm: str, eps: float, clip: Clip) -> ThreatModel:
+    """The :class:`ThreatModel` of an attack, with errors that name the attack."""
+    check_norm(norm)
+    eps = float(eps)
+    if not (eps >= 0) or eps == float("inf"):
+        raise RobustscopeError(f"{name}: eps must be finite and ≥ 0, got {eps}")
+    if len(clip) != 2:
+        raise RobustscopeError(f"{name}: clip must be (clip_min, clip_max), got {clip!r}")
+    lo, hi = clip
+    if lo is not None and hi is not None and not lo < hi:
+        raise RobustscopeError(f"{name}: clip_min must be < clip_max, got {clip!r}")
+    return ThreatModel(norm, eps, lo, hi)  # type: ignore[arg-type]
+
+
+def check_positive_int(name: str, field: str, value: int) -> int:
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise RobustscopeError(f"{name}: {field} must be an integer ≥ 1, got {value!r}")
+    return int(value)
+
+
+def _step_size(name: str, value: float | None, default: float) -> float:
+    if value is None:
+        return default
+    if not (value >= 0):
+        raise RobustscopeError(f"{name}: step_size must be ≥ 0, got {value}")
+    return float(value)
+
+
+def pgd_start(threat: ThreatModel, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    """Random start of PGD and FGSM-RS: uniform in the ℓ∞ ball; in ℓ2 a uniform direction
+    at a radius uniform in ``[0, ε]`` (then clipped to the box).
+
+    Not uniform in the ℓ2 ball on purpose: in d dimensions that puts nearly every start at
+    radius ≈ ε in a random direction, from which small PGD steps rotate only slowly toward
+    the ascent direction (on a digits MLP, 64-d, this cost PGD-ℓ2 0.5–1 point of robust
+    accuracy even at 50 steps). APGD's first step of 2ε makes it insensitive to this.
+    """
+    if threat.norm == "linf":
+        return threat.random_start(x, gen)
+    g = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+    r = torch.rand(len(x), generator=gen, device=x.device, dtype=x.dtype) * threat.eps
+    norms = flat_norms(g, "l2").clamp_min(1e-12)
+    delta = g * (r / norms).reshape((len(x),) + (1,) * (x.ndim - 1))
+    return threat.project(x + delta, x)
+
+
+class BestKeeper:
+    """Per-example strongest point seen over all iterates and restarts of an attack.
+
+    The rule: the first misclassified point an example gets is final; until then
+    the point of highest objective is kept. Starts from the clean input (objective
+    −∞), so an example whose objective is never finite is returned unchanged.
+
+    Attributes:
+        x: ``[N, ...]`` the kept points.
+        loss: ``[N]`` (float64) the objective of the kept point of unsuccessful examples.
+        found: ``[N]`` bool, a misclassified point was found.
+    """
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x.clone()
+        self.loss = torch.full((len(x),), float("-inf"), dtype=torch.float64, device=x.device)
+        self.found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+
+    def remaining(self) -> torch.Tensor:
+        """Indices of the examples without a misclassified point yet."""
+        return (~self.found).nonzero()[:, 0]
+
+    def update(
+        self,
+        idx: torch.Tensor,
+        x_adv: torch.Tensor,
+        loss: torch.Tensor,
+        logits: torch.Tensor,
+        y: torch.Tensor,
+    ) -> torch.Tensor:
+        """Offer candidates ``x_adv`` for the examples ``idx``; returns their ``found`` flags."""
+        misclassified = predict(logits) != y
+        open_ = ~self.found[idx]
+        new = open_ & misclassified
+        better = open_ & ~misclassified & (loss.to(torch.float64) > self.loss[idx])
+        take = new | better
+        if bool(take.any()):
+            self.x[idx[take]] = x_adv[take]
+            self.loss[idx[better]] = loss[better].to(torch.float64)
+            self.found[idx[new]] = True
+        return self.found[idx]
+
+
+@register("fgsm")
+class FGSM(Attack):
+    """Fast gradient sign method (Goodfellow et al. 2015) and FGSM-RS (Wong et al. 2020).
+
+    One steepest-ascent step of the cross-entropy, then the projection onto
+    ``ball(x, ε) ∩ box``::
+
+        x′ = P_S(x₀ + α · sign(∇ₓ CE(f(x₀), y)))        (ℓ∞; ℓ2: α · ∇/‖∇‖₂)
+
+    with ``x₀ = x`` and ``α = ε`` (plain FGSM), or with ``random_start=True`` ``x₀``
+    uniform in ``ball(x, ε) ∩ box`` (ℓ2: see :func:`pgd_start`) and ``α = 1.25 ε``
+    (FGSM-RS of Wong, Rice & Kolter 2020, "Fast is better than free"). Cost: one forward + one input-gradient backward.
+
+    Args:
+        model: maps ``[N, ...]`` inputs to logits ``[N, K]`` (or a binary score ``[N, 1]``).
+        eps: radius ε of the threat model, in pixel units.
+        norm: ``"linf"`` or ``"l2"``.
+        random_start: start from a uniform random point of the ball (FGSM-RS).
+        step_size: α; default ε, or 1.25 ε with ``random_start``.
+        seed: seed of the random start (None: the global RNG).
+        clip: the input box ``(clip_min, clip_max)``; ``(None, None)`` for unbounded inputs.
+
+    Shape:
+        ``x``: ``[N, ...]`` floating point; ``y``: ``[N]`` labels; output: like ``x``.
+
+    Example:
+        >>> from robustscope import models
+        >>> model = models.create("mlp", 10, (1, 8, 8))
+        >>> atk = FGSM(model, eps=0.1)
+        >>> x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+        >>> x_adv = atk(x, y)
+        >>> bool((x_adv - x).abs().max() <= 0.1 + 1e-6)
+        True
+    """
+
+    name: ClassVar[str] = "fgsm"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float,
+        norm: str = "linf",
+        random_start: bool = False,
+        step_size: float | None = None,
+        seed: int | None = None,
+        *,
+        clip: Clip = (0.0, 1.0),
+    ) -> None:
+        super().__init__(model, seed=seed)
+        self.threat = make_threat(self.name, norm, eps, clip)
+        self.eps = self.threat.eps
+        self.norm = self.threat.norm
+        self.random_start = bool(random_start)
+        default = 1.25 * self.eps if self.random_start else self.eps
+        self.step_size = _step_size(self.name, step_size, default)
+
+    def run(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x0 = pgd_start(self.threat, x, self.generator(x.device)) if self.random_start else x
+        grad, _, _ = self.input_grad(x0, y, ce_loss)
+        return self.threat.project(self.threat.step(x0, grad, self.step_size), x)
+
+
+@register("pgd")
+class PGD(Attack):
+    """Projected gradient descent (Madry et al. 2018, "Towards deep learning models
+    resistant to adversarial attacks"), with restarts and a choice of objective.
+
+    From a start ``x⁰`` (with ``random_start``: uniform in the ℓ∞ ball, or in ℓ2 a
+    uniform direction at a radius uniform in ``[0, ε]`` — :func:`pgd_start`; else ``x``)::
+
+        xᵗ⁺¹ = P_S(xᵗ + α · sign(∇ₓ L(f(xᵗ), y)))        (ℓ∞; ℓ2: α · ∇/‖∇‖₂)
+
+    for ``steps`` steps, maximising the objective ``loss``:
+
+    * ``"ce"``: cross-entropy;
+    * ``"cw"``: the Carlini–Wagner margin ``min(max_{j≠y} z_j − z_y, κ)``;
+    * ``"kl"``: ``KL(f(x) ‖ f(x′))`` with the clean prediction ``f(x)`` computed once at
+      the start — the inner maximisation of TRADES (Zhang et al. 2019). Its gradient
+      at ``x′ = x`` is exactly zero, so its random start is the TRADES one,
+      ``x + 0.001·N(0, I)`` (projected), not a uniform point of the ball; with
+      ``random_start=False`` the attack cannot leave ``x``.
+
+    The default step size is ``α = 2.5 ε / steps`` (Madry et al. 2018: enough to
+    cross the ball from any start). For shi2020 Table 1's evaluation use
+    ``PGD(model, 8/255, steps=20, step_size=2/255)``.
+
+    Returned point (see the module doc): per example, the first misclassified
+    iterate of any restart, otherwise the iterate of highest objective over all
+    restarts — for ``"kl"`` too (for TRADES training this means a point the model already
+    misclassifies is not pushed further). Restart ``r + 1`` runs only on the examples not
+    yet misclassified, and
+    an example leaves the batch as soon as it is misclassified. With
+    ``random_start=False`` all restarts would be identical, so only one is run.
+
+    Cost: per restart, ``steps`` × (forward + input-gradient backward) and one
+    forward of the last iterate (+ one clean forward in total for ``"kl"``).
+    The objective and prediction of each iterate are read from the gradient call
+    of the next step.
+
+    Args:
+        model: maps ``[N, ...]`` inputs to logits ``[N, K]`` (or a binary score ``[N, 1]``).
+        eps: radius ε of the threat model, in pixel units.
+        steps: number of gradient steps (≥ 1).
+        step_size: α; default ``2.5 ε / steps``.
+        norm: ``"linf"`` or ``"l2"``.
+        random_start: start from a random point (uniform, or the TRADES Gaussian for ``"kl"``).
+        restarts: number of random restarts (≥ 1).
+        loss: ``"ce"``, ``"cw"`` or ``"kl"``.
+        kappa: confidence κ of the ``"cw"`` loss.
+        seed: seed of the random starts (None: the global RNG).
+        clip: the input box ``(clip_min, clip_max)``; ``(None, None)`` for unbounded inputs.
+
+    Shape:
+        ``x``: ``[N, ...]`` floating point; ``y``: ``[N]`` labels; output: like ``x``.
+
+    Example:
+        >>> from robustscope import models
+        >>> model = models.create("mlp", 10, (1, 8, 8))
+        >>> atk = PGD(model, eps=0.1, steps=10, restarts=2, seed=0)
+        >>> x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+        >>> x_adv = atk(x, y)
+        >>> bool((x_adv - x).abs().max() <= 0.1 + 1e-6)
+        True
+    """
+
+    name: ClassVar[str] = "pgd"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float,
+        steps: int = 10,
+        step_size: float | None = None,
+        norm: str = "linf",
+        random_start: bool = True,
+        restarts: int = 1,
+        loss: str = "ce",
+        kappa: float = 0.0,
+        seed: int | None = None,
+        *,
+        clip: Clip = (0.0, 1.0),
+    ) -> None:
+        super().__init__(model, seed=seed)
+        self.threat = make_threat(self.name, norm, eps, clip)
+        self.eps = self.threat.eps
+        self.norm = self.threat.norm
+        self.steps = check_positive_int(self.name, "steps", steps)
+        self.step_size = _step_size(self.name, step_size, 2.5 * self.eps / self.steps)
+        self.random_start = bool(random_start)
+        self.restarts = check_positive_int(self.name, "restarts", restarts)
+        if loss not in PGD_LOSSES:
+            raise RobustscopeError(
+                f"{self.name}: unknown loss {loss!r}; valid losses: {', '.join(PGD_LOSSES)}"
+            )
+        self.loss = loss
+        self.kappa = float(kappa)
+
+    # --- pieces -----------------------------------------------------------------------------
+
+    def _loss_fn(self, clean_logits: torch.Tensor | None) -> LossFn:
+        if self.loss == "ce":
+            return ce_loss
+        if self.loss == "cw":
+            kappa = self.kappa
+            return lambda logits, y: cw_loss(logits, y, kappa)
+        assert clean_logits is not None
+        return lambda logits, y: kl_to_clean(logits, clean_logits)
+
+    def _start(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        if not self.random_start:
+            return x.clone()
+        if self.loss == "kl":
+            noise = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+            return self.threat.project(x + KL_START_STD * noise, x)
+        return pgd_start(self.threat, x, gen)
+
+    # --- loop -------------------------------------------------------------------------------
+
+    def run(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        gen = self.generator(x.device)
+        clean_logits = None
+        if self.loss == "kl":
+            with torch.no_grad():
+                clean_logits = self.model(x).detach()
+        keeper = BestKeeper(x)
+        for _ in range(self.restarts if self.random_start else 1):
+            idx = keeper.remaining()
+            if len(idx) == 0:
+                break
+            self._run_once(x, y, idx, clean_logits, keeper, gen)
+        return keeper.x
+
+    def _run_once(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        idx: torch.Tensor,
+        clean_logits: torch.Tensor | None,
+        keeper: BestKeeper,
+        gen: torch.Generator | None,
+    ) -> None:
+        xs, ys = x[idx], y[idx]
+        cl = clean_logits[idx] if clean_logits is not None else None
+        x_adv = self._start(xs, gen)
+        for _ in range(self.steps):
+            grad, loss, logits = self.input_grad(x_adv, ys, self._loss_fn(cl))
+            done = keeper.update(idx, x_adv, loss, logits, ys)
+            if bool(done.any()):
+                keep = ~done
+                if not bool(keep.any()):
+                    return
+                idx, xs, ys, x_adv, grad = idx[keep], xs[keep], ys[keep], x_adv[keep], grad[keep]
+                cl = cl[keep] if cl is not None else None
+            x_adv = self.threat.project(self.threat.step(x_adv, grad, self.step_size), xs)
+        with torch.no_grad():
+            logits = self.model(x_adv)
+            loss = self._loss_fn(cl)(logits, ys)
+        keeper.update(idx, x_adv, loss, logits, ys)
+
+
+@register("cw-linf")
+class CWLinf(PGD):
+    """The Carlini–Wagner margin objective solved by PGD in ℓ∞ ("CW-ℓ∞" of shi2020 Table 1).
+
+    Maximises ``min(max_{j≠y} z_j − z_y, κ)`` (Carlini & Wagner 2017, objective f₆)
+    over ``ball_∞(x, ε) ∩ box`` with :class:`PGD` (``loss="cw"``, ``norm="linf"``,
+    random start, default step size ``2.5 ε / steps``). shi2020 evaluates it with the
+    PGD budget: ``CWLinf(model, 8/255, steps=20, step_size=2/255)``.
+
+    Args:
+        model: maps ``[N, ...]`` inputs to logits ``[N, K]``.
+        eps: ℓ∞ radius ε in pixel units.
+        steps: number of PGD steps (default 30).
+        step_size: α; default ``2.5 ε / steps``.
+        kappa: confidence κ ≥ 0 (the objective stops growing at margin −κ).
+        restarts: number of random restarts.
+        seed: seed of the random starts (None: the global RNG).
+        clip: the input box ``(clip_min, clip_max)``.
+
+    Example:
+        >>> from robustscope import models
+        >>> model = models.create("mlp", 10, (1, 8, 8))
+        >>> atk = CWLinf(model, eps=0.1, steps=5, seed=0)
+        >>> atk(torch.rand(2, 1, 8, 8), torch.tensor([1, 2])).shape
+        torch.Size([2, 1, 8, 8])
+    """
+
+    name: ClassVar[str] = "cw-linf"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float,
+        steps: int = 30,
+        step_size: float | None = None,
+        kappa: float = 0.0,
+        restarts: int = 1,
+        seed: int | None = None,
+        *,
+        clip: Clip = (0.0, 1.0),
+    ) -> None:
+        super().__init__(
+            model,
+            eps,
+            steps=steps,
+            step_size=step_size,
+            norm="linf",
+            random_start=True,
+            restarts=restarts,
+            loss="cw",
+            kappa=kappa,
+            seed=seed,
+            clip=clip,
+        )

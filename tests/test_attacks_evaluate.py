@@ -1,0 +1,243 @@
+"""evaluate(): ε-sweeps, both accuracy conventions, early stop per point, flags, wu2020 scores, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import torch
+from torch import nn
+
+from robustscope import attacks, checkpoint, models
+from robustscope.attacks import PGD, evaluate
+from robustscope.attacks.base import Attack
+from robustscope.attacks.registry import register
+from robustscope.errors import RobustscopeError
+
+
+def _binary_linear(
+    d: int = 20, seed: int = 0
+) -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """A 2-class linear model with logits (0, wᵀx + b) on vectors in [0.3, 0.7]."""
+    g = torch.Generator().manual_seed(seed)
+    model = models.create("linear", 2, (d,))
+    w = torch.randn(d, generator=g)
+    b = -float(w.sum()) * 0.5  # boundary through the centre of the box
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+        model.head.weight[1] = w
+        model.head.bias[1] = b
+    x = 0.3 + 0.4 * torch.rand(400, d, generator=g)
+    score = x @ w + b
+    y = (score > 0).long()
+    flip = torch.rand(400, generator=g) < 0.1  # some clean errors
+    y[flip] = 1 - y[flip]
+    return model.eval(), x, y, w, b
+
+
+def _closed_form_linf(
+    x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: float, eps: float
+) -> float:
+    s = 2 * y.double() - 1
+    return float(((s * (x.double() @ w.double() + b) - eps * w.abs().sum()) > 0).double().mean())
+
+
+@pytest.mark.parametrize("attack", ["pgd", "fgsm", "apgd"])
+def test_linear_closed_form_through_evaluate(attack: str) -> None:
+    model, x, y, w, b = _binary_linear()
+    epsilons = [0.0, 0.01, 0.02, 0.05]
+    curve = evaluate(
+        model, x, y, attack, epsilons, checks=False, **({"steps": 20} if attack != "fgsm" else {})
+    )
+    for eps in epsilons:
+        assert curve.robust_accuracy[eps] == pytest.approx(
+            _closed_form_linf(x, y, w, b, eps), abs=1e-12
+        ), eps
+    assert curve.robust_accuracy[0.0] == pytest.approx(curve.clean_accuracy)
+
+
+class _Recorder(PGD):
+    """PGD that records how many points each call received."""
+
+    calls: ClassVar[list[int]] = []
+
+    def run(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        type(self).calls.append(len(x))
+        return super().run(x, y)
+
+
+register("test-recording-pgd")(_Recorder)
+
+
+def test_only_points_still_robust_are_attacked() -> None:
+    model, x, y, _, _ = _binary_linear(seed=1)
+    _Recorder.calls = []
+    curve = evaluate(
+        model,
+        x,
+        y,
+        "test-recording-pgd",
+        [0.05, 0.01, 0.02],
+        checks=False,
+        batch_size=1000,
+        steps=5,
+    )
+    # attacked in increasing ε order: all clean-correct points, then the survivors of each ε
+    assert _Recorder.calls == [
+        int(curve.clean_correct.sum()),
+        int(curve.robust[1].sum()),
+        int(curve.robust[2].sum()),
+    ]
+    assert curve.epsilons == [0.05, 0.01, 0.02]
+    # non-increasing in ε and the two conventions
+    accs = [curve.robust_accuracy[e] for e in sorted(curve.epsilons)]
+    assert accs == sorted(accs, reverse=True)
+    k = int(curve.clean_correct.sum())
+    for e in curve.epsilons:
+        assert curve.robust_accuracy_on_correct[e] == pytest.approx(
+            curve.robust_accuracy[e] * len(x) / k
+        )
+    d = curve.to_dict()
+    assert set(d) >= {
+        "attack",
+        "norm",
+        "n",
+        "clean_accuracy",
+        "robust_accuracy",
+        "robust_accuracy_on_correct",
+        "flags",
+    }
+    assert d["robust_accuracy"]["0.01"] == curve.robust_accuracy[0.01]
+    json.dumps(d)
+
+
+def test_minimal_norm_attack_gives_distances() -> None:
+    model, x, y, w, b = _binary_linear(seed=2)
+    curve = evaluate(model, x, y, "deepfool", [0.0, 0.05, 0.1, 0.2], norm="l2", checks=False)
+    assert curve.distances is not None
+    correct = curve.clean_correct
+    exact = (x @ w + b).abs() / w.norm()
+    found = curve.distances[correct]
+    assert torch.isfinite(found).all()
+    # DeepFool on a linear model: one exact step, scaled by the overshoot (1.02)
+    assert torch.allclose(found, exact[correct] * 1.02, rtol=1e-3, atol=1e-5)
+    for e, eps in enumerate(curve.epsilons):
+        assert torch.equal(curve.robust[e], correct & (curve.distances > eps))
+
+
+class _Masked(nn.Module):
+    """Quantizes its input: gradients are zero, yet small changes flip decisions."""
+
+    def __init__(self, base: nn.Module) -> None:
+        super().__init__()
+        self.base = base
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(torch.round(x * 8) / 8)
+
+
+def test_gradient_masking_is_flagged() -> None:
+    base, x, y, _, _ = _binary_linear(seed=3)
+    masked = _Masked(base)
+    curve = evaluate(masked, x[:200], y[:200], "pgd", [0.05, 0.15], steps=5, check_n=60)
+    names = {f.name for f in curve.flags}
+    assert {"zero_gradients", "black_box_stronger", "not_broken_at_large_eps"} <= names
+    honest = evaluate(base, x[:200], y[:200], "pgd", [0.05, 0.15], steps=10, check_n=60)
+    assert not {f.name for f in honest.flags} & {
+        "zero_gradients",
+        "black_box_stronger",
+        "not_broken_at_large_eps",
+    }
+
+
+class _Erratic(Attack):
+    """Breaks points at small ε only: an attack that does not converge at larger ε."""
+
+    name = "test-erratic"
+
+    def __init__(self, model: nn.Module, eps: float, seed: int | None = None) -> None:
+        super().__init__(model, seed=seed)
+        self.eps = eps
+
+    def run(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.eps < 0.1:
+            return PGD(self.model, eps=self.eps, steps=10, seed=self.seed)(x, y)
+        return x
+
+
+register("test-erratic")(_Erratic)
+
+
+def test_non_monotone_attack_is_flagged() -> None:
+    model, x, y, _, _ = _binary_linear(seed=4)
+    curve = evaluate(model, x, y, "test-erratic", [0.05, 0.2], check_n=100)
+    assert "non_monotone" in {f.name for f in curve.flags}
+    # the reported curve itself stays monotone (adversarials found are final)
+    assert curve.robust_accuracy[0.2] <= curve.robust_accuracy[0.05]
+
+
+def test_accuracy_independent_robustness() -> None:
+    model, x, y, _, _ = _binary_linear(seed=5)
+    zero = attacks.accuracy_independent_robustness(model, x, y, 0.0, draws=3)
+    assert zero.score == 0.0
+    big = attacks.accuracy_independent_robustness(model, x, y, 0.3, draws=5, seed=1)
+    assert -1.0 <= big.score < 0.0
+    assert big.noisy_accuracy == pytest.approx(big.clean_accuracy + big.score)
+    again = attacks.accuracy_independent_robustness(model, x, y, 0.3, draws=5, seed=1)
+    assert again == big
+
+
+def test_challenge_score_on_linear_model() -> None:
+    model, x, y, w, b = _binary_linear(seed=6)
+    result = attacks.challenge_score(model, x, y, "deepfool")
+    correct = ((x @ w + b) > 0).long() == y
+    expected = float(((((x @ w + b).abs() / w.norm()) * 1.02) ** 2 * correct).sum() / len(x))
+    assert result.score == pytest.approx(expected, rel=1e-3)
+    assert result.successes == int(correct.sum())
+
+
+def test_unknown_attack_and_parameters() -> None:
+    model, x, y, _, _ = _binary_linear()
+    with pytest.raises(RobustscopeError, match=r"valid attacks: .*pgd"):
+        evaluate(model, x, y, "nope", [0.1])
+    with pytest.raises(RobustscopeError, match="no parameter"):
+        evaluate(model, x, y, "pgd", [0.1], checks=False, bogus=1)
+
+
+def test_cli_attack_json(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    torch.manual_seed(0)
+    model = models.create("mlp", 10, (1, 8, 8), widths=[32])
+    checkpoint.save(tmp_path / "m.safetensors", model, {"dataset": "digits"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "robustscope",
+            "attack",
+            str(tmp_path / "m.safetensors"),
+            "--attack",
+            "pgd",
+            "--eps",
+            "0,0.05,0.1",
+            "--steps",
+            "3",
+            "--n",
+            "50",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["attack"] == "pgd" and out["norm"] == "linf" and out["n"] == 50
+    assert set(out["robust_accuracy"]) == {"0", "0.05", "0.1"}
+    assert out["robust_accuracy"]["0"] == out["clean_accuracy"]
+    assert isinstance(out["flags"], list)
