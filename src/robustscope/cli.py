@@ -54,6 +54,30 @@ def _parse_kv(items: list[str], option: str) -> dict[str, Any]:
     return out
 
 
+def _parse_nested(items: list[str], option: str) -> dict[str, dict[str, Any]]:
+    """``["pgd.eps=0.1", "pgd.steps=20"]`` → ``{"pgd": {"eps": 0.1, "steps": 20}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in _parse_kv(items, option).items():
+        name, sep, field = key.partition(".")
+        if not sep or not name or not field:
+            raise RobustscopeError(f"{option} expects NAME.KEY=VALUE, got key {key!r}")
+        out.setdefault(name, {})[field] = value
+    return out
+
+
+def _number(text: str | None, option: str) -> float | None:
+    """A number given as ``0.03`` or as a fraction ``8/255`` (None stays None)."""
+    if text is None:
+        return None
+    num, sep, den = text.strip().partition("/")
+    try:
+        return float(num) / float(den) if sep else float(num)
+    except (ValueError, ZeroDivisionError):
+        raise RobustscopeError(
+            f"{option} expects a number such as 0.1 or 8/255, got {text!r}"
+        ) from None
+
+
 def _parse_ints(text: str | None, option: str) -> list[int]:
     if not text:
         return []
@@ -82,8 +106,14 @@ def datasets_cmd(
         return
     table = Table("dataset", "present", "location", "description")
     for r in rows:
-        table.add_row(r.name, "yes" if r.present else "no", r.location, r.description)
+        where = r.location if r.present else "not found"
+        table.add_row(r.name, "yes" if r.present else "no", where, r.description)
     out_console.print(table)
+    if not all(r.present for r in rows):
+        out_console.print(
+            "Missing datasets: `robustscope datasets --json` lists the folders searched; "
+            "the README's Data section says how to get each."
+        )
 
 
 @app.command("models")
@@ -138,10 +168,27 @@ def train_cmd(
         list[str] | None,
         typer.Option("--model-kwarg", help="architecture option KEY=VALUE, repeatable"),
     ] = None,
-    method: Annotated[str, typer.Option(help="training objective")] = "standard",
+    method: Annotated[
+        str,
+        typer.Option(help="training objective: standard, pgd, trades, fgsm-rs, free, mixed, noise"),
+    ] = "standard",
     method_param: Annotated[
         list[str] | None,
         typer.Option("--method-param", help="objective option KEY=VALUE, repeatable"),
+    ] = None,
+    eps: Annotated[
+        str | None, typer.Option(help="objective's ε in pixel units, e.g. 0.1 or 8/255")
+    ] = None,
+    norm: Annotated[str | None, typer.Option(help="objective's norm: linf or l2")] = None,
+    steps: Annotated[int | None, typer.Option(help="steps of the inner attack")] = None,
+    step_size: Annotated[
+        str | None, typer.Option(help="step of the inner attack, e.g. 2/255")
+    ] = None,
+    beta: Annotated[str | None, typer.Option(help="TRADES weight β of the KL term")] = None,
+    sigma: Annotated[str | None, typer.Option(help="noise: Gaussian standard deviation")] = None,
+    replays: Annotated[int | None, typer.Option(help="free AT: replays m of each batch")] = None,
+    attack_mode: Annotated[
+        str | None, typer.Option(help="model mode during the inner attack: eval or train")
     ] = None,
     epochs: int = _DEFAULT["epochs"],
     lr: float = _DEFAULT["lr"],
@@ -177,11 +224,54 @@ def train_cmd(
         int | None, typer.Option(help="stop (resumably) after N epochs in this call")
     ] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    track: Annotated[str | None, typer.Option(help="measurements to track, e.g. clean,pgd")] = None,
+    track_every: Annotated[int, typer.Option(help="track every N epochs")] = _DEFAULT[
+        "track_every"
+    ],
+    track_n: Annotated[int, typer.Option(help="size of the fixed tracking subsets")] = _DEFAULT[
+        "track_n"
+    ],
+    track_param: Annotated[
+        list[str] | None,
+        typer.Option("--track-param", help="tracking option NAME.KEY=VALUE, e.g. pgd.eps=0.1"),
+    ] = None,
+    co_detect: Annotated[
+        bool, typer.Option(help="detect catastrophic overfitting (PGD vs FGSM accuracy)")
+    ] = False,
+    early_stop: Annotated[
+        bool,
+        typer.Option(help="stop at catastrophic overfitting; keep best.safetensors"),
+    ] = False,
+    co_batch: Annotated[
+        int, typer.Option(help="held-out batch of the detector (first N test points)")
+    ] = _DEFAULT["co_batch"],
+    co_param: Annotated[
+        list[str] | None,
+        typer.Option("--co-param", help="detector option KEY=VALUE (eps, steps, drop, ...)"),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Train a model; a checkpoint is written to --out after every epoch."""
     from robustscope.training import train
 
+    method_params = _parse_kv(method_param or [], "--method-param")
+    convenience = {
+        "eps": _number(eps, "--eps"),
+        "norm": norm,
+        "steps": steps,
+        "step_size": _number(step_size, "--step-size"),
+        "beta": _number(beta, "--beta"),
+        "sigma": _number(sigma, "--sigma"),
+        "replays": replays,
+        "attack_mode": attack_mode,
+    }
+    for key, value in convenience.items():
+        if value is None:
+            continue
+        if key in method_params:
+            flag = "--" + key.replace("_", "-")
+            raise RobustscopeError(f"{flag} and --method-param {key}=... both given; keep one")
+        method_params[key] = value
     try:
         config = TrainConfig(
             dataset=dataset,
@@ -190,7 +280,7 @@ def train_cmd(
             model=model,
             model_kwargs=_parse_kv(model_kwarg or [], "--model-kwarg"),
             method=method,
-            method_params=_parse_kv(method_param or [], "--method-param"),
+            method_params=method_params,
             epochs=epochs,
             lr=lr,
             batch_size=batch_size,
@@ -207,6 +297,14 @@ def train_cmd(
             normalize=normalize,
             train_subset=train_subset,
             test_subset=test_subset,
+            track=[t for t in (track or "").replace(" ", "").split(",") if t],
+            track_every=track_every,
+            track_n=track_n,
+            track_params=_parse_nested(track_param or [], "--track-param"),
+            co_detect=co_detect,
+            early_stop=early_stop,
+            co_batch=co_batch,
+            co_params=_parse_kv(co_param or [], "--co-param"),
         )
     except ValidationError as exc:
         raise RobustscopeError(_validation_message(exc)) from None
@@ -221,6 +319,7 @@ def train_cmd(
         "run_dir": str(result.run_dir),
         "epochs_completed": result.completed_epochs,
         "finished": result.finished,
+        "stop_reason": result.stop_reason,
         **{k: result.final.get(k) for k in ("test_accuracy", "test_loss", "train_accuracy")},
     }
     if as_json:
@@ -228,7 +327,12 @@ def train_cmd(
     else:
         acc = result.final.get("test_accuracy")
         acc_text = f"{acc:.4f}" if acc is not None else "n/a"
-        state = "finished" if result.finished else "stopped (resume with --resume)"
+        if result.finished:
+            state = "finished" + (f" ({result.stop_reason})" if result.stop_reason else "")
+        elif result.stop_reason:
+            state = f"stopped early ({result.stop_reason})"
+        else:
+            state = "stopped (resume with --resume)"
         out_console.print(
             f"{state}: {result.completed_epochs} epoch(s); clean test accuracy {acc_text}; "
             f"run directory {result.run_dir}"

@@ -10,6 +10,11 @@ puts the model in eval mode and switches its parameters' ``requires_grad`` off
 for the duration (only input gradients are computed), and restores both
 afterwards, even on error. With ``seed`` set, the same inputs give the same
 output: a fresh generator seeded with ``seed`` is made at every call.
+
+Setting ``atk.train_mode = True`` runs the attack with the model in train mode
+instead (BatchNorm normalises with the statistics of the attacked batch, as the
+inner maximisation of some adversarial-training codes does); the running
+statistics are not changed by the attack (see :func:`attack_mode`).
 """
 
 from __future__ import annotations
@@ -29,16 +34,34 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @contextmanager
-def attack_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode and frozen parameters inside the block; the previous state restored after."""
+def attack_mode(model: nn.Module, train: bool = False) -> Iterator[None]:
+    """Eval mode and frozen parameters inside the block; the previous state restored after.
+
+    With ``train=True`` the model is in train mode instead (BatchNorm uses the batch's
+    statistics, dropout is active). The BatchNorm running statistics
+    (``running_mean``, ``running_var``, ``num_batches_tracked``) are saved on entry and
+    restored exactly on exit, so the forward passes inside the block leave them as they were.
+    In train mode the examples of a batch interact through the batch statistics, so an
+    input gradient of a summed loss is no longer each example's own.
+    """
     was_training = model.training
     flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
+    saved: list[tuple[torch.Tensor, torch.Tensor]] = []
+    if train:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
+                for buf in (m.running_mean, m.running_var, m.num_batches_tracked):
+                    if buf is not None:
+                        saved.append((buf, buf.clone()))
+    model.train(train)
     for p, _ in flags:
         p.requires_grad_(False)
     try:
         yield
     finally:
+        with torch.no_grad():
+            for buf, value in saved:
+                buf.copy_(value)
         for p, flag in flags:
             p.requires_grad_(flag)
         model.train(was_training)
@@ -58,6 +81,8 @@ class Attack(ABC):
     name: ClassVar[str] = "attack"
     #: minimal-norm attacks search for the smallest perturbation instead of using a fixed ε
     minimal_norm: ClassVar[bool] = False
+    #: run with the model in train mode (BatchNorm running statistics kept); see attack_mode
+    train_mode: bool = False
 
     def __init__(self, model: nn.Module, *, seed: int | None = None) -> None:
         self.model = model
@@ -75,7 +100,7 @@ class Attack(ABC):
         device = self.device
         xd = x.detach().to(device)
         yd = y.detach().to(device, dtype=torch.long)
-        with attack_mode(self.model):
+        with attack_mode(self.model, train=self.train_mode):
             x_adv = self.run(xd, yd)
         return x_adv.detach().to(device=x.device, dtype=x.dtype)
 
@@ -99,7 +124,8 @@ class Attack(ABC):
         """``(∇ₓ loss, per-example loss, logits)`` for per-example ``loss_fn(logits, y)``.
 
         The per-example losses are summed before the backward pass; since examples
-        do not interact in eval mode, each example's gradient is its own.
+        do not interact in eval mode, each example's gradient is its own (in train mode
+        BatchNorm couples the examples of a batch).
         """
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():

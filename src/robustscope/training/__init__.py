@@ -1,4 +1,11 @@
-"""Training: one loop, pluggable objectives, schedules, checkpoints and exact resume."""
+"""Training: one loop, pluggable objectives, schedules, checkpoints and exact resume.
+
+Objectives (``robustscope.training.available()``): ``standard``, and the adversarial ones of
+:mod:`robustscope.training.adversarial` — ``pgd`` (Madry et al. 2018), ``trades`` (Zhang et
+al. 2019), ``fgsm-rs`` (Wong et al. 2020), ``free`` (Shafahi et al. 2019), ``mixed``
+(tsipras2019 App. B) and ``noise`` (Gaussian augmentation). Measurements during training:
+:mod:`robustscope.training.tracking` and :mod:`robustscope.training.overfitting`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ from robustscope.training.loop import (
     EpochCallback,
     TrainResult,
     build_model,
+    config_callbacks,
     epoch_generator,
     load_datasets,
     train,
@@ -18,18 +26,25 @@ from robustscope.training.objectives import (
     make_objective,
     register,
 )
+from robustscope.training.overfitting import CatastrophicOverfittingDetector
+from robustscope.training.tracking import Tracker, available_measures, register_measure
 
 __all__ = [
+    "CatastrophicOverfittingDetector",
     "EpochCallback",
     "Objective",
     "StepOutput",
+    "Tracker",
     "TrainConfig",
     "TrainResult",
     "available",
+    "available_measures",
     "build_model",
+    "config_callbacks",
     "epoch_generator",
     "load_datasets",
     "make_objective",
     "register",
+    "register_measure",
     "train",
 ]

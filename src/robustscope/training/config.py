@@ -20,6 +20,18 @@ class TrainConfig(BaseModel):
     * ``cosine``: cosine decay from ``lr`` to 0 over all steps;
     * ``onecycle``: linear ramp 0 → ``lr`` over the first ``warmup_fraction`` of the
       steps, then linearly down to 0 (the cyclic schedule of Wong et al. 2020).
+
+    ``method`` names an objective (``robustscope.training.available()``: ``standard``,
+    ``pgd``, ``trades``, ``fgsm-rs``, ``free``, ``mixed``, ``noise``) and ``method_params``
+    its options (e.g. ``{"eps": 0.1, "steps": 10}``); the objective's ``seed`` defaults to
+    ``seed``.
+
+    Measurements during training (:mod:`robustscope.training.tracking`,
+    :mod:`robustscope.training.overfitting`), built by the loop from these fields so that
+    they also run after ``--resume``: ``track`` names measurements run every
+    ``track_every`` epochs (and at the last) on the first ``track_n`` train and test
+    examples, with options ``track_params[name]``; ``co_detect`` / ``early_stop`` run the
+    catastrophic-overfitting detector on the first ``co_batch`` test examples.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -60,6 +72,31 @@ class TrainConfig(BaseModel):
     seed: int = 0
     device: str = "auto"
 
+    track: list[str] = Field(
+        default_factory=list,
+        description="tracking measurements run on fixed train/test subsets, e.g. ['clean', 'pgd']",
+    )
+    track_every: int = Field(1, ge=1, description="run the tracking measurements every N epochs")
+    track_n: int = Field(500, ge=1, description="size of each fixed tracking subset")
+    track_params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-measurement options, e.g. {'pgd': {'eps': 0.1}}"
+    )
+
+    co_detect: bool = Field(
+        False, description="measure PGD/FGSM accuracy each epoch to detect catastrophic overfitting"
+    )
+    early_stop: bool = Field(
+        False,
+        description="stop at catastrophic overfitting (implies co_detect); keep best.safetensors",
+    )
+    co_batch: int = Field(
+        512, ge=1, description="held-out batch of the detector: first N test points"
+    )
+    co_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="detector options (eps, norm, steps, step_size, drop, ratio, fgsm_keep)",
+    )
+
     @field_validator("milestones")
     @classmethod
     def _sorted(cls, v: list[int]) -> list[int]:
@@ -75,8 +112,21 @@ class TrainConfig(BaseModel):
             raise ValueError("nesterov needs optimizer 'sgd' with momentum > 0")
         return self
 
-    # fields that may differ between a run and its resumption
-    RESUMABLE_CHANGES: ClassVar[tuple[str, ...]] = ("device", "eval_batch_size")
+    @field_validator("track")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(v))
+
+    # fields that may differ between a run and its resumption: none of them changes the
+    # weights (tracking measurements use their own seeded generators)
+    RESUMABLE_CHANGES: ClassVar[tuple[str, ...]] = (
+        "device",
+        "eval_batch_size",
+        "track",
+        "track_every",
+        "track_n",
+        "track_params",
+    )
 
     def differences(self, other: TrainConfig) -> dict[str, tuple[Any, Any]]:
         """Fields (other than those allowed to change on resume) whose values differ."""

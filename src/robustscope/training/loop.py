@@ -3,9 +3,18 @@ evaluation, checkpoints and resumption.
 
 Exact resumption on the CPU: the data order of epoch *e* comes from a generator
 seeded by ``(seed, e)``, the learning rate is a pure function of the step, and
-the global RNG state, optimizer state and objective state are saved with the
-weights after every epoch. A run killed at any point and restarted with
-``resume=True`` therefore ends with the same weights as an uninterrupted run.
+the global RNG state, optimizer state, objective state and the state of stateful
+callbacks are saved with the weights after every epoch. A run killed at any point and
+restarted with ``resume=True`` therefore ends with the same weights as an uninterrupted run.
+
+Generic hooks (the loop never knows which objective it runs):
+
+* an objective with an integer attribute ``replays`` is called that many times on each
+  batch, each call followed by its own backward pass and optimizer step (free AT);
+* epoch callbacks come from the caller and from the configuration (tracking,
+  :mod:`robustscope.training.tracking`; the catastrophic-overfitting detector,
+  :mod:`robustscope.training.overfitting`); a callback may return the reserved key
+  ``"stop"`` (a reason) to end training cleanly after the current epoch, which is saved.
 """
 
 from __future__ import annotations
@@ -29,8 +38,10 @@ from robustscope.io import write_json
 from robustscope.progress import ProgressBar
 from robustscope.training.config import TrainConfig
 from robustscope.training.objectives import Objective, make_objective
+from robustscope.training.overfitting import STOP, CatastrophicOverfittingDetector
 from robustscope.training.schedule import learning_rate, make_optimizer
 from robustscope.training.state import flatten, rng_state, set_rng_state, unflatten
+from robustscope.training.tracking import Tracker
 
 STATE_FILE = "train_state.safetensors"
 CONFIG_FILE = "config.json"
@@ -38,7 +49,10 @@ HISTORY_FILE = "history.json"
 
 EpochCallback = Callable[[nn.Module, int, dict[str, Any]], dict[str, Any] | None]
 """``callback(model, epoch, row) -> extra metrics``: called after each epoch's evaluation
-(``epoch`` is 1-based; ``row`` is the history row so far); returned items join the row."""
+(``epoch`` is 1-based; ``row`` is the history row so far); returned items join the row,
+except the reserved key ``"stop"``: a reason string that ends training after this epoch
+(recorded as the row's ``stop_reason``). A callback with ``state_dict()`` /
+``load_state_dict()`` and a ``name`` attribute has its state saved for ``--resume``."""
 
 Logger = Callable[[str], None]
 
@@ -53,6 +67,8 @@ class TrainResult:
         history: one row per completed epoch (``epoch`` is 1-based; accuracies in [0, 1]).
         run_dir: the run directory, or None for an in-memory run.
         finished: True when all ``config.epochs`` epochs are done.
+        stop_reason: why training ended early at a callback's request (e.g. catastrophic
+            overfitting), else None.
     """
 
     model: models.Classifier
@@ -60,6 +76,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     run_dir: Path | None = None
     finished: bool = False
+    stop_reason: str | None = None
 
     @property
     def completed_epochs(self) -> int:
@@ -102,6 +119,25 @@ def build_model(config: TrainConfig, train_ds: ArrayDataset) -> models.Classifie
     )
 
 
+def config_callbacks(
+    config: TrainConfig,
+    train_ds: ArrayDataset,
+    test_ds: ArrayDataset,
+    device: torch.device,
+    run_dir: Path | None,
+) -> list[EpochCallback]:
+    """The epoch callbacks the configuration asks for: the catastrophic-overfitting detector
+    (``co_detect`` / ``early_stop``), then the tracker (``track``)."""
+    out: list[EpochCallback] = []
+    detector = CatastrophicOverfittingDetector.from_config(config, test_ds, device, run_dir)
+    if detector is not None:
+        out.append(detector)
+    tracker = Tracker.from_config(config, train_ds, test_ds, device)
+    if tracker is not None:
+        out.append(tracker)
+    return out
+
+
 def _default_logger(message: str) -> None:
     from rich.console import Console
 
@@ -126,7 +162,8 @@ def train(
         out: run directory (created). ``None`` trains in memory without files.
         resume: continue from the last completed epoch saved in ``out``. Without it,
             a run directory that already holds training state is refused (nothing is overwritten).
-        callbacks: measurements run after each epoch; their results join the history row.
+        callbacks: measurements run after each epoch, after those the configuration asks
+            for (tracking, catastrophic-overfitting detection); results join the history row.
         progress: show a progress bar over the batches of each epoch.
         log: receives one summary line per epoch (None: silent).
         stop_after_epochs: stop (resumably) after this many epochs in this call —
@@ -151,7 +188,8 @@ def train(
 
     model = build_model(config, train_ds).to(device)
     optimizer = make_optimizer(model, config)
-    objective = make_objective(config.method, **config.method_params)
+    objective = make_objective(config.method, run_seed=config.seed, **config.method_params)
+    all_callbacks = [*config_callbacks(config, train_ds, test_ds, device, run_dir), *callbacks]
     history: list[dict[str, Any]] = []
     start_epoch = 0
 
@@ -163,7 +201,9 @@ def train(
                 f"{run_dir} already holds a run ({done} epoch(s) done); pass --resume to "
                 "continue it, or choose another --out (nothing was overwritten)"
             )
-        start_epoch, history = _restore(state_path, config, model, optimizer, objective)
+        start_epoch, history = _restore(
+            state_path, config, model, optimizer, objective, all_callbacks
+        )
         if log:
             log(f"resuming {run_dir} after epoch {start_epoch}")
     elif resume and log:
@@ -174,8 +214,13 @@ def train(
 
     train_dev = train_ds.to(device)
     steps_per_epoch = math.ceil(len(train_dev) / config.batch_size)
+    stop_reason: str | None = history[-1].get("stop_reason") if history else None
+    if stop_reason and log:
+        log(f"{run_dir} was stopped early, not resuming it: {stop_reason}")
     for epoch in range(start_epoch, config.epochs):
-        if stop_after_epochs is not None and epoch - start_epoch >= stop_after_epochs:
+        if stop_reason or (
+            stop_after_epochs is not None and epoch - start_epoch >= stop_after_epochs
+        ):
             break
         row = _train_epoch(
             model,
@@ -193,15 +238,25 @@ def train(
         )
         test_eval = evaluate_clean(model, test_ds, batch_size=config.eval_batch_size, device=device)
         row.update(test_loss=test_eval.loss, test_accuracy=test_eval.accuracy)
-        for cb in callbacks:
+        for cb in all_callbacks:
             extra = cb(model, epoch + 1, row)
             if extra:
+                extra = dict(extra)
+                request = extra.pop(STOP, None)
                 row.update(extra)
+                if request and not stop_reason:
+                    stop_reason = str(request)
+        if stop_reason:
+            row["stop_reason"] = stop_reason
         history.append(row)
         if run_dir is not None:
-            _save_run(run_dir, model, optimizer, objective, config, history, train_ds)
+            _save_run(
+                run_dir, model, optimizer, objective, all_callbacks, config, history, train_ds
+            )
         if log:
             log(_summary(row, config.epochs))
+            if stop_reason:
+                log(f"stopping early: {stop_reason}")
 
     model.eval()
     return TrainResult(
@@ -210,6 +265,7 @@ def train(
         history=history,
         run_dir=run_dir,
         finished=len(history) >= config.epochs,
+        stop_reason=stop_reason,
     )
 
 
@@ -238,29 +294,32 @@ def _train_epoch(
     extras: dict[str, float] = {}
     t0 = time.perf_counter()
     bar = ProgressBar(progress, f"epoch {epoch + 1}/{config.epochs}", steps_per_epoch)
+    # free adversarial training replays each batch; every replay is a full optimizer step
+    replays = int(getattr(objective, "replays", 1))
     try:
         for step, (x, y) in enumerate(batches):
             lr = learning_rate(config, epoch, step, steps_per_epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            out = objective(model, x, y)
-            if not torch.isfinite(out.loss):
-                where = f"{run_dir}" if run_dir is not None else "memory (no run directory)"
-                raise TrainingError(
-                    f"non-finite loss ({float(out.loss.detach())}) at epoch {epoch + 1}, step {step + 1}; "
-                    f"training stopped. The last good checkpoint (epoch {good_epochs}) is kept in "
-                    f"{where}. Lower --lr, or check the data for NaNs"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            optimizer.step()
-            target = out.y if out.y is not None else y
-            n = len(target)
-            loss_sum += out.loss.detach().double() * n
-            correct += (predict(out.logits.detach()) == target).sum()
-            seen += n
-            for k, v in out.extras.items():
-                extras[k] = extras.get(k, 0.0) + float(v) * n
+            for _ in range(replays):
+                out = objective(model, x, y)
+                if not torch.isfinite(out.loss):
+                    where = f"{run_dir}" if run_dir is not None else "memory (no run directory)"
+                    raise TrainingError(
+                        f"non-finite loss ({float(out.loss.detach())}) at epoch {epoch + 1}, "
+                        f"step {step + 1}; training stopped. The last good checkpoint (epoch "
+                        f"{good_epochs}) is kept in {where}. Lower --lr, or check the data for NaNs"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                out.loss.backward()
+                optimizer.step()
+                target = out.y if out.y is not None else y
+                n = len(target)
+                loss_sum += out.loss.detach().double() * n
+                correct += (predict(out.logits.detach()) == target).sum()
+                seen += n
+                for k, v in out.extras.items():
+                    extras[k] = extras.get(k, 0.0) + float(v) * n
             bar.advance()
     finally:
         bar.close()
@@ -285,11 +344,21 @@ def _summary(row: dict[str, Any], epochs: int) -> str:
     )
 
 
+def _callback_states(callbacks: Sequence[EpochCallback]) -> dict[str, Any]:
+    """The state of every stateful callback, by its ``name`` (else its position)."""
+    return {
+        str(getattr(cb, "name", f"callback{i}")): cb.state_dict()
+        for i, cb in enumerate(callbacks)
+        if hasattr(cb, "state_dict")
+    }
+
+
 def _save_run(
     run_dir: Path,
     model: models.Classifier,
     optimizer: torch.optim.Optimizer,
     objective: Objective,
+    callbacks: Sequence[EpochCallback],
     config: TrainConfig,
     history: list[dict[str, Any]],
     train_ds: ArrayDataset,
@@ -304,6 +373,7 @@ def _save_run(
             "objective",
             tensors,
         ),
+        "callbacks": flatten(_callback_states(callbacks), "callbacks", tensors),
     }
     meta = {
         "epoch": len(history),
@@ -322,6 +392,7 @@ def _save_run(
             "extra": {
                 "epochs_completed": len(history),
                 "finished": len(history) >= config.epochs,
+                "stop_reason": history[-1].get("stop_reason"),
                 "classes": list(train_ds.classes),
             },
         },
@@ -343,6 +414,7 @@ def _restore(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     objective: Objective,
+    callbacks: Sequence[EpochCallback],
 ) -> tuple[int, list[dict[str, Any]]]:
     tensors, meta = checkpoint.load_tensors(state_path)
     saved = TrainConfig.model_validate(meta["config"])
@@ -362,4 +434,9 @@ def _restore(
     obj_state = unflatten(state["objective"], tensors)
     if obj_state is not None and hasattr(objective, "load_state_dict"):
         objective.load_state_dict(obj_state)
+    saved_cbs = unflatten(state["callbacks"], tensors) if "callbacks" in state else {}
+    for i, cb in enumerate(callbacks):
+        key = str(getattr(cb, "name", f"callback{i}"))
+        if key in saved_cbs and hasattr(cb, "load_state_dict"):
+            cb.load_state_dict(saved_cbs[key])
     return int(meta["epoch"]), list(meta["history"])

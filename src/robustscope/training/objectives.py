@@ -8,11 +8,20 @@ same signature. An objective is built by a factory from its parameters::
     out = objective(model, x, y)      # out.loss is differentiated by the loop
 
 An objective that keeps state across steps (e.g. an RNG for random starts) may
-expose ``state_dict()`` / ``load_state_dict()``; the loop saves it for ``--resume``.
+expose ``state_dict()`` / ``load_state_dict()``; the loop saves it for ``--resume``
+(tensors and JSON scalars only). An objective with an integer attribute ``replays``
+is called that many times on each batch, with an optimizer step after each call
+(free adversarial training). A factory with a ``seed`` parameter receives the run's
+seed unless the parameters name one.
+
+The adversarial objectives (``pgd``, ``trades``, ``fgsm-rs``, ``free``, ``mixed``,
+``noise``) live in :mod:`robustscope.training.adversarial`, imported at the end of
+this module so that they are registered whenever objectives are.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -66,15 +75,32 @@ def available() -> dict[str, str]:
     return {k: _OBJECTIVES[k][1] for k in sorted(_OBJECTIVES)}
 
 
-def make_objective(name: str, **params: Any) -> Objective:
-    """Build the objective ``name`` with its parameters; unknown names or options are refused."""
+def make_objective(name: str, *, run_seed: int | None = None, **params: Any) -> Objective:
+    """Build the objective ``name`` with its parameters; unknown names or options are refused.
+
+    Args:
+        name: a registered objective (:func:`available`).
+        run_seed: the run's seed; passed as ``seed`` to factories that take a ``seed``
+            parameter, unless ``params`` already holds one (the loop passes ``config.seed``).
+        **params: the objective's parameters (``TrainConfig.method_params``).
+    """
     if name not in _OBJECTIVES:
         raise TrainingError(unknown_name("training method", name, list(_OBJECTIVES)))
     factory = _OBJECTIVES[name][0]
+    given = params
+    if run_seed is not None and "seed" not in params and _accepts_seed(factory):
+        params = {**params, "seed": run_seed}
     try:
         return factory(**params)
     except TypeError as exc:
-        raise TrainingError(f"method {name!r}: bad parameters {params}: {exc}") from None
+        raise TrainingError(f"method {name!r}: bad parameters {given}: {exc}") from None
+
+
+def _accepts_seed(factory: ObjectiveFactory) -> bool:
+    try:
+        return "seed" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 @register("standard", "empirical risk minimisation: cross-entropy on clean inputs")
@@ -86,3 +112,7 @@ def standard() -> Objective:
         return StepOutput(loss=cross_entropy(logits, y), logits=logits)
 
     return objective
+
+
+# the adversarial objectives register themselves on import (after the registry exists)
+from robustscope.training import adversarial as _adversarial  # noqa: E402, F401
