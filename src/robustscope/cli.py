@@ -249,9 +249,22 @@ def train_cmd(
         list[str] | None,
         typer.Option("--co-param", help="detector option KEY=VALUE (eps, steps, drop, ...)"),
     ] = None,
+    amp: Annotated[
+        bool, typer.Option(help="bf16 autocast for the training step (CUDA only)")
+    ] = False,
+    channels_last: Annotated[
+        bool, typer.Option(help="channels-last memory format for images")
+    ] = False,
+    compile_model: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the training forward")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Train a model; a checkpoint is written to --out after every epoch."""
+    """Train a model; a checkpoint is written to --out after every epoch.
+
+    Distributed data-parallel: ``torchrun --nproc_per_node=N -m robustscope train ...``
+    (--batch-size is the global batch; only rank 0 writes and prints).
+    """
     from robustscope.training import train
 
     method_params = _parse_kv(method_param or [], "--method-param")
@@ -305,6 +318,9 @@ def train_cmd(
             early_stop=early_stop,
             co_batch=co_batch,
             co_params=_parse_kv(co_param or [], "--co-param"),
+            amp=amp,
+            channels_last=channels_last,
+            compile=compile_model,
         )
     except ValidationError as exc:
         raise RobustscopeError(_validation_message(exc)) from None
@@ -315,6 +331,10 @@ def train_cmd(
         progress=progress and sys.stderr.isatty(),
         stop_after_epochs=stop_after_epochs,
     )
+    from robustscope.training import distributed
+
+    if not distributed.is_main():
+        return
     summary = {
         "run_dir": str(result.run_dir),
         "epochs_completed": result.completed_epochs,

@@ -32,6 +32,16 @@ class TrainConfig(BaseModel):
     ``track_every`` epochs (and at the last) on the first ``track_n`` train and test
     examples, with options ``track_params[name]``; ``co_detect`` / ``early_stop`` run the
     catastrophic-overfitting detector on the first ``co_batch`` test examples.
+
+    Speed options, all off by default and never needed on the CPU: ``amp`` (bf16 autocast
+    around the objective — forward passes, inner attacks and the loss — CUDA only; refused on
+    the CPU), ``channels_last`` (model and 4-D batches in ``torch.channels_last``) and
+    ``compile`` (``torch.compile`` of the forward used by the objective; on the CPU it needs
+    a C compiler). ``channels_last`` only changes the memory layout (like ``device``, it may
+    change the order of float sums but not the computation), so it may change on resume;
+    ``amp`` (bf16 arithmetic) and ``compile`` (fused kernels with different rounding) change
+    the numerics and must stay as they were. ``batch_size`` is the global batch under
+    distributed training (:mod:`robustscope.training.distributed`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -97,6 +107,10 @@ class TrainConfig(BaseModel):
         description="detector options (eps, norm, steps, step_size, drop, ratio, fgsm_keep)",
     )
 
+    amp: bool = Field(False, description="bf16 autocast for the training step (CUDA only)")
+    channels_last: bool = Field(False, description="channels-last memory format for 4-D inputs")
+    compile: bool = Field(False, description="torch.compile the training forward")
+
     @field_validator("milestones")
     @classmethod
     def _sorted(cls, v: list[int]) -> list[int]:
@@ -118,9 +132,11 @@ class TrainConfig(BaseModel):
         return list(dict.fromkeys(v))
 
     # fields that may differ between a run and its resumption: none of them changes the
-    # weights (tracking measurements use their own seeded generators)
+    # weights (tracking measurements use their own seeded generators; channels_last is a
+    # memory layout, like device)
     RESUMABLE_CHANGES: ClassVar[tuple[str, ...]] = (
         "device",
+        "channels_last",
         "eval_batch_size",
         "track",
         "track_every",

@@ -9,6 +9,10 @@ restarted with ``resume=True`` therefore ends with the same weights as an uninte
 
 Generic hooks (the loop never knows which objective it runs):
 
+Distributed data-parallel training (``torchrun ... -m robustscope train``): see
+:mod:`robustscope.training.distributed` for the design (global batch sharded across ranks,
+attacks on the unwrapped module, per-rank seeds, rank 0 writes).
+
 * an objective with an integer attribute ``replays`` is called that many times on each
   batch, each call followed by its own backward pass and optimizer step (free AT);
 * epoch callbacks come from the caller and from the configuration (tracking,
@@ -22,6 +26,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,10 +37,11 @@ from torch import nn
 from robustscope import checkpoint, data, models
 from robustscope.data.dataset import ArrayDataset
 from robustscope.device import resolve_device
-from robustscope.errors import CheckpointError, TrainingError
+from robustscope.errors import CheckpointError, RobustscopeError, TrainingError
 from robustscope.evaluation import evaluate_clean, predict
 from robustscope.io import write_json
 from robustscope.progress import ProgressBar
+from robustscope.training import distributed
 from robustscope.training.config import TrainConfig
 from robustscope.training.objectives import Objective, make_objective
 from robustscope.training.overfitting import STOP, CatastrophicOverfittingDetector
@@ -177,8 +183,46 @@ def train(
         TrainingError: non-finite loss (the last good checkpoint stays in ``out``),
             an inconsistent resume, or an unusable configuration.
     """
-    run_dir = Path(out) if out is not None else None
     device = resolve_device(config.device)
+    owns_group = distributed.init(device)
+    try:
+        return _train(
+            config,
+            out,
+            resume=resume,
+            callbacks=callbacks,
+            progress=progress,
+            log=log,
+            stop_after_epochs=stop_after_epochs,
+            datasets=datasets,
+        )
+    finally:
+        if owns_group:
+            distributed.cleanup()
+
+
+def _train(
+    config: TrainConfig,
+    out: str | Path | None,
+    *,
+    resume: bool,
+    callbacks: Sequence[EpochCallback],
+    progress: bool,
+    log: Logger | None,
+    stop_after_epochs: int | None,
+    datasets: tuple[ArrayDataset, ArrayDataset] | None,
+) -> TrainResult:
+    run_dir = Path(out) if out is not None else None
+    world, rank = distributed.world_size(), distributed.rank()
+    main = rank == 0
+    if not main:  # only rank 0 logs and shows progress
+        log, progress = None, False
+    device = distributed.device_for_rank(resolve_device(config.device))
+    if config.amp and device.type != "cuda":
+        raise TrainingError(
+            f"--amp (bf16 autocast) needs a CUDA device, the run uses {device}; "
+            "drop --amp on the CPU"
+        )
     train_ds, test_ds = datasets if datasets is not None else load_datasets(config)
     if len(train_ds) == 0:
         raise TrainingError(f"dataset {train_ds.name!r} has no training examples")
@@ -187,9 +231,21 @@ def train(
         augment = data.info(config.dataset, **config.dataset_params).augment
 
     model = build_model(config, train_ds).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if rank > 0:  # distinct global RNG stream per rank (dropout etc.); rank 0 = single process
+        torch.manual_seed(distributed.rank_seed(config.seed, rank))
     optimizer = make_optimizer(model, config)
-    objective = make_objective(config.method, run_seed=config.seed, **config.method_params)
-    all_callbacks = [*config_callbacks(config, train_ds, test_ds, device, run_dir), *callbacks]
+    method_params = dict(config.method_params)
+    if "seed" in method_params:
+        method_params["seed"] = distributed.rank_seed(method_params["seed"], rank)
+    objective = make_objective(
+        config.method, run_seed=distributed.rank_seed(config.seed, rank), **method_params
+    )
+    # callbacks run on every rank (identical weights and seeds give identical results);
+    # only rank 0 gets the run directory to write to
+    cb_dir = run_dir if main else None
+    all_callbacks = [*config_callbacks(config, train_ds, test_ds, device, cb_dir), *callbacks]
     history: list[dict[str, Any]] = []
     start_epoch = 0
 
@@ -208,9 +264,11 @@ def train(
             log(f"resuming {run_dir} after epoch {start_epoch}")
     elif resume and log:
         log(f"nothing to resume in {run_dir}; starting a new run")
-    if run_dir is not None:
+    distributed.barrier()  # every rank has checked/restored the state before rank 0 writes
+    if run_dir is not None and main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / CONFIG_FILE, config.model_dump())
+    step_model = _step_model(model, config, device, world)
 
     train_dev = train_ds.to(device)
     steps_per_epoch = math.ceil(len(train_dev) / config.batch_size)
@@ -223,7 +281,7 @@ def train(
         ):
             break
         row = _train_epoch(
-            model,
+            step_model,
             objective,
             optimizer,
             config,
@@ -253,6 +311,7 @@ def train(
             _save_run(
                 run_dir, model, optimizer, objective, all_callbacks, config, history, train_ds
             )
+            distributed.barrier()
         if log:
             log(_summary(row, config.epochs))
             if stop_reason:
@@ -267,6 +326,51 @@ def train(
         finished=len(history) >= config.epochs,
         stop_reason=stop_reason,
     )
+
+
+def _step_model(
+    model: nn.Module, config: TrainConfig, device: torch.device, world: int
+) -> nn.Module:
+    """The module the objective calls: ``model`` itself in a plain single-process run;
+    under DDP and/or ``compile`` a :class:`~robustscope.training.distributed.StepModel`
+    (training forward through DDP / the compiled module, attacks on the plain or compiled
+    module without DDP)."""
+    if world <= 1 and not config.compile:
+        return model
+    attack_forward: Any = model
+    train_forward: Any = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        train_forward = DistributedDataParallel(model, device_ids=ids)
+    if config.compile:
+        attack_forward = torch.compile(model)
+        train_forward = torch.compile(train_forward) if world > 1 else attack_forward
+    return distributed.StepModel(model, train_forward, attack_forward)
+
+
+def _run_objective(
+    objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig
+) -> Any:
+    amp: Any = (
+        torch.autocast(device_type=x.device.type, dtype=torch.bfloat16)
+        if config.amp
+        else nullcontext()
+    )
+    try:
+        with amp:
+            return objective(model, x, y)
+    except RobustscopeError:
+        raise
+    except Exception as exc:
+        if not config.compile:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise TrainingError(
+            f"--compile: torch.compile failed ({type(exc).__name__}: {first}); on the CPU it "
+            "needs a working C compiler (gcc/clang); run without --compile"
+        ) from exc
 
 
 def _train_epoch(
@@ -288,6 +392,7 @@ def _train_epoch(
     batches = data.iterate_batches(
         train_ds, config.batch_size, shuffle=True, generator=gen, augment=augment
     )
+    world, rank = distributed.world_size(), distributed.rank()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
@@ -301,9 +406,24 @@ def _train_epoch(
             lr = learning_rate(config, epoch, step, steps_per_epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            n_global = len(x)
+            weight = 1.0
+            if world > 1:
+                # this rank's shard of the global batch; its mean loss is weighted so that
+                # DDP's gradient average equals the gradient of the global mean loss
+                lo, hi = distributed.shard_bounds(n_global, world, rank)
+                if hi > lo:
+                    x, y, weight = x[lo:hi], y[lo:hi], world * (hi - lo) / n_global
+                else:  # empty shard: join the all-reduce with a zero-weight step
+                    x, y, weight = x[:1], y[:1], 0.0
+            if config.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             for _ in range(replays):
-                out = objective(model, x, y)
-                if not torch.isfinite(out.loss):
+                out = _run_objective(objective, model, x, y, config)
+                finite = torch.isfinite(out.loss.detach())
+                if world > 1:  # every rank stops together
+                    finite = distributed.all_reduce_sum(finite.to(torch.int64)) == world
+                if not finite:
                     where = f"{run_dir}" if run_dir is not None else "memory (no run directory)"
                     raise TrainingError(
                         f"non-finite loss ({float(out.loss.detach())}) at epoch {epoch + 1}, "
@@ -311,12 +431,13 @@ def _train_epoch(
                         f"{good_epochs}) is kept in {where}. Lower --lr, or check the data for NaNs"
                     )
                 optimizer.zero_grad(set_to_none=True)
-                out.loss.backward()
+                (out.loss * weight if world > 1 else out.loss).backward()
                 optimizer.step()
                 target = out.y if out.y is not None else y
-                n = len(target)
+                n = len(target) if weight > 0 else 0
                 loss_sum += out.loss.detach().double() * n
-                correct += (predict(out.logits.detach()) == target).sum()
+                if n:
+                    correct += (predict(out.logits.detach()) == target).sum()
                 seen += n
                 for k, v in out.extras.items():
                     extras[k] = extras.get(k, 0.0) + float(v) * n
@@ -324,6 +445,16 @@ def _train_epoch(
     finally:
         bar.close()
     elapsed = time.perf_counter() - t0
+    if world > 1:  # epoch sums over all ranks (same keys on every rank: same objective)
+        keys = sorted(extras)
+        sums = torch.tensor(
+            [float(loss_sum), float(correct), float(seen), *(extras[k] for k in keys)],
+            dtype=torch.float64,
+            device=device,
+        )
+        distributed.all_reduce_sum(sums)
+        loss_sum, correct, seen = sums[0], sums[1].round().long(), int(sums[2].round())
+        extras = {k: float(sums[3 + i]) for i, k in enumerate(keys)}
     row: dict[str, Any] = {
         "epoch": epoch + 1,
         "lr": learning_rate(config, epoch, steps_per_epoch - 1, steps_per_epoch),
@@ -363,7 +494,19 @@ def _save_run(
     history: list[dict[str, Any]],
     train_ds: ArrayDataset,
 ) -> None:
-    """Persist one completed epoch: resume state first (the authority), then model and history."""
+    """Persist one completed epoch: resume state first (the authority), then model and history.
+
+    Under DDP every rank must call this (the ranks' RNG and objective states are gathered);
+    only rank 0 writes.
+    """
+    world = distributed.world_size()
+    own = {
+        "rng": rng_state(),
+        "objective": objective.state_dict() if hasattr(objective, "state_dict") else None,
+    }
+    per_rank = distributed.all_gather_objects(_to_cpu(own)) if world > 1 else None
+    if not distributed.is_main():
+        return
     tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
     skeleton = {
         "optimizer": flatten(optimizer.state_dict(), "optimizer", tensors),
@@ -375,8 +518,11 @@ def _save_run(
         ),
         "callbacks": flatten(_callback_states(callbacks), "callbacks", tensors),
     }
+    if per_rank is not None:
+        skeleton["ranks"] = flatten(per_rank, "ranks", tensors)
     meta = {
         "epoch": len(history),
+        "world_size": world,
         "config": config.model_dump(),
         "history": history,
         "state": skeleton,
@@ -398,6 +544,16 @@ def _save_run(
         },
     )
     write_json(run_dir / HISTORY_FILE, history)
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
 
 
 def _saved_epochs(state_path: Path) -> int:
@@ -425,13 +581,26 @@ def _restore(
             f"cannot resume {state_path.parent}: the configuration differs ({listing}); "
             "resume with the same options or start a new run with another --out"
         )
+    world = distributed.world_size()
+    saved_world = int(meta.get("world_size", 1))
+    if saved_world != world:
+        raise TrainingError(
+            f"cannot resume {state_path.parent}: it was trained by {saved_world} process(es), "
+            f"this run has {world}; resume with the same number of processes "
+            "(each rank restores its own random streams)"
+        )
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     checkpoint.load_weights(model, weights, source=str(state_path))
     state = meta["state"]
     # Optimizer.load_state_dict moves the state tensors to the parameters' device
     optimizer.load_state_dict(unflatten(state["optimizer"], tensors))
-    set_rng_state(unflatten(state["rng"], tensors))
-    obj_state = unflatten(state["objective"], tensors)
+    own = {"rng": state["rng"], "objective": state["objective"]}
+    if world > 1:
+        own = unflatten(state["ranks"], tensors)[distributed.rank()]
+    else:
+        own = {k: unflatten(v, tensors) for k, v in own.items()}
+    set_rng_state(own["rng"])
+    obj_state = own["objective"]
     if obj_state is not None and hasattr(objective, "load_state_dict"):
         objective.load_state_dict(obj_state)
     saved_cbs = unflatten(state["callbacks"], tensors) if "callbacks" in state else {}
