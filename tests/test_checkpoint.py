@@ -160,3 +160,29 @@ def test_import_state_dict_uses_weights_only(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="weights_only"):
         checkpoint.import_state_dict(evil, target)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("first_bytes", [b"\x80", b"PK"])
+def test_header_length_starting_like_a_pickle_or_zip_still_loads(
+    tmp_path: Path, first_bytes: bytes
+) -> None:
+    """The header length's low bytes can equal pickle/zip magic (0x80; 'PK' = 0x4B50): such a
+    valid checkpoint must load (this once failed at random, depending on metadata length)."""
+    model = _model()
+    modulus = 256 ** len(first_bytes)
+    target = int.from_bytes(first_bytes, "little")
+
+    def save(pad: int) -> Path:
+        return checkpoint.save(tmp_path / "m.safetensors", model, {"extra": {"pad": "x" * pad}})
+
+    n0 = int.from_bytes(save(0).read_bytes()[:8], "little")
+    guess = (target - n0) % modulus  # each pad character adds one header byte (up to alignment)
+    for pad in range(max(guess - 16, 0), guess + 16):
+        path = save(pad)
+        if path.read_bytes()[: len(first_bytes)] == first_bytes:
+            break
+    else:
+        pytest.fail(f"no padding gave a header length starting with {first_bytes!r}")
+    loaded, meta = checkpoint.load(path)
+    assert meta.extra["pad"] == "x" * pad
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())

@@ -155,26 +155,32 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[
 
 
 def _check_header(path: Path) -> None:
-    """Refuse anything that is not a well-formed safetensors file, before parsing it."""
+    """Refuse anything that is not a well-formed safetensors file, before parsing it.
+
+    A safetensors file starts with its header length (u64, little endian) followed by a JSON
+    object; that length's first byte may be anything (0x80 or "PK" included), so the file is
+    judged by that structure first and only a file that fails it is named as a pickle or a
+    zip archive by its magic bytes.
+    """
     size = path.stat().st_size
     with open(path, "rb") as fh:
-        head = fh.read(8)
+        head = fh.read(9)
+    if len(head) == 9:
+        (n,) = struct.unpack("<Q", head[:8])
+        if n <= MAX_HEADER_BYTES and n + 8 <= size and head[8:9] == b"{":
+            return
     if head[:2] == b"PK" or head[:1] == b"\x80":
         kind = "a PyTorch .pt/zip archive" if head[:2] == b"PK" else "a Python pickle"
         raise CheckpointError(f"{path} is {kind}, not a safetensors checkpoint. {_PICKLE_HINT}")
-    if len(head) < 8:
+    if len(head) < 9:
         raise CheckpointError(f"{path} is truncated ({size} bytes): not a safetensors checkpoint")
-    (n,) = struct.unpack("<Q", head)
+    (n,) = struct.unpack("<Q", head[:8])
     if n > MAX_HEADER_BYTES or n + 8 > size:
         raise CheckpointError(
             f"{path} is not a valid safetensors file (header length {n} for a {size}-byte file): "
             "truncated or not a checkpoint"
         )
-    with open(path, "rb") as fh:
-        fh.seek(8)
-        first = fh.read(1)
-    if first != b"{":
-        raise CheckpointError(f"{path} is not a valid safetensors file (header is not JSON)")
+    raise CheckpointError(f"{path} is not a valid safetensors file (header is not JSON)")
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
