@@ -744,3 +744,26 @@ def test_autoattack_lite_with_few_classes(k: int) -> None:
     x, y = torch.rand(6, 5), torch.randint(0, max(k, 2), (6,))
     x_adv = AutoAttackLite(model, 0.3, steps=3, seed=0)(x, y)
     assert bool(ThreatModel("linf", 0.3).contains(x_adv, x).all())
+
+
+def test_pgd_without_early_exit_takes_every_step_for_every_example() -> None:
+    """early_exit=False (the adversarial-training maximiser) returns the last iterate of a
+    plain PGD loop, also for examples misclassified along the way."""
+    from robustscope import models
+    from robustscope.attacks.gradient import PGD, pgd_start
+    from robustscope.attacks.losses import ce_loss
+
+    torch.manual_seed(0)
+    model = models.create("mlp", 10, (1, 8, 8), widths=[16]).eval()
+    x, y = torch.rand(6, 1, 8, 8), torch.randint(0, 10, (6,))
+    atk = PGD(model, eps=0.3, steps=4, seed=7, early_exit=False)
+    out = atk(x, y)
+    gen = torch.Generator().manual_seed(7)
+    ref = pgd_start(atk.threat, x, gen)
+    for _ in range(4):
+        ref = ref.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(ce_loss(model(ref), y).sum(), ref)
+        ref = atk.threat.project(atk.threat.step(ref.detach(), g, atk.step_size), x)
+    assert torch.equal(out, ref)
+    early = PGD(model, eps=0.3, steps=4, seed=7)(x, y)
+    assert not torch.equal(early, out)  # with early exit, broken points stop moving

@@ -272,9 +272,11 @@ class PGD(Attack):
         seed: int | None = None,
         *,
         clip: Clip = (0.0, 1.0),
+        early_exit: bool = True,
     ) -> None:
         super().__init__(model, seed=seed)
         self.threat = make_threat(self.name, norm, eps, clip)
+        self.early_exit = bool(early_exit)
         self.eps = self.threat.eps
         self.norm = self.threat.norm
         self.steps = check_positive_int(self.name, "steps", steps)
@@ -315,6 +317,8 @@ class PGD(Attack):
         if self.loss == "kl":
             with torch.no_grad():
                 clean_logits = self.model(x).detach()
+        if not self.early_exit:
+            return self._run_all_steps(x, y, clean_logits, gen)
         keeper = BestKeeper(x)
         for _ in range(self.restarts if self.random_start else 1):
             idx = keeper.remaining()
@@ -322,6 +326,22 @@ class PGD(Attack):
                 break
             self._run_once(x, y, idx, clean_logits, keeper, gen)
         return keeper.x
+
+    def _run_all_steps(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        clean_logits: torch.Tensor | None,
+        gen: torch.Generator | None,
+    ) -> torch.Tensor:
+        """Every step for every example, last iterate returned (one restart): the inner
+        maximisation of adversarial training, which must keep pushing misclassified points."""
+        loss_fn = self._loss_fn(clean_logits)
+        x_adv = self._start(x, gen)
+        for _ in range(self.steps):
+            grad, _, _ = self.input_grad(x_adv, y, loss_fn)
+            x_adv = self.threat.project(self.threat.step(x_adv, grad, self.step_size), x)
+        return x_adv
 
     def _run_once(
         self,

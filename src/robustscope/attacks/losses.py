@@ -65,6 +65,9 @@ def dlr_targeted_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tenso
 
 
 def kl_to_clean(logits: torch.Tensor, clean_logits: torch.Tensor) -> torch.Tensor:
-    """``KL(f(x) ‖ f(x′))`` per example with f(x) the (fixed) clean prediction — TRADES' inner objective."""
-    p_clean = F.softmax(clean_logits, dim=1)
-    return (p_clean * (F.log_softmax(clean_logits, dim=1) - F.log_softmax(logits, dim=1))).sum(1)
+    """``KL(f(x) ‖ f(x′)) = Σ_k p_k (log p_k − log p′_k)`` per example, ``[N]``, with f(x) the
+    clean prediction (TRADES' inner objective and robust term). Gradients flow through both
+    arguments; a single score s is read as the two logits (0, s)."""
+    log_p = F.log_softmax(_binary_as_two(clean_logits), dim=1)
+    log_q = F.log_softmax(_binary_as_two(logits), dim=1)
+    return (log_p.exp() * (log_p - log_q)).sum(dim=1)

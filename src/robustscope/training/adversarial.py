@@ -9,7 +9,7 @@ differentiates the returned loss. Conventions shared by all of them:
   (``"linf"`` or ``"l2"``). Adversarial points stay in ``ball(x, ε) ∩ box``, where the
   box is ``clip``: by default ``[0, 1]`` for images (``[N, C, H, W]``) and unbounded for
   vector data (``[N, D]``, e.g. the Tsipras et al. distribution) — the lab's convention.
-* **Inner maximisation.** PGD-AT, TRADES and mixed batches use :class:`TrainingPGD`:
+* **Inner maximisation.** PGD-AT, TRADES and mixed batches use :class:`~robustscope.attacks.PGD` with ``early_exit=False``:
   Madry et al.'s PGD, every step for every example of the batch and the **last iterate**
   returned. It is not the evaluation attack :class:`~robustscope.attacks.PGD`, which stops
   an example at its first misclassified iterate (right for measuring robust accuracy, but
@@ -41,22 +41,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from robustscope.attacks.base import Attack
 from robustscope.attacks.gradient import (
     FGSM,
-    KL_START_STD,
+    PGD,
     Clip,
     check_positive_int,
     make_threat,
-    pgd_start,
 )
-from robustscope.attacks.losses import ce_loss
+from robustscope.attacks.losses import kl_to_clean
 from robustscope.attacks.threat import NORMS
 from robustscope.errors import RobustscopeError, TrainingError
 from robustscope.evaluation import cross_entropy
@@ -71,7 +69,6 @@ __all__ = [
     "NoiseAugmentation",
     "SeededObjective",
     "Trades",
-    "TrainingPGD",
     "real",
     "resolve_clip",
     "trades_kl",
@@ -165,18 +162,6 @@ def _objective_seed(seed: int) -> int:
     return (int(seed) * 6_364_136_223_846_793_005 + 1_442_695_040_888_963_407) % 2**63
 
 
-def _as_two_logits(logits: torch.Tensor) -> torch.Tensor:
-    """A single binary score s as the logits (0, s): same probabilities as the logistic model."""
-    return torch.cat([torch.zeros_like(logits), logits], dim=1) if logits.shape[1] == 1 else logits
-
-
-def _kl_per_example(clean_logits: torch.Tensor, adv_logits: torch.Tensor) -> torch.Tensor:
-    """``KL(f(x) ‖ f(x′)) = Σ_k p_k (log p_k − log p′_k)`` per example, ``[N]``."""
-    log_p = F.log_softmax(_as_two_logits(clean_logits), dim=1)
-    log_q = F.log_softmax(_as_two_logits(adv_logits), dim=1)
-    return (log_p.exp() * (log_p - log_q)).sum(dim=1)
-
-
 def trades_kl(clean_logits: torch.Tensor, adv_logits: torch.Tensor) -> torch.Tensor:
     """TRADES' robust term: ``(1/N) Σ_i KL(f(x_i) ‖ f(x′_i))`` ("batchmean").
 
@@ -185,81 +170,10 @@ def trades_kl(clean_logits: torch.Tensor, adv_logits: torch.Tensor) -> torch.Ten
     arguments. Equal to ``F.kl_div(log_softmax(adv), softmax(clean), reduction="batchmean")``.
     A single-logit (binary) model is read as the two logits ``(0, s)``.
     """
-    return _kl_per_example(clean_logits, adv_logits).mean()
+    return kl_to_clean(adv_logits, clean_logits).mean()
 
 
 # --- the inner maximisation ----------------------------------------------------------------
-
-
-class TrainingPGD(Attack):
-    """PGD as the inner maximisation of adversarial training (Madry et al. 2018): every
-    step is taken for every example and the **last iterate** is returned.
-
-    From a start ``x⁰`` (``random_start``: uniform in the ℓ∞ ball, or the ℓ2 start of
-    :func:`~robustscope.attacks.gradient.pgd_start`; for ``loss="kl"`` the TRADES start
-    ``x + 0.001·N(0, I)``; else ``x``)::
-
-        xᵗ⁺¹ = P_S(xᵗ + α · sign(∇ₓ L(f(xᵗ), y)))        (ℓ∞; ℓ2: α · ∇/‖∇‖₂)
-
-    with ``L`` the cross-entropy (``loss="ce"``, PGD-AT) or ``KL(f(x) ‖ f(x′))`` with the clean
-    prediction computed once at the start (``loss="kl"``, TRADES' inner problem). Unlike the
-    evaluation attack :class:`~robustscope.attacks.PGD` there is no best-point bookkeeping,
-    no early exit and no restart: the whole batch takes every step (so in train mode the
-    BatchNorm statistics come from the same batch at every step). Cost: ``steps`` ×
-    (forward + input-gradient backward), + one forward for ``"kl"``.
-
-    Not in the attack registry: it is the training objectives' maximiser. Use
-    :class:`~robustscope.attacks.PGD` to measure robustness.
-    """
-
-    name: ClassVar[str] = "pgd-train"
-
-    def __init__(
-        self,
-        model: nn.Module,
-        eps: float,
-        steps: int = 10,
-        step_size: float | None = None,
-        norm: str = "linf",
-        random_start: bool = True,
-        loss: str = "ce",
-        seed: int | None = None,
-        *,
-        clip: Clip = (0.0, 1.0),
-    ) -> None:
-        super().__init__(model, seed=seed)
-        self.threat = make_threat(self.name, norm, eps, clip)
-        self.steps = check_positive_int(self.name, "steps", steps)
-        self.step_size = 2.5 * self.threat.eps / self.steps if step_size is None else step_size
-        if not (self.step_size >= 0):
-            raise TrainingError(f"{self.name}: step_size must be ≥ 0, got {step_size}")
-        if loss not in ("ce", "kl"):
-            raise TrainingError(f"{self.name}: loss must be 'ce' or 'kl', got {loss!r}")
-        self.loss = loss
-        self.random_start = bool(random_start)
-
-    def run(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        gen = self.generator(x.device)
-        threat = self.threat
-        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-        if self.loss == "kl":
-            with torch.no_grad():
-                clean = self.model(x).detach()
-
-            def loss_fn(logits: torch.Tensor, _y: torch.Tensor) -> torch.Tensor:
-                return _kl_per_example(clean, logits)
-
-            x_adv = x
-            if self.random_start:
-                noise = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-                x_adv = threat.project(x + KL_START_STD * noise, x)
-        else:
-            loss_fn = ce_loss
-            x_adv = pgd_start(threat, x, gen) if self.random_start else x
-        for _ in range(self.steps):
-            grad, _, _ = self.input_grad(x_adv, y, loss_fn)
-            x_adv = threat.project(threat.step(x_adv, grad, self.step_size), x)
-        return x_adv
 
 
 @dataclass(frozen=True)
@@ -268,7 +182,7 @@ class InnerMaximizer:
 
     Attributes:
         owner: the objective's name (for error messages).
-        kind: ``"pgd"`` (:class:`TrainingPGD`) or ``"fgsm"`` (the engine's FGSM, with a random
+        kind: ``"pgd"`` (:class:`~robustscope.attacks.PGD` with ``early_exit=False``) or ``"fgsm"`` (the engine's FGSM, with a random
             start for FGSM-RS).
         eps, norm, steps, step_size, random_start: the attack's budget (``steps`` unused by FGSM).
         loss: ``"ce"`` or ``"kl"`` (PGD only).
@@ -302,16 +216,17 @@ class InnerMaximizer:
                 model, self.eps, self.norm, self.random_start, self.step_size, seed, clip=clip
             )
         else:
-            atk = TrainingPGD(
+            atk = PGD(
                 model,
                 self.eps,
                 self.steps,
                 self.step_size,
                 self.norm,
                 self.random_start,
-                self.loss,
-                seed,
+                loss=self.loss,
+                seed=seed,
                 clip=clip,
+                early_exit=False,
             )
         atk.train_mode = self.train_mode
         return atk
@@ -536,7 +451,7 @@ def pgd(
 ) -> Objective:
     """PGD adversarial training (Madry et al. 2018, "Towards deep learning models resistant to
     adversarial attacks"): minimise the cross-entropy at ``x′ = PGD(x)``, the last iterate of
-    ``steps`` steps of :class:`TrainingPGD` from a random start.
+    ``steps`` steps of :class:`~robustscope.attacks.PGD` with ``early_exit=False`` from a random start.
 
     The default step size ``α = 2.5 ε / steps`` is Madry et al.'s rule (enough to cross the
     ball). wen2020 §B.1 trains with 10 steps of 2/255 at ε ∈ {4, 8, 16}/255: the default
@@ -573,7 +488,7 @@ def trades(
     accuracy"): minimise ``CE(f(x), y) + β · (1/N) Σᵢ KL(f(xᵢ) ‖ f(x′ᵢ))``.
 
     ``x′`` maximises ``KL(f(x) ‖ f(x′))`` (clean prediction fixed) over the ball by
-    :class:`TrainingPGD` with ``loss="kl"``, from ``x + 0.001·N(0, I)``. The KL runs from the
+    :class:`~robustscope.attacks.PGD` with ``early_exit=False`` with ``loss="kl"``, from ``x + 0.001·N(0, I)``. The KL runs from the
     clean distribution to the adversarial one, is summed over classes and averaged over the
     batch ("batchmean"), and is differentiated through both distributions (:func:`trades_kl`).
     Reported logits are the clean ones, so the epoch's ``train_accuracy`` is clean accuracy;
