@@ -157,9 +157,16 @@ def barrier() -> None:
         dist.barrier()
 
 
-def cleanup() -> None:
-    """Destroy the process group (no-op when none exists)."""
+def cleanup(*, sync: bool = True) -> None:
+    """Destroy the process group (no-op when none exists).
+
+    With ``sync`` all ranks first meet at a barrier: a rank tearing gloo down while another
+    still uses it aborts the other ("terminate called without an active exception"). After
+    an error, ``sync=False`` skips the barrier, which the failed ranks might never reach.
+    """
     if is_distributed():
+        if sync:
+            dist.barrier()
         dist.destroy_process_group()
 
 

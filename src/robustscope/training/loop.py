@@ -186,7 +186,7 @@ def train(
     device = resolve_device(config.device)
     owns_group = distributed.init(device)
     try:
-        return _train(
+        result = _train(
             config,
             out,
             resume=resume,
@@ -196,9 +196,13 @@ def train(
             stop_after_epochs=stop_after_epochs,
             datasets=datasets,
         )
-    finally:
+    except BaseException:
         if owns_group:
-            distributed.cleanup()
+            distributed.cleanup(sync=False)
+        raise
+    if owns_group:
+        distributed.cleanup()
+    return result
 
 
 def _train(
