@@ -85,6 +85,7 @@ def test_registry_lists_all_models() -> None:
     expected = {
         "linear",
         "mlp",
+        "cnn",
         "smallcnn",
         "lenet",
         "vgg13",
@@ -261,6 +262,15 @@ def test_resnet20_parameter_count() -> None:
     #   fc: 64·10 + 10 = 650
     #   total 272,474 (option A, without the two projection shortcuts: 269,722 ≈ 0.27M)
     assert count_parameters(create("resnet20", 10, CIFAR)) == 272_474
+
+
+def test_cnn_parameter_count() -> None:
+    # Wong & Kolter 2018's small ConvNet on 1x28x28: conv 1->16 (4x4), conv 16->32 (4x4),
+    # fc 32*7*7 -> 100, fc 100 -> 10, all with biases.
+    expected = (16 * 16 + 16) + (32 * 16 * 16 + 32) + (1568 * 100 + 100) + (100 * 10 + 10)
+    assert count_parameters(create("cnn", 10, MNIST)) == expected
+    assert create("cnn", 10, MNIST).head.in_features == 100
+    assert create("cnn", 10, CIFAR, width=2).head.in_features == 200
 
 
 def test_smallcnn_parameter_count() -> None:

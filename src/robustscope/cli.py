@@ -163,7 +163,7 @@ def train_cmd(
         list[str] | None,
         typer.Option("--dataset-param", help="dataset option KEY=VALUE, repeatable"),
     ] = None,
-    model: Annotated[str, typer.Option(help="architecture (robustscope models)")] = "smallcnn",
+    model: Annotated[str, typer.Option(help="architecture (robustscope models)")] = "cnn",
     model_kwarg: Annotated[
         list[str] | None,
         typer.Option("--model-kwarg", help="architecture option KEY=VALUE, repeatable"),
@@ -490,6 +490,94 @@ def attack_cmd(
     out_console.print(table)
     for flag in curve.flags:
         err_console.print(f"[yellow]warning ({flag.name}):[/yellow] {flag.message}")
+
+
+@app.command("probes")
+def probes_cmd(as_json: JsonFlag = False) -> None:
+    """List the probes (diagnostic measurements) and their options."""
+    from robustscope import probes
+
+    rows = {
+        name: {"description": doc, "options": list(probes.get_probe(name).options)}
+        for name, doc in probes.available_probes().items()
+    }
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("probe", "description", "options")
+    for name, row in rows.items():
+        table.add_row(name, row["description"], ", ".join(row["options"]))
+    out_console.print(table)
+
+
+@app.command("probe")
+def probe_cmd(
+    checkpoint_path: Annotated[
+        Path, typer.Argument(metavar="CHECKPOINT", help="checkpoint file or run directory")
+    ],
+    probe: Annotated[
+        str, typer.Option(help="probe name(s), comma-separated (robustscope probes)")
+    ] = "input_fisher",
+    opt: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--opt",
+            help="probe option KEY=VALUE (all probes) or NAME.KEY=VALUE (one probe), repeatable",
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="dataset (default: the one trained on)")
+    ] = None,
+    n: Annotated[int | None, typer.Option(help="probe the first N test examples")] = 1000,
+    train_n: Annotated[
+        int, typer.Option(help="first N training examples for probes comparing splits (0: none)")
+    ] = 1000,
+    data_root: Annotated[Path | None, typer.Option(help="folder holding the dataset files")] = None,
+    device: DeviceOpt = "auto",
+    arrays: Annotated[
+        bool, typer.Option(help="with --json, also print the per-example arrays and histograms")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Measure a checkpoint with one or more probes (input_fisher, cckl, margins, ...)."""
+    from robustscope import data, probes
+    from robustscope.device import resolve_device
+
+    dev = resolve_device(device)
+    names = [p for p in probe.replace(" ", "").split(",") if p]
+    infos = [probes.get_probe(name) for name in names]
+    options: dict[str, dict[str, Any]] = {name: {} for name in names}
+    for key, value in _parse_kv(opt or [], "--opt").items():
+        name, sep, field = key.rpartition(".")
+        targets = [name] if sep else names
+        if sep and name not in options:
+            raise RobustscopeError(f"--opt {key}: {name!r} is not among --probe {probe}")
+        for target in targets:
+            options[target][field] = value
+    model, meta, test = _model_and_data(checkpoint_path, dataset, "test", n, data_root, dev)
+    train = None
+    if train_n > 0 or any("train" in info.splits for info in infos):
+        if train_n <= 0:
+            raise RobustscopeError(f"--probe {probe} compares train and test; pass --train-n N > 0")
+        params = meta.training.get("dataset_params", {}) if dataset in (None, meta.dataset) else {}
+        ds = data.load(test.name, "train", root=data_root, **params).head(train_n)
+        train = (ds.x, ds.y)
+    probe_data = probes.ProbeData(test=(test.x, test.y), train=train)
+    results = {name: probes.run_probe(name, model, probe_data, **options[name]) for name in names}
+    if as_json:
+        out = {}
+        for name, result in results.items():
+            j = result.to_json()
+            if not arrays:
+                j.pop("arrays", None)
+            out[name] = j
+        _print_json({"checkpoint": str(checkpoint_path), "n_test": len(test.x), "probes": out})
+        return
+    for name, result in results.items():
+        table = Table("quantity", "value", title=f"{name} on {test.name} test, n={len(test.x)}")
+        for key, value in result.scalars().items():
+            table.add_row(key, f"{value:.6g}")
+        out_console.print(table)
 
 
 def _model_and_data(

@@ -26,3 +26,7 @@ class TrainingError(RobustscopeError):
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> str:
     """The message for an unknown registry name, listing the valid ones."""
     return f"unknown {kind} {name!r}; valid {kind}s: {', '.join(sorted(valid))}"
+
+
+class ProbeError(RobustscopeError):
+    """A probe is unknown, got bad options, or cannot measure the given model or data."""

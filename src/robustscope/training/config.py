@@ -59,7 +59,7 @@ class TrainConfig(BaseModel):
         None, description="'none', 'crop_flip' or None for the dataset default"
     )
 
-    model: str = "smallcnn"
+    model: str = "cnn"
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     normalize: bool = Field(True, description="dataset mean/std as the model's first layer")
 

@@ -75,6 +75,12 @@ def available_measures() -> dict[str, str]:
 def make_measure(name: str, config: TrainConfig, **options: Any) -> Measure:
     """Build the measurement ``name``; unknown names or options are refused."""
     if name not in _MEASURES:
+        # The probes (a later layer) register themselves here when imported: discover them
+        # by name without this layer depending on theirs.
+        import importlib
+
+        importlib.import_module("robustscope.probes")
+    if name not in _MEASURES:
         raise TrainingError(unknown_name("tracking measurement", name, list(_MEASURES)))
     try:
         return _MEASURES[name][0](config, **options)

@@ -1,0 +1,52 @@
+"""Every tracked probe as a measurement of training's tracking hook (``--track NAME``).
+
+Importing :mod:`robustscope.probes` registers, for each probe with ``tracked=True``, a
+measurement of the same name in :mod:`robustscope.training.tracking` whose options are the
+probe's options. During training it runs on each fixed subset in turn (train, then test)
+and adds the probe's :meth:`~robustscope.probes.ProbeResult.scalars` to the epoch's history
+as ``track/<split>/<probe>_<scalar>``, e.g. ``track/test/input_fisher_frobenius_mean``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustscope.errors import TrainingError
+from robustscope.probes.base import ProbeData
+from robustscope.probes.registry import _PROBES, ProbeInfo, run_probe
+from robustscope.training.config import TrainConfig
+from robustscope.training.tracking import Measure, available_measures, register_measure
+
+__all__ = ["register_tracked_probes"]
+
+
+def _factory(info: ProbeInfo) -> Any:
+    def factory(config: TrainConfig, **options: Any) -> Measure:
+        unknown = [k for k in options if k not in info.options]
+        if unknown:
+            raise TrainingError(
+                f"tracking {info.name!r}: unknown option(s) {', '.join(map(repr, unknown))}; "
+                f"its options are: {', '.join(info.options) or '(none)'}"
+            )
+
+        def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+            return run_probe(info.name, model, ProbeData(test=(x, y)), **options).scalars()
+
+        return measure
+
+    factory.__doc__ = info.doc
+    return factory
+
+
+def register_tracked_probes() -> list[str]:
+    """Register every tracked probe not yet known to the tracking hook; returns their names."""
+    known = set(available_measures())
+    added = []
+    for name, info in sorted(_PROBES.items()):
+        if info.tracked and name not in known:
+            register_measure(name, f"probe: {info.doc}")(_factory(info))
+            added.append(name)
+    return added

@@ -1,0 +1,257 @@
+"""The probe framework: registry, result flattening, input_fisher, tracking during training."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from robustscope import models, probes
+from robustscope.attacks.fisher import input_fisher_gram
+from robustscope.errors import ProbeError, TrainingError
+from robustscope.probes import ProbeData, ProbeResult, input_fisher, run_probe
+from robustscope.training import TrainConfig, train
+
+QUIET: dict[str, Any] = {"progress": False, "log": None}
+
+
+def _tiny(k: int = 4, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    model = models.create("mlp", k, (1, 4, 4), widths=(6,)).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(2.0)
+    return model
+
+
+def _dense_fisher(model: nn.Module, xi: torch.Tensor) -> torch.Tensor:
+    def logp(t: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(model(t[None]), 1)[0]
+
+    jac = torch.autograd.functional.jacobian(logp, xi).reshape(-1, xi.numel())
+    p = logp(xi).exp().detach()
+    return jac.T @ torch.diag(p) @ jac
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class _Nested(ProbeResult):
+    a: float
+    v: torch.Tensor
+
+
+@dataclass(frozen=True)
+class _Result(ProbeResult):
+    name: str
+    count: int
+    per_example: torch.Tensor
+    zero_d: torch.Tensor
+    layers: dict[str, float]
+    child: _Nested
+    missing: float | None = None
+
+
+def test_result_flattening_rules() -> None:
+    r = _Result(
+        name="x",
+        count=3,
+        per_example=torch.tensor([1.0, 2.0]),
+        zero_d=torch.tensor(float("nan")),
+        layers={"fc1": 0.5, "fc2": 1.5},
+        child=_Nested(2.0, torch.ones(2, 2)),
+    )
+    s, a = r.scalars(), r.arrays()
+    assert s["count"] == 3.0 and s["layers/fc1"] == 0.5 and s["child/a"] == 2.0
+    assert np.isnan(s["zero_d"]) and "missing" not in s and "name" not in s
+    assert set(a) == {"per_example", "child/v"} and a["child/v"].shape == (2, 2)
+    j = json.loads(json.dumps(r.to_json()))
+    assert j["name"] == "x" and j["scalars"]["zero_d"] is None
+    assert j["arrays"]["per_example"] == [1.0, 2.0]
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def test_registry_lists_and_refuses() -> None:
+    names = probes.available_probes()
+    assert "input_fisher" in names and "shi2020" in names["input_fisher"]
+    with pytest.raises(ProbeError, match=r"unknown probe 'nope'.*input_fisher"):
+        probes.get_probe("nope")
+    x = torch.rand(2, 1, 4, 4, dtype=torch.float64)
+    with pytest.raises(ProbeError, match=r"no option.*'bogus'.*method"):
+        run_probe(
+            "input_fisher", _tiny(), ProbeData(test=(x, torch.zeros(2, dtype=torch.long))), bogus=1
+        )
+
+
+# ----------------------------------------------------------------------------- input_fisher
+
+
+def test_input_fisher_matches_dense_reference() -> None:
+    model = _tiny()
+    x = torch.rand(5, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    stats = input_fisher(model, x, batch_size=2)  # several batches
+    for i in range(len(x)):
+        dense = _dense_fisher(model, x[i])
+        vals = torch.linalg.eigvalsh(dense).flip(0)
+        torch.testing.assert_close(stats.spectral[i], vals[0], rtol=1e-9, atol=1e-14)
+        torch.testing.assert_close(stats.trace[i], dense.trace(), rtol=1e-9, atol=1e-14)
+        torch.testing.assert_close(
+            stats.frobenius[i], torch.linalg.matrix_norm(dense), rtol=1e-9, atol=1e-14
+        )
+        torch.testing.assert_close(stats.eigenvalues[i], vals[:4], rtol=1e-7, atol=1e-12)
+        v = stats.top_eigenvector[i].reshape(-1)
+        torch.testing.assert_close(v.norm(), torch.tensor(1.0, dtype=v.dtype), rtol=1e-9, atol=0)
+        torch.testing.assert_close(dense @ v, vals[0] * v, rtol=1e-6, atol=1e-10)
+
+
+def test_input_fisher_power_agrees_with_gram() -> None:
+    model = _tiny(k=3, seed=2)
+    x = torch.rand(4, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    exact = input_fisher(model, x)
+    power = input_fisher(model, x, method="power", iters=5000, tol=1e-13)
+    torch.testing.assert_close(power.spectral, exact.spectral, rtol=1e-6, atol=1e-14)
+    assert power.frobenius is None and power.iterations > 0
+    assert set(power.scalars()) >= {"spectral_mean", "spectral_median"}
+    assert "frobenius_mean" not in power.scalars()
+
+
+def test_input_fisher_probe_through_registry_and_json() -> None:
+    model = models.create("cnn", 10, (1, 8, 8), width=0.5)
+    x = torch.rand(6, 1, 8, 8)
+    result = run_probe("input_fisher", model, ProbeData(test=(x, torch.zeros(6, dtype=torch.long))))
+    ref = input_fisher_gram(model, x)
+    torch.testing.assert_close(result.frobenius, ref.frobenius.cpu())
+    s = result.scalars()
+    assert s["frobenius_mean"] == pytest.approx(float(ref.frobenius.mean()))
+    assert result.arrays()["eigenvalues"].shape == (6, 10)
+    json.dumps(result.to_json())
+    with pytest.raises(ProbeError, match="method must be"):
+        input_fisher(model, x, method="nope")  # type: ignore[arg-type]
+
+
+def test_input_fisher_leaves_the_model_as_it_was() -> None:
+    model = _tiny()
+    model.train()
+    model.head.weight.requires_grad_(False)
+    input_fisher(model, torch.rand(3, 1, 4, 4, dtype=torch.float64))
+    assert model.training
+    assert not model.head.weight.requires_grad and model.head.bias.requires_grad
+
+
+# ----------------------------------------------------------------------------- tracking
+
+
+def test_probe_tracked_during_training_without_changing_weights() -> None:
+    base: dict[str, Any] = {
+        "dataset": "digits",
+        "model": "mlp",
+        "model_kwargs": {"widths": [32]},
+        "epochs": 2,
+        "batch_size": 32,
+        "seed": 0,
+        "device": "cpu",
+        "train_subset": 128,
+        "test_subset": 64,
+    }
+    cfg = TrainConfig(
+        **base,
+        track=["input_fisher"],
+        track_n=20,
+        track_params={"input_fisher": {"batch_size": 7}},
+    )
+    tracked = train(cfg, None, **QUIET)
+    for row in tracked.history:
+        for split in ("train", "test"):
+            assert row[f"track/{split}/input_fisher_frobenius_mean"] > 0
+            assert (
+                row[f"track/{split}/input_fisher_spectral_mean"]
+                <= row[f"track/{split}/input_fisher_frobenius_mean"] + 1e-12
+            )
+    plain = train(TrainConfig(**base), None, **QUIET)
+    for k, v in plain.model.state_dict().items():
+        assert torch.equal(v, tracked.model.state_dict()[k]), k
+    bad = TrainConfig(**base, track=["input_fisher"], track_params={"input_fisher": {"nope": 1}})
+    with pytest.raises(TrainingError, match=r"unknown option.*'nope'"):
+        train(bad, None, **QUIET)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "robustscope", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_cli_probe_json_matches_python(tmp_path: Path) -> None:
+    cfg = TrainConfig(
+        dataset="digits",
+        model="mlp",
+        model_kwargs={"widths": [16]},
+        epochs=1,
+        seed=0,
+        device="cpu",
+        train_subset=64,
+    )
+    result = train(cfg, tmp_path / "run", **QUIET)
+    out = json.loads(
+        _cli(
+            "probe",
+            str(tmp_path / "run"),
+            "--probe",
+            "input_fisher",
+            "--n",
+            "20",
+            "--train-n",
+            "0",
+            "--opt",
+            "input_fisher.batch_size=6",
+            "--device",
+            "cpu",
+            "--json",
+        ).stdout
+    )
+    from robustscope import data
+
+    test = data.load("digits", "test").head(20)
+    ref = input_fisher(result.model, test.x)
+    scalars = out["probes"]["input_fisher"]["scalars"]
+    assert out["n_test"] == 20 and "arrays" not in out["probes"]["input_fisher"]
+    assert scalars["frobenius_mean"] == pytest.approx(float(ref.frobenius.mean()), rel=1e-6)
+    listed = json.loads(_cli("probes", "--json").stdout)
+    assert "method" in listed["input_fisher"]["options"]
+    bad = _cli("probe", str(tmp_path / "run"), "--probe", "nope", check=False)
+    assert bad.returncode == 2 and "unknown probe 'nope'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_training_finds_probes_without_importing_them() -> None:
+    code = (
+        "from robustscope.training import TrainConfig; "
+        "from robustscope.training.tracking import make_measure; "
+        "m = make_measure('input_fisher', TrainConfig(dataset='digits', model='mlp')); "
+        "print(callable(m))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True"
