@@ -5,12 +5,13 @@ model ``S = ball(x, ε) ∩ box`` (:class:`~robustscope.attacks.threat.ThreatMod
 with steepest-ascent steps of the norm (the gradient sign for ℓ∞, the normalized
 gradient for ℓ2) followed by the projection ``P_S``.
 
-Which point is returned (PGD and CW-ℓ∞; :mod:`robustscope.attacks.apgd` uses the
-same rule through :class:`BestKeeper`): every iterate of every restart is a
-candidate; per example, the **first misclassified candidate** found is final,
-and an example never misclassified gets the candidate of **highest objective**.
-So an example left unbroken gets a point whose objective is at least that of plain
-PGD's last iterate.
+Which point is returned (PGD and CW-ℓ∞): every iterate of every restart is checked;
+per example, the **first misclassified iterate** found is final, and an example never
+misclassified gets the **last iterate of the restart whose last iterate has the highest
+objective** — so an unbroken example gets a point whose objective is at least that of
+plain PGD's last iterate, without copying the batch at every step.
+:mod:`robustscope.attacks.apgd` keeps the best iterate of every step (Croce & Hein's
+rule) through the same :class:`BestKeeper`.
 
 Every attack takes a keyword ``clip=(clip_min, clip_max)``, the input box
 (``(0.0, 1.0)`` for images; ``(None, None)`` for unbounded vector inputs such as
@@ -109,6 +110,12 @@ class BestKeeper:
     def remaining(self) -> torch.Tensor:
         """Indices of the examples without a misclassified point yet."""
         return (~self.found).nonzero()[:, 0]
+
+    def found_at(self, idx: torch.Tensor, x_adv: torch.Tensor) -> None:
+        """Record misclassified points ``x_adv`` for examples ``idx`` that have none yet."""
+        open_ = ~self.found[idx]
+        self.x[idx[open_]] = x_adv[open_]
+        self.found[idx[open_]] = True
 
     def update(
         self,
@@ -218,8 +225,8 @@ class PGD(Attack):
     ``PGD(model, 8/255, steps=20, step_size=2/255)``.
 
     Returned point (see the module doc): per example, the first misclassified
-    iterate of any restart, otherwise the iterate of highest objective over all
-    restarts — for ``"kl"`` too (for TRADES training this means a point the model already
+    iterate of any restart, otherwise the last iterate of the restart ending with the
+    highest objective — for ``"kl"`` too (for TRADES training this means a point the model already
     misclassifies is not pushed further). Restart ``r + 1`` runs only on the examples not
     yet misclassified, and
     an example leaves the batch as soon as it is misclassified. With
@@ -338,9 +345,10 @@ class PGD(Attack):
         maximisation of adversarial training, which must keep pushing misclassified points."""
         loss_fn = self._loss_fn(clean_logits)
         x_adv = self._start(x, gen)
+        bounds = self.threat.bounds(x)
         for _ in range(self.steps):
             grad, _, _ = self.input_grad(x_adv, y, loss_fn)
-            x_adv = self.threat.project(self.threat.step(x_adv, grad, self.step_size), x)
+            x_adv = self.threat.step_project(x_adv, grad, self.step_size, x, bounds)
         return x_adv
 
     def _run_once(
@@ -355,16 +363,26 @@ class PGD(Attack):
         xs, ys = x[idx], y[idx]
         cl = clean_logits[idx] if clean_logits is not None else None
         x_adv = self._start(xs, gen)
+        bounds = self.threat.bounds(xs)
+        gone = torch.zeros(len(idx), dtype=torch.bool, device=x.device)
         for _ in range(self.steps):
             grad, loss, logits = self.input_grad(x_adv, ys, self._loss_fn(cl))
-            done = keeper.update(idx, x_adv, loss, logits, ys)
-            if bool(done.any()):
-                keep = ~done
-                if not bool(keep.any()):
+            new = (predict(logits) != ys) & ~gone
+            if bool(new.any()):
+                keeper.found_at(idx[new], x_adv[new])
+                gone |= new
+                n_gone = int(gone.sum())
+                if n_gone == len(gone):
                     return
-                idx, xs, ys, x_adv, grad = idx[keep], xs[keep], ys[keep], x_adv[keep], grad[keep]
-                cl = cl[keep] if cl is not None else None
-            x_adv = self.threat.project(self.threat.step(x_adv, grad, self.step_size), xs)
+                # Recorded examples leave the batch once they are ≥ 1/8 of it: fewer copies
+                # of the whole batch; their later iterates are ignored (found_at keeps the first).
+                if 8 * n_gone >= len(gone):
+                    keep = ~gone
+                    idx, xs, ys, x_adv, grad = (t[keep] for t in (idx, xs, ys, x_adv, grad))
+                    cl = cl[keep] if cl is not None else None
+                    bounds = (bounds[0][keep], bounds[1][keep]) if bounds is not None else None
+                    gone = gone[keep]
+            x_adv = self.threat.step_project(x_adv, grad, self.step_size, xs, bounds)
         with torch.no_grad():
             logits = self.model(x_adv)
             loss = self._loss_fn(cl)(logits, ys)
