@@ -19,7 +19,7 @@ from robustscope import data, models
 from robustscope.attacks import registry
 from robustscope.attacks.apgd import APGD, APGDT, AutoAttackLite, checkpoints, halve_step
 from robustscope.attacks.base import Attack
-from robustscope.attacks.gradient import FGSM, PGD, BestKeeper, CWLinf, pgd_start
+from robustscope.attacks.gradient import FGSM, PGD, CWLinf, pgd_start
 from robustscope.attacks.losses import ce_loss, kl_to_clean
 from robustscope.attacks.square import Square, square_fraction, square_side
 from robustscope.attacks.threat import ThreatModel, flat_norms
