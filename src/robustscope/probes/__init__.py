@@ -12,7 +12,10 @@ from __future__ import annotations
 
 # importing the probe modules registers them
 from robustscope.probes.base import ProbeData, ProbeResult
+from robustscope.probes.confidence import ConfidenceResult, confidence
 from robustscope.probes.fisher import FisherStats, input_fisher
+from robustscope.probes.generalization import GeneralizationGapResult, generalization_gap
+from robustscope.probes.margins import MarginsResult, MarginStats, margins
 from robustscope.probes.registry import (
     ProbeInfo,
     available_probes,
@@ -20,18 +23,37 @@ from robustscope.probes.registry import (
     register_probe,
     run_probe,
 )
+from robustscope.probes.spectra import (
+    LayerSpectrum,
+    SpectraComparison,
+    SpectraResult,
+    compare_spectra,
+    layer_spectra,
+)
 from robustscope.probes.tracking import register_tracked_probes
 
 register_tracked_probes()
 
 __all__ = [
+    "ConfidenceResult",
     "FisherStats",
+    "GeneralizationGapResult",
+    "LayerSpectrum",
+    "MarginStats",
+    "MarginsResult",
     "ProbeData",
     "ProbeInfo",
     "ProbeResult",
+    "SpectraComparison",
+    "SpectraResult",
     "available_probes",
+    "compare_spectra",
+    "confidence",
+    "generalization_gap",
     "get_probe",
     "input_fisher",
+    "layer_spectra",
+    "margins",
     "register_probe",
     "run_probe",
 ]

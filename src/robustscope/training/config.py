@@ -33,6 +33,14 @@ class TrainConfig(BaseModel):
     examples, with options ``track_params[name]``; ``co_detect`` / ``early_stop`` run the
     catastrophic-overfitting detector on the first ``co_batch`` test examples.
 
+    ``spectral_clip`` bounds the spectral norm of every Linear/Conv2d layer's operator
+    (convolutions on the input size they see in the model) by that value at the end of each
+    epoch, as wen2020 B.4.2 / D.3 do "following Sedghi et al. (2018) … every epoch rather
+    than every iteration": a layer above the bound has its weight scaled down to it
+    (:func:`robustscope.models.spectral.clip_operator_norm_`). It runs after the epoch's
+    last step, before evaluation and the checkpoint; the history row records the largest
+    norm before clipping (``spectral_clip/max_norm``).
+
     Speed options, all off by default and never needed on the CPU: ``amp`` (bf16 autocast
     around the objective — forward passes, inner attacks and the loss — CUDA only; refused on
     the CPU), ``channels_last`` (model and 4-D batches in ``torch.channels_last``) and
@@ -105,6 +113,13 @@ class TrainConfig(BaseModel):
     co_params: dict[str, Any] = Field(
         default_factory=dict,
         description="detector options (eps, norm, steps, step_size, drop, ratio, fgsm_keep)",
+    )
+
+    spectral_clip: float | None = Field(
+        None,
+        gt=0,
+        description="after every epoch, scale each Linear/Conv2d layer whose operator norm "
+        "exceeds this bound down to it (wen2020 B.4.2)",
     )
 
     amp: bool = Field(False, description="bf16 autocast for the training step (CUDA only)")

@@ -40,6 +40,7 @@ from robustscope.device import resolve_device
 from robustscope.errors import CheckpointError, RobustscopeError, TrainingError
 from robustscope.evaluation import evaluate_clean, predict
 from robustscope.io import write_json
+from robustscope.models import spectral
 from robustscope.progress import ProgressBar
 from robustscope.training import distributed
 from robustscope.training.config import TrainConfig
@@ -239,6 +240,11 @@ def _train(
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if rank > 0:  # distinct global RNG stream per rank (dropout etc.); rank 0 = single process
         torch.manual_seed(distributed.rank_seed(config.seed, rank))
+    clip_shapes = (
+        spectral.layer_input_shapes(model, train_ds.input_shape)
+        if config.spectral_clip is not None
+        else {}
+    )
     optimizer = make_optimizer(model, config)
     method_params = dict(config.method_params)
     if "seed" in method_params:
@@ -298,6 +304,10 @@ def _train(
             run_dir,
             len(history),
         )
+        if config.spectral_clip is not None:
+            row["spectral_clip/max_norm"] = clip_spectral_norms(
+                model, config.spectral_clip, clip_shapes
+            )
         test_eval = evaluate_clean(model, test_ds, batch_size=config.eval_batch_size, device=device)
         row.update(test_loss=test_eval.loss, test_accuracy=test_eval.accuracy)
         for cb in all_callbacks:
@@ -330,6 +340,21 @@ def _train(
         finished=len(history) >= config.epochs,
         stop_reason=stop_reason,
     )
+
+
+def clip_spectral_norms(
+    model: nn.Module, bound: float, input_shapes: dict[str, tuple[int, ...]]
+) -> float:
+    """Clip the operator norm of every Linear/Conv2d layer of ``model`` reached by its forward
+    pass (``input_shapes``, from :func:`robustscope.models.spectral.layer_input_shapes`) to
+    ``bound``, in place; the largest norm before clipping. Deterministic (exact methods or a
+    seeded iteration), so a resumed run clips exactly as an uninterrupted one."""
+    norms = [
+        spectral.clip_operator_norm_(module, bound, input_shapes[name])
+        for name, module in spectral.linear_layers(model)
+        if name in input_shapes
+    ]
+    return max(norms, default=0.0)
 
 
 def _step_model(
