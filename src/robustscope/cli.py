@@ -242,6 +242,10 @@ def train_cmd(
         bool,
         typer.Option(help="stop at catastrophic overfitting; keep best.safetensors"),
     ] = False,
+    spectral_clip: Annotated[
+        float | None,
+        typer.Option(help="clip every conv/linear layer's operator norm to C after each epoch"),
+    ] = None,
     co_batch: Annotated[
         int, typer.Option(help="held-out batch of the detector (first N test points)")
     ] = _DEFAULT["co_batch"],
@@ -316,6 +320,7 @@ def train_cmd(
             track_params=_parse_nested(track_param or [], "--track-param"),
             co_detect=co_detect,
             early_stop=early_stop,
+            spectral_clip=spectral_clip,
             co_batch=co_batch,
             co_params=_parse_kv(co_param or [], "--co-param"),
             amp=amp,
@@ -578,6 +583,146 @@ def probe_cmd(
         for key, value in result.scalars().items():
             table.add_row(key, f"{value:.6g}")
         out_console.print(table)
+
+
+@app.command("presets")
+def presets_cmd(as_json: JsonFlag = False) -> None:
+    """List the built-in study presets (robustscope study --preset NAME)."""
+    from robustscope.studies.presets import DEFAULT_PRESET, PRESETS
+
+    rows = {
+        name: {
+            "default": name == DEFAULT_PRESET,
+            "dataset": spec.get("dataset", ""),
+            "reproduces": spec.get("reproduces", ""),
+            "description": spec.get("description", ""),
+        }
+        for name, spec in sorted(PRESETS.items())
+    }
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("preset", "dataset", "reproduces", "description")
+    for name, row in rows.items():
+        label = f"{name} (default)" if row["default"] else name
+        table.add_row(label, row["dataset"], row["reproduces"], row["description"])
+    out_console.print(table)
+
+
+@app.command("study")
+def study_cmd(
+    preset: Annotated[
+        str | None,
+        typer.Option(help="built-in preset (robustscope presets); default tradeoff-fmnist"),
+    ] = None,
+    spec: Annotated[Path | None, typer.Option(help="a study spec YAML file")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="study directory (default runs/<preset or spec name>)")
+    ] = None,
+    executor: Annotated[str, typer.Option(help="local or ray")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (ray executor; default: local Ray)")
+    ] = None,
+    device: DeviceOpt = "auto",
+    report: Annotated[bool, typer.Option(help="write the HTML report at the end")] = True,
+    progress: Annotated[bool, typer.Option(help="show training progress bars")] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run (or resume) a study: train the family, attack and probe every member, report."""
+    from robustscope.studies import presets, runner
+    from robustscope.studies import spec as spec_mod
+
+    if preset and spec:
+        raise RobustscopeError("give --preset or --spec, not both")
+    study = spec_mod.load_spec(spec) if spec else presets.preset(preset or presets.DEFAULT_PRESET)
+    summary = runner.run_study(
+        study,
+        out,
+        executor=executor,  # type: ignore[arg-type]
+        address=address,
+        device=device,
+        progress=progress and sys.stderr.isatty() and not as_json,
+        echo=None if as_json else (lambda line: err_console.print(line, soft_wrap=True)),
+    )
+    report_path = None
+    if report:
+        from robustscope.report import write_report
+
+        report_path = write_report(summary.out)
+    if as_json:
+        _print_json(
+            {
+                "out": str(summary.out),
+                "planned": summary.planned,
+                "skipped": summary.skipped,
+                "done": summary.done,
+                "failed": summary.failed,
+                "seconds": summary.seconds,
+                "report": str(report_path) if report_path else None,
+            }
+        )
+    else:
+        _show_summary(summary.out)
+        if report_path:
+            out_console.print(f"report: {report_path}")
+    if summary.failed:
+        raise SystemExit(1)
+
+
+def _show_summary(study_dir: Path) -> None:
+    from robustscope.studies import summary_table
+
+    rows = summary_table(study_dir)
+    if not rows:
+        out_console.print(f"{study_dir}: no finished runs yet")
+        return
+    table = Table(*rows[0].keys(), title=str(study_dir))
+    for row in rows:
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()))
+    out_console.print(table)
+
+
+@app.command("show")
+def show_cmd(
+    study_dir: Annotated[
+        Path, typer.Argument(metavar="STUDY_DIR", help="e.g. runs/tradeoff-fmnist")
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Print a study's summary table (one row per run)."""
+    from robustscope.studies import summary_table
+
+    if as_json:
+        _print_json(summary_table(study_dir))
+        return
+    _show_summary(study_dir)
+
+
+@app.command("report")
+def report_cmd(
+    study_dir: Annotated[
+        Path, typer.Argument(metavar="STUDY_DIR", help="e.g. runs/tradeoff-fmnist")
+    ],
+) -> None:
+    """Write STUDY_DIR/report.html (figures embedded) and the figures as PNGs beside it."""
+    from robustscope.report import write_report
+
+    out_console.print(str(write_report(study_dir)))
+
+
+@app.command("export")
+def export_cmd(
+    study_dir: Annotated[
+        Path, typer.Argument(metavar="STUDY_DIR", help="e.g. runs/tradeoff-fmnist")
+    ],
+    format: Annotated[str, typer.Option("--format", help="csv or parquet")] = "csv",
+    out: Annotated[Path | None, typer.Option(help="folder (default STUDY_DIR/export)")] = None,
+) -> None:
+    """Export every table of a study's results store as CSV or Parquet files."""
+    from robustscope.studies import export
+
+    for path in export(study_dir, format=format, out=out):
+        out_console.print(str(path))
 
 
 def _model_and_data(

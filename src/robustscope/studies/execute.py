@@ -1,0 +1,164 @@
+"""One run of a study, start to end: train (or resume) → checkpoint → attacks → probes.
+
+:func:`execute_run` is what an executor calls, in this process or in a Ray worker. It
+writes only inside the run's own directory (checkpoints, via
+:func:`robustscope.training.train`) and *returns* everything measured as a
+:class:`RunOutcome` of plain Python and numpy values; the driver alone writes the results
+store. Training resumes from the run directory's last checkpoint, so an interrupted run
+continues where it stopped.
+
+Metric names (the ``metrics`` table of the store):
+
+* ``clean_accuracy`` — on the first ``evaluation.n`` test points;
+* ``<attack>-<norm>/<ε>/robust_accuracy`` — over all evaluated points, and
+  ``.../robust_accuracy_on_correct`` — over the correctly classified ones (wen2020 §D.2);
+* ``<attack>-<norm>/flag/<name>`` = 1 for each gradient-masking warning raised;
+* ``train/<key>`` — the last epoch's history row (``train/test_accuracy``, ...);
+* ``train_time_s`` — the summed training time of the epochs.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robustscope.studies.plan import RunPlan
+from robustscope.studies.spec import StudySpec
+
+__all__ = ["ProbeOutput", "RunOutcome", "execute_run"]
+
+
+@dataclass
+class ProbeOutput:
+    """The flattened result of one probe on one run."""
+
+    probe: str
+    scalars: dict[str, float]
+    arrays: dict[str, np.ndarray]
+    seconds: float
+
+
+@dataclass
+class RunOutcome:
+    """Everything one run measured, returned to the driver (picklable, no tensors).
+
+    Attributes:
+        run_id: the run's id.
+        ok: False when the run failed (``error`` says why; what was measured is kept).
+        error: the error message (with the traceback's last lines) or None.
+        history: the training history, one dict per epoch.
+        metrics: final scalars (see the module doc for the names).
+        probes: one :class:`ProbeOutput` per probe that ran.
+        checkpoint: the run directory holding the checkpoint.
+        timings: seconds spent in ``train``, ``attacks`` and ``probes``.
+        stop_reason: why training stopped early (catastrophic overfitting), else None.
+    """
+
+    run_id: str
+    ok: bool = True
+    error: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    probes: list[ProbeOutput] = field(default_factory=list)
+    checkpoint: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    stop_reason: str | None = None
+
+
+def _float(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out
+
+
+def execute_run(
+    run: RunPlan,
+    spec: StudySpec,
+    run_dir: str | Path,
+    *,
+    progress: bool = False,
+) -> RunOutcome:
+    """Train, attack and probe one run (see the module doc); never raises for a run's failure.
+
+    Args:
+        run: the run to execute.
+        spec: its study (evaluation and probe settings).
+        run_dir: the run's directory (checkpoints; resumed from when present).
+        progress: show training progress bars.
+    """
+    from robustscope import attacks, data, probes
+    from robustscope.training import train
+
+    outcome = RunOutcome(run_id=run.run_id, checkpoint=str(run_dir))
+    try:
+        t0 = time.perf_counter()
+        result = train(run.config, run_dir, resume=True, progress=progress, log=None)
+        outcome.timings["train"] = time.perf_counter() - t0
+        outcome.history = [dict(row) for row in result.history]
+        outcome.stop_reason = result.stop_reason
+        outcome.metrics["train_time_s"] = sum(
+            float(row.get("train_time_s", 0.0)) for row in result.history
+        )
+        for key, value in result.final.items():
+            number = _float(value)
+            if number is not None and key != "epoch":
+                outcome.metrics[f"train/{key}"] = number
+        model = result.model
+        params = run.config.dataset_params
+        test = data.load(run.config.dataset, "test", root=run.config.data_root, **params)
+
+        t0 = time.perf_counter()
+        ev = spec.evaluation
+        x, y = test.x[: ev.n], test.y[: ev.n]
+        for i, atk in enumerate(ev.attacks):
+            curve = attacks.evaluate(
+                model,
+                x,
+                y,
+                atk.attack,
+                atk.eps,
+                norm=atk.norm,
+                batch_size=ev.batch_size,
+                seed=ev.seed,
+                checks=ev.checks and i == 0,
+                **atk.params,
+            )
+            outcome.metrics["clean_accuracy"] = curve.clean_accuracy
+            for eps, acc in curve.robust_accuracy.items():
+                outcome.metrics[f"{atk.key()}/{eps:g}/robust_accuracy"] = acc
+                outcome.metrics[f"{atk.key()}/{eps:g}/robust_accuracy_on_correct"] = (
+                    curve.robust_accuracy_on_correct[eps]
+                )
+            for flag in curve.flags:
+                outcome.metrics[f"{atk.key()}/flag/{flag.name}"] = 1.0
+        outcome.timings["attacks"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        ps = spec.probes
+        if ps.run:
+            train_ds = None
+            if ps.train_n > 0:
+                head = data.load(
+                    run.config.dataset, "train", root=run.config.data_root, **params
+                ).head(ps.train_n)
+                train_ds = (head.x, head.y)
+            probe_data = probes.ProbeData(test=(test.x[: ps.n], test.y[: ps.n]), train=train_ds)
+            for entry in ps.run:
+                t1 = time.perf_counter()
+                res = probes.run_probe(entry.name, model, probe_data, **entry.options)
+                outcome.probes.append(
+                    ProbeOutput(entry.name, res.scalars(), res.arrays(), time.perf_counter() - t1)
+                )
+        outcome.timings["probes"] = time.perf_counter() - t0
+    except Exception as exc:  # a failed run is reported, not fatal to the study
+        tail = "".join(traceback.format_exception(exc)[-3:]).strip()
+        outcome.ok = False
+        outcome.error = f"{type(exc).__name__}: {exc}\n{tail}"
+    return outcome

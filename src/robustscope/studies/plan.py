@@ -1,0 +1,140 @@
+"""The planner: a :class:`StudySpec` expanded into runs, each with a stable id.
+
+One run per (model, method, ε, seed); ε = 0 of any adversarial method is the same
+standard-training run (planned once). A run's id is a hash of everything that determines
+its weights (its :class:`~robustscope.training.TrainConfig` without the fields that may
+change on resume, such as ``device`` or tracking), so re-running a study finds its runs
+again, and changing a training option makes a new run rather than resuming an old one.
+
+If the study tracks ``pgd`` during training without an ε, every run tracks it at the
+largest ε of the study's grids, so that the tracked robust accuracies are comparable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from robustscope.studies.spec import StudyError, StudySpec
+from robustscope.training.config import TrainConfig
+
+__all__ = ["RunPlan", "config_hash", "plan"]
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One member of a study's family.
+
+    Attributes:
+        run_id: 12 hex digits of :func:`config_hash` of ``config``.
+        label: human-readable, e.g. ``"cnn pgd ε=0.1 seed=0"``.
+        model: the model's display name in the study.
+        method: the training method (``standard`` for ε = 0).
+        family: the method of the spec entry this run belongs to (``pgd`` for its ε = 0 too).
+        eps: the training strength (ε, or the swept parameter's value).
+        norm: the training threat model's norm.
+        seed: the run's seed.
+        config: the full training configuration.
+    """
+
+    run_id: str
+    label: str
+    model: str
+    method: str
+    family: str
+    eps: float
+    norm: str
+    seed: int
+    config: TrainConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "label": self.label,
+            "model": self.model,
+            "method": self.method,
+            "family": self.family,
+            "eps": self.eps,
+            "norm": self.norm,
+            "seed": self.seed,
+            "config": self.config.model_dump(mode="json"),
+        }
+
+
+def config_hash(config: TrainConfig) -> str:
+    """SHA-256 (hex) of the fields of ``config`` that determine the trained weights."""
+    fields = {
+        k: v
+        for k, v in config.model_dump(mode="json").items()
+        if k not in TrainConfig.RESUMABLE_CHANGES
+    }
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def _sweep_param(method: str) -> str:
+    return "sigma" if method == "noise" else "eps"
+
+
+def plan(spec: StudySpec, *, device: str = "auto") -> list[RunPlan]:
+    """The runs of ``spec`` in a stable order (model, method, ε, seed), duplicates merged."""
+    max_eps = max((e for m in spec.methods for e in m.eps), default=0.0)
+    base: dict[str, Any] = dict(spec.train)
+    base["device"] = device
+    track_params = {k: dict(v) for k, v in base.get("track_params", {}).items()}
+    if "pgd" in base.get("track", []) and "eps" not in track_params.get("pgd", {}):
+        if max_eps <= 0:
+            raise StudyError(
+                "train.track: 'pgd' needs an ε; the study's grids are all 0, so set "
+                "train.track_params.pgd.eps"
+            )
+        track_params.setdefault("pgd", {})["eps"] = max_eps
+    if track_params:
+        base["track_params"] = track_params
+    runs: dict[str, RunPlan] = {}
+    for entry in spec.models:
+        for method in spec.methods:
+            for eps in method.eps:
+                for seed in spec.seeds:
+                    name = "standard" if eps == 0 and method.method != "standard" else method.method
+                    params: dict[str, Any] = {}
+                    if name != "standard":
+                        params = {**method.params, _sweep_param(name): eps}
+                        if method.norm != "linf":
+                            params["norm"] = method.norm
+                    try:
+                        config = TrainConfig(
+                            **base,
+                            dataset=spec.dataset,
+                            dataset_params=spec.dataset_params,
+                            model=entry.model,
+                            model_kwargs=entry.model_kwargs,
+                            method=name,
+                            method_params=params,
+                            seed=seed,
+                        )
+                    except ValidationError as exc:
+                        first = exc.errors()[0]
+                        field = ".".join(str(p) for p in first["loc"])
+                        raise StudyError(
+                            f"train.{field}: {first['msg'].removeprefix('Value error, ')}"
+                        ) from None
+                    run_id = config_hash(config)[:12]
+                    if run_id in runs:
+                        continue
+                    eps_text = f"{eps:g}" if name != "standard" else "0"
+                    runs[run_id] = RunPlan(
+                        run_id=run_id,
+                        label=f"{entry.display()} {name} ε={eps_text} seed={seed}",
+                        model=entry.display(),
+                        method=name,
+                        family=method.method,
+                        eps=eps,
+                        norm=method.norm,
+                        seed=seed,
+                        config=config,
+                    )
+    return list(runs.values())

@@ -1,0 +1,277 @@
+"""Built-in study presets (``robustscope presets``), each a :class:`StudySpec` as a dict.
+
+* ``tradeoff-fmnist`` — the default and ``make demo``: the trade-off on Fashion-MNIST in
+  minutes on a laptop CPU;
+* ``shi2020-small`` / ``wen2020-small`` — laptop-scale versions of those papers' figures;
+* ``*-full`` — the papers' CIFAR-10 settings, for GPU machines or Ray clusters;
+* ``smoke`` — the whole pipeline in seconds on ``digits`` (used by the tests).
+
+The budgets of the small presets are chosen to fit their stated time on 2 CPU cores; they
+are stated in each preset's ``description`` and in the report.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from robustscope.errors import unknown_name
+from robustscope.studies.spec import StudyError, StudySpec, load_spec
+
+__all__ = ["DEFAULT_PRESET", "PRESETS", "preset", "preset_names"]
+
+DEFAULT_PRESET = "tradeoff-fmnist"
+
+#: the cheap probes every small preset runs
+_CHEAP_PROBES: list[dict[str, Any]] = [
+    {"name": "input_fisher"},
+    {"name": "cckl"},
+    {"name": "taylor_split"},
+    {"name": "margins"},
+    {"name": "confidence"},
+    {"name": "generalization_gap"},
+    {"name": "layer_spectra"},
+    {"name": "weight_norms"},
+]
+
+_FMNIST_EPS = [0.0, 0.05, 0.1, 0.2]
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tradeoff-fmnist": {
+        "name": "tradeoff-fmnist",
+        "description": (
+            "The robustness–accuracy trade-off on Fashion-MNIST: the default CNN (Wong & Kolter "
+            "2018's small ConvNet) trained with ℓ∞ PGD-AT (10 steps of 2.5ε/10) at "
+            "ε ∈ {0, 0.05, 0.1, 0.2} for 3 epochs on the first 20,000 training images, "
+            "evaluated with PGD-20 and CW-ℓ∞-20 on 1,000 test images; probes on 1,000 test and "
+            "1,000 training images; clean accuracy and input-Fisher norm tracked every epoch "
+            "on 500 images. Sized to finish in ≤ 10 minutes on 2 CPU cores."
+        ),
+        "reproduces": (
+            "the trade-off itself (clean accuracy falls, robust accuracy rises with ε); "
+            "shi2020 Figs. 3–4 (Fisher norm far lower for robust models)"
+        ),
+        "dataset": "fashion-mnist",
+        "models": [{"model": "cnn"}],
+        "methods": [{"method": "pgd", "eps": _FMNIST_EPS, "params": {"steps": 10}}],
+        "seeds": [0],
+        "train": {
+            "epochs": 3,
+            "train_subset": 20000,
+            "track": ["clean", "input_fisher"],
+            "track_n": 500,
+            "track_params": {"input_fisher": {"batch_size": 250}},
+        },
+        "evaluation": {
+            "n": 1000,
+            "attacks": [
+                {"attack": "pgd", "eps": [0.0, 0.05, 0.1, 0.15, 0.2, 0.3], "params": {"steps": 20}},
+                {"attack": "cw-linf", "eps": [0.05, 0.1, 0.2], "params": {"steps": 20}},
+            ],
+        },
+        "probes": {"n": 1000, "train_n": 1000, "run": _CHEAP_PROBES},
+    },
+    "shi2020-small": {
+        "name": "shi2020-small",
+        "description": (
+            "shi2020 at laptop scale on Fashion-MNIST: standard vs PGD-AT vs TRADES (β = 5) at "
+            "ε = 0.1 with input-Fisher norm and accuracy tracked every epoch (Figs. 3–4), and "
+            "TRADES across model capacity (cnn width 0.5, 1, 2) evaluated with PGD-20 and "
+            "CW-ℓ∞-20 (Table 1); 5 epochs on 20,000 training images."
+        ),
+        "reproduces": "shi2020 Figs. 3–4 (Fisher norm over training), Table 1 (capacity), Fig. 2",
+        "dataset": "fashion-mnist",
+        "models": [
+            {"model": "cnn", "model_kwargs": {"width": 0.5}, "label": "cnn-w0.5"},
+            {"model": "cnn", "label": "cnn-w1"},
+            {"model": "cnn", "model_kwargs": {"width": 2}, "label": "cnn-w2"},
+        ],
+        "methods": [
+            {"method": "pgd", "eps": [0.0, 0.1], "params": {"steps": 10}},
+            {"method": "trades", "eps": [0.1], "params": {"steps": 10, "beta": 5.0}},
+        ],
+        "seeds": [0],
+        "train": {
+            "epochs": 5,
+            "train_subset": 20000,
+            "track": ["clean", "pgd", "input_fisher"],
+            "track_n": 500,
+            "track_params": {"pgd": {"steps": 10}},
+        },
+        "evaluation": {
+            "n": 1000,
+            "attacks": [
+                {"attack": "pgd", "eps": [0.0, 0.05, 0.1, 0.2], "params": {"steps": 20}},
+                {"attack": "cw-linf", "eps": [0.05, 0.1, 0.2], "params": {"steps": 20}},
+            ],
+        },
+        "probes": {
+            "n": 1000,
+            "train_n": 1000,
+            "run": [{"name": "input_fisher"}, {"name": "cckl"}, {"name": "taylor_split"}],
+        },
+    },
+    "wen2020-small": {
+        "name": "wen2020-small",
+        "description": (
+            "wen2020 at laptop scale on Fashion-MNIST: PGD-AT at ε ∈ {0, 4, 8, 16}/255 × "
+            "(0.1 / (8/255)) — i.e. {0, 0.05, 0.1, 0.2}, the same ratios to the middle "
+            "strength as the paper's CIFAR grid — with generalization gaps (Fig. 3), margins "
+            "and confidence (Figs. 4–5) and singular values of every layer (Fig. 5c–d, B.2); "
+            "5 epochs on 20,000 training images."
+        ),
+        "reproduces": "wen2020 Figs. 3, 4, 5 and appendix B.2",
+        "dataset": "fashion-mnist",
+        "models": [{"model": "cnn"}],
+        "methods": [{"method": "pgd", "eps": _FMNIST_EPS, "params": {"steps": 10}}],
+        "seeds": [0],
+        "train": {"epochs": 5, "train_subset": 20000, "track": ["clean"], "track_n": 500},
+        "evaluation": {
+            "n": 1000,
+            "attacks": [{"attack": "pgd", "eps": [0.0, 0.05, 0.1, 0.2], "params": {"steps": 20}}],
+        },
+        "probes": {
+            "n": 1000,
+            "train_n": 1000,
+            "run": [
+                {"name": "margins"},
+                {"name": "confidence"},
+                {"name": "generalization_gap", "options": {"attack": "pgd", "eps": 0.1}},
+                {"name": "layer_spectra"},
+                {"name": "weight_norms"},
+            ],
+        },
+    },
+    "smoke": {
+        "name": "smoke",
+        "description": "The whole pipeline in seconds: digits, a tiny MLP, ε ∈ {0, 0.1}, 2 epochs.",
+        "reproduces": "nothing (a test of the pipeline)",
+        "dataset": "digits",
+        "models": [{"model": "mlp", "model_kwargs": {"widths": [32]}, "label": "mlp32"}],
+        "methods": [{"method": "pgd", "eps": [0.0, 0.1], "params": {"steps": 3}}],
+        "seeds": [0],
+        "train": {
+            "epochs": 2,
+            "batch_size": 32,
+            "train_subset": 512,
+            "track": ["clean", "input_fisher"],
+            "track_n": 50,
+        },
+        "evaluation": {
+            "n": 100,
+            "checks": False,
+            "attacks": [{"attack": "pgd", "eps": [0.0, 0.1, 0.2], "params": {"steps": 5}}],
+        },
+        "probes": {"n": 100, "train_n": 100, "run": [{"name": "input_fisher"}]},
+    },
+}
+
+
+def _full(name: str, base: str, description: str, reproduces: str) -> dict[str, Any]:
+    """A paper-scale CIFAR-10 preset (GPU machines; never run in the tests)."""
+    spec = copy.deepcopy(PRESETS[base])
+    spec.update(
+        name=name,
+        description=description,
+        reproduces=reproduces,
+        dataset="cifar10",
+    )
+    return spec
+
+
+PRESETS["shi2020-full"] = {
+    **_full(
+        "shi2020-full",
+        "shi2020-small",
+        "shi2020 at paper scale on CIFAR-10 (GPU): ResNet-18-sized pre-activation ResNet, "
+        "standard / PGD-AT / TRADES (β = 5, 1/λ as Table 1) at ε = 8/255, 10 steps of 2/255, "
+        "SGD 0.1 ×0.1 at epochs 80 and 120 of 160; Table 1's capacity study with WRN widths.",
+        "shi2020 Figs. 2–4 and Table 1",
+    ),
+    "models": [
+        {"model": "preact_resnet18"},
+        {"model": "wrn", "model_kwargs": {"depth": 34, "widen_factor": 1}, "label": "wrn34-1"},
+        {"model": "wrn", "model_kwargs": {"depth": 34, "widen_factor": 10}, "label": "wrn34-10"},
+    ],
+    "methods": [
+        {"method": "pgd", "eps": [0.0, "8/255"], "params": {"steps": 10, "step_size": 2 / 255}},
+        {
+            "method": "trades",
+            "eps": ["8/255"],
+            "params": {"steps": 10, "beta": 5.0, "step_size": 2 / 255},
+        },
+    ],
+    "train": {
+        "epochs": 160,
+        "lr": 0.1,
+        "schedule": "multistep",
+        "milestones": [80, 120],
+        "weight_decay": 2e-4,
+        "track": ["clean", "pgd", "input_fisher"],
+        "track_every": 5,
+        "track_n": 1000,
+    },
+    "evaluation": {
+        "n": 10000,
+        "attacks": [
+            {
+                "attack": "pgd",
+                "eps": [0.0, "4/255", "8/255", "16/255"],
+                "params": {"steps": 20, "step_size": 2 / 255},
+            },
+            {"attack": "cw-linf", "eps": ["8/255"], "params": {"steps": 20}},
+        ],
+    },
+    "probes": {"n": 10000, "train_n": 10000, "run": _CHEAP_PROBES},
+    "resources": {"num_cpus": 4.0, "num_gpus": 1.0},
+}
+
+PRESETS["wen2020-full"] = {
+    **_full(
+        "wen2020-full",
+        "wen2020-small",
+        "wen2020 at paper scale on CIFAR-10 (GPU): ResNet-56 PGD-AT at ε ∈ {0, 4, 8, 16}/255 "
+        "(10 steps of 2/255, wen2020 §B.1), 200 epochs.",
+        "wen2020 Figs. 3, 4, 5 and appendix B.2",
+    ),
+    "models": [{"model": "resnet56"}],
+    "methods": [
+        {
+            "method": "pgd",
+            "eps": [0.0, "4/255", "8/255", "16/255"],
+            "params": {"steps": 10, "step_size": 2 / 255},
+        }
+    ],
+    "train": {
+        "epochs": 200,
+        "lr": 0.1,
+        "schedule": "multistep",
+        "milestones": [100, 150],
+        "weight_decay": 2e-4,
+        "track": ["clean"],
+        "track_every": 10,
+    },
+    "evaluation": {
+        "n": 10000,
+        "attacks": [
+            {
+                "attack": "pgd",
+                "eps": [0.0, "4/255", "8/255", "16/255"],
+                "params": {"steps": 20, "step_size": 2 / 255},
+            }
+        ],
+    },
+    "resources": {"num_cpus": 4.0, "num_gpus": 1.0},
+}
+
+
+def preset_names() -> list[str]:
+    """The built-in presets' names."""
+    return sorted(PRESETS)
+
+
+def preset(name: str) -> StudySpec:
+    """The built-in preset ``name`` as a validated :class:`StudySpec`."""
+    if name not in PRESETS:
+        raise StudyError(unknown_name("preset", name, list(PRESETS)))
+    return load_spec(copy.deepcopy(PRESETS[name]))

@@ -1,0 +1,171 @@
+"""Running a study: plan → executor → store. Idempotent and resumable.
+
+:func:`run_study` plans the runs of a spec, skips those already measured with the same
+evaluation and probe settings, executes the others with an executor and writes each
+outcome to the results store as it arrives (only this driver writes the store):
+
+* ``local`` — one run after another in this process, with the training progress bars;
+* ``ray`` — each run a Ray task with the spec's ``resources`` request (``num_cpus``,
+  ``num_gpus``), on a local Ray instance or the cluster at ``address``. Run directories
+  are written by the workers, so on a multi-machine cluster ``out`` must be on a shared
+  file system.
+
+Kill the driver at any moment and run the same command again: finished runs are kept (the
+store commits each run's results in one transaction), an interrupted run resumes training
+from its last checkpoint and is then attacked and probed again.
+
+Layout of a study directory ``out``: ``results.sqlite`` (the store), ``runs/<run_id>/``
+(each run's checkpoints), ``artifacts/`` (arrays referenced by the store),
+``report.html`` and ``figures/`` (written by ``robustscope report``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from robustscope.studies.execute import RunOutcome, execute_run
+from robustscope.studies.plan import RunPlan, plan
+from robustscope.studies.spec import StudyError, StudySpec
+
+__all__ = ["StudySummary", "measure_hash", "run_study"]
+
+Executor = Literal["local", "ray"]
+
+
+def measure_hash(spec: StudySpec) -> str:
+    """Hash of the spec's evaluation and probe settings: a run measured with other settings
+    is measured again (its training is kept)."""
+    blob = {
+        "evaluation": spec.evaluation.model_dump(mode="json"),
+        "probes": spec.probes.model_dump(mode="json"),
+    }
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """What :func:`run_study` did.
+
+    Attributes:
+        out: the study directory.
+        planned: number of runs in the plan.
+        skipped: runs already measured (not executed again).
+        done: runs executed successfully now.
+        failed: run id → error message of runs that failed now.
+        seconds: wall time.
+    """
+
+    out: Path
+    planned: int
+    skipped: int
+    done: int
+    failed: dict[str, str]
+    seconds: float
+
+
+def _run_local(
+    todo: list[RunPlan], spec: StudySpec, out: Path, progress: bool
+) -> Iterator[RunOutcome]:
+    for run in todo:
+        yield execute_run(run, spec, out / "runs" / run.run_id, progress=progress)
+
+
+def _run_ray(
+    todo: list[RunPlan], spec: StudySpec, out: Path, address: str | None
+) -> Iterator[RunOutcome]:
+    try:
+        import ray
+    except ImportError:
+        raise StudyError(
+            "--executor ray needs Ray: pip install 'ray[default]' (or pip install -e .[ray])"
+        ) from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(execute_run)
+        res = {"num_cpus": spec.resources.get("num_cpus", 1.0)}
+        if spec.resources.get("num_gpus", 0.0):
+            res["num_gpus"] = spec.resources["num_gpus"]
+        pending = [
+            task.options(**res).remote(run, spec, str(out / "runs" / run.run_id)) for run in todo
+        ]
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(ready[0])
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def run_study(
+    spec: StudySpec,
+    out: str | Path | None = None,
+    *,
+    executor: Executor = "local",
+    address: str | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    echo: Callable[[str], None] | None = print,
+) -> StudySummary:
+    """Run (or resume) the study ``spec`` into ``out`` (default ``runs/<spec.name>``).
+
+    Args:
+        spec: the validated study.
+        out: the study directory.
+        executor: ``"local"`` or ``"ray"`` (see the module doc).
+        address: Ray cluster address (``ray`` only; None starts a local instance).
+        device: training/evaluation device of every run (``auto``: CUDA when present).
+        progress: training progress bars (local executor).
+        echo: receives one line per run started/finished (None: silent).
+
+    Returns:
+        a :class:`StudySummary`; failed runs are listed there and in the store, not raised.
+    """
+    from robustscope.studies import record
+    from robustscope.studies import store as store_mod
+
+    t0 = time.perf_counter()
+    say = echo or (lambda _line: None)
+    out = Path(out) if out is not None else Path("runs") / spec.name
+    out.mkdir(parents=True, exist_ok=True)
+    plans = plan(spec, device=device)
+    mhash = measure_hash(spec)
+    with store_mod.open(out / "results.sqlite", create=True) as store:
+        record.register_study(store, spec, plans)
+        measured = record.measured_runs(store, mhash)
+        todo = [p for p in plans if p.run_id not in measured]
+        skipped = len(plans) - len(todo)
+        if skipped:
+            say(f"{spec.name}: {skipped} of {len(plans)} runs already measured; skipping them")
+        by_id = {p.run_id: p for p in todo}
+        for p in todo:
+            record.mark_running(store, p.run_id)
+        outcomes: Iterable[RunOutcome]
+        if executor == "local":
+            outcomes = _run_local(todo, spec, out, progress)
+        elif executor == "ray":
+            outcomes = _run_ray(todo, spec, out, address)
+        else:
+            raise StudyError(f"unknown executor {executor!r}; valid executors: local, ray")
+        done, failed = 0, {}
+        for i, outcome in enumerate(outcomes, 1):
+            run = by_id[outcome.run_id]
+            record.record_outcome(store, spec.name, run, outcome, mhash)
+            if outcome.ok:
+                done += 1
+                m = outcome.metrics
+                say(
+                    f"[{i}/{len(todo)}] {run.label}: clean {m.get('clean_accuracy', float('nan')):.3f}"
+                    f" ({outcome.timings.get('train', 0):.0f} s training)"
+                )
+            else:
+                failed[run.run_id] = outcome.error or "unknown error"
+                say(f"[{i}/{len(todo)}] {run.label}: FAILED — {outcome.error}")
+    return StudySummary(out, len(plans), skipped, done, failed, time.perf_counter() - t0)

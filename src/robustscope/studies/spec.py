@@ -1,0 +1,266 @@
+"""Study specs: one validated YAML (or preset) describing a family of runs and what to measure.
+
+A study trains every combination of ``models`` × ``methods`` (each at every ε of its grid)
+× ``seeds`` on one dataset, then evaluates each member with the ``evaluation`` attacks and
+measures it with the ``probes``. Training options shared by all runs go in ``train``
+(any :class:`~robustscope.training.TrainConfig` field); ε = 0 of an adversarial method
+is standard training (one run, shared by all methods listing ε = 0). Example::
+
+    name: my-study
+    dataset: fashion-mnist
+    models: [{model: cnn}]
+    methods:
+      - {method: pgd, eps: [0, 0.05, 0.1, 0.2], params: {steps: 10}}
+    seeds: [0]
+    train: {epochs: 3, train_subset: 20000, track: [clean, input_fisher]}
+    evaluation:
+      n: 1000
+      attacks:
+        - {attack: pgd, eps: [0, 0.05, 0.1, 0.2, 0.3], params: {steps: 20}}
+    probes:
+      n: 1000
+      train_n: 1000
+      run: [{name: cckl}, {name: margins}]
+
+Errors name the field (``methods.0.eps``) and the allowed values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from robustscope.errors import RobustscopeError
+
+__all__ = [
+    "AttackEval",
+    "EvaluationSpec",
+    "MethodSpec",
+    "ModelSpecEntry",
+    "ProbeEntry",
+    "ProbesSpec",
+    "StudyError",
+    "StudySpec",
+    "load_spec",
+    "parse_eps",
+]
+
+
+class StudyError(RobustscopeError):
+    """A study spec is invalid, or a study cannot run or resume."""
+
+
+def parse_eps(value: float | int | str) -> float:
+    """ε given as a number or a fraction string such as ``"8/255"``."""
+    if isinstance(value, bool):
+        raise ValueError(f"ε must be a number such as 0.1 or '8/255', got {value!r}")
+    if isinstance(value, int | float):
+        eps = float(value)
+    else:
+        num, sep, den = str(value).strip().partition("/")
+        try:
+            eps = float(num) / float(den) if sep else float(num)
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"ε must be a number such as 0.1 or '8/255', got {value!r}") from None
+    if not eps >= 0:
+        raise ValueError(f"ε must be ≥ 0, got {value!r}")
+    return eps
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpecEntry(_Strict):
+    """One architecture of the study (``robustscope models`` lists the names)."""
+
+    model: str
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = Field(None, description="short name in tables (default: model + kwargs)")
+
+    def display(self) -> str:
+        if self.label:
+            return self.label
+        extra = ",".join(f"{k}={v}" for k, v in sorted(self.model_kwargs.items()))
+        return f"{self.model}({extra})" if extra else self.model
+
+
+class MethodSpec(_Strict):
+    """A training method swept over an ε grid (ε = 0 trains with ``standard``)."""
+
+    method: str
+    eps: list[float] = Field(default_factory=lambda: [0.0])
+    norm: Literal["linf", "l2"] = "linf"
+    params: dict[str, Any] = Field(default_factory=dict, description="objective options")
+
+    @field_validator("eps", mode="before")
+    @classmethod
+    def _eps(cls, v: Any) -> list[float]:
+        items = v if isinstance(v, list | tuple) else [v]
+        if not items:
+            raise ValueError("give at least one ε")
+        return sorted({parse_eps(e) for e in items})
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key in ("eps", "norm"):
+            if key in v:
+                raise ValueError(f"give {key} as the method's own field, not in params")
+        return v
+
+
+class AttackEval(_Strict):
+    """One attack evaluated at a list of ε (``robustscope attacks`` lists the names)."""
+
+    attack: str = "pgd"
+    norm: Literal["linf", "l2"] = "linf"
+    eps: list[float] = Field(default_factory=lambda: [0.0, 0.1])
+    params: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = None
+
+    @field_validator("eps", mode="before")
+    @classmethod
+    def _eps(cls, v: Any) -> list[float]:
+        items = v if isinstance(v, list | tuple) else [v]
+        return sorted({parse_eps(e) for e in items})
+
+    def key(self) -> str:
+        return self.label or f"{self.attack}-{self.norm}"
+
+
+class EvaluationSpec(_Strict):
+    """Attacks run on the first ``n`` test points of every trained model."""
+
+    n: int = Field(1000, ge=1)
+    batch_size: int = Field(256, ge=1)
+    checks: bool = Field(True, description="gradient-masking checks of the first attack")
+    seed: int = 0
+    attacks: list[AttackEval] = Field(default_factory=lambda: [AttackEval()])
+
+
+class ProbeEntry(_Strict):
+    """One probe (``robustscope probes`` lists the names) with its options."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProbesSpec(_Strict):
+    """Probes run on the first ``n`` test and ``train_n`` training points of every model."""
+
+    n: int = Field(1000, ge=1)
+    train_n: int = Field(1000, ge=0)
+    run: list[ProbeEntry] = Field(default_factory=list)
+
+
+class StudySpec(_Strict):
+    """A study: dataset, model family, training grid, evaluation and probes (module doc)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    reproduces: str = Field("", description="which figures/tables of which paper")
+    dataset: str = "fashion-mnist"
+    dataset_params: dict[str, Any] = Field(default_factory=dict)
+    models: list[ModelSpecEntry] = Field(default_factory=lambda: [ModelSpecEntry(model="cnn")])
+    methods: list[MethodSpec] = Field(
+        default_factory=lambda: [MethodSpec(method="pgd", eps=[0.0, 0.1])]
+    )
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="TrainConfig fields shared by every run"
+    )
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    probes: ProbesSpec = Field(default_factory=ProbesSpec)
+    resources: dict[str, float] = Field(
+        default_factory=lambda: {"num_cpus": 1.0, "num_gpus": 0.0},
+        description="per-run resource request of the Ray executor",
+    )
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("give at least one seed")
+        return sorted(set(v))
+
+    @field_validator("train")
+    @classmethod
+    def _train(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from robustscope.training.config import TrainConfig
+
+        owned = {"dataset", "dataset_params", "model", "model_kwargs", "method"}
+        owned |= {"method_params", "seed"}
+        bad = sorted(set(v) & owned)
+        if bad:
+            raise ValueError(
+                f"{', '.join(bad)} are set by the study's dataset/models/methods/seeds, "
+                "not in train"
+            )
+        unknown = sorted(set(v) - set(TrainConfig.model_fields))
+        if unknown:
+            raise ValueError(
+                f"unknown training option(s) {', '.join(unknown)}; "
+                f"valid: {', '.join(sorted(set(TrainConfig.model_fields) - owned))}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _names(self) -> StudySpec:
+        from robustscope import attacks, data, models
+        from robustscope.probes import available_probes
+        from robustscope.training import available as available_methods
+
+        checks = [
+            ("dataset", [self.dataset], data.names()),
+            ("models", [m.model for m in self.models], list(models.available())),
+            ("methods", [m.method for m in self.methods], list(available_methods())),
+            (
+                "evaluation.attacks",
+                [a.attack for a in self.evaluation.attacks],
+                list(attacks.available()),
+            ),
+            ("probes.run", [p.name for p in self.probes.run], list(available_probes())),
+        ]
+        for field, names, valid in checks:
+            for name in names:
+                if name not in valid:
+                    raise ValueError(
+                        f"{field}: unknown name {name!r}; allowed: {', '.join(sorted(valid))}"
+                    )
+        return self
+
+
+def _message(exc: ValidationError, source: str) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "spec"
+        parts.append(f"{field}: {err['msg'].removeprefix('Value error, ')}")
+    return f"{source}: invalid study spec — " + "; ".join(parts)
+
+
+def load_spec(source: str | Path | dict[str, Any]) -> StudySpec:
+    """A :class:`StudySpec` from a YAML file or a dict; errors name the file and the field."""
+    if isinstance(source, dict):
+        raw, where = source, "spec"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise StudyError(
+                f"{path}: no such study spec file (give a .yaml file or --preset NAME)"
+            )
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise StudyError(f"{path}: not valid YAML: {exc}") from None
+        where = str(path)
+        if not isinstance(raw, dict):
+            raise StudyError(f"{path}: a study spec is a YAML mapping (name:, dataset:, ...)")
+        raw.setdefault("name", path.stem)
+    try:
+        return StudySpec.model_validate(raw)
+    except ValidationError as exc:
+        raise StudyError(_message(exc, where)) from None
