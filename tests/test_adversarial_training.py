@@ -483,3 +483,36 @@ def test_cli_flags_reach_the_config(tmp_path: Path) -> None:
     )
     assert isinstance(bad.exception, TrainingError)
     assert "unexpected keyword argument 'sigma'" in str(bad.exception)
+
+
+@pytest.mark.parametrize("method", ["pgd", "trades", "fgsm-rs", "mixed"])
+def test_eps_warmup_scales_the_inner_attack(method: str) -> None:
+    obj = make_objective(method, eps=0.2, eps_warmup=0.5)
+    full = obj.attack
+    obj.set_progress(0.25)
+    half = obj.inner(full)
+    assert half.eps == pytest.approx(0.1) and half.step_size == pytest.approx(full.step_size / 2)
+    obj.set_progress(0.5)
+    assert obj.inner(full) is full
+    plain = make_objective(method, eps=0.2)
+    plain.set_progress(0.01)
+    assert plain.inner(plain.attack) is plain.attack
+    with pytest.raises(TrainingError, match="eps_warmup must be a fraction"):
+        make_objective(method, eps=0.2, eps_warmup=1.5)
+
+
+def test_eps_warmup_run_is_exactly_resumable(tmp_path: Path) -> None:
+    cfg = _digits_config(method="pgd", method_params={"eps": 0.2, "steps": 2, "eps_warmup": 0.5})
+    straight = train(cfg.model_copy(update={"epochs": 3}), tmp_path / "a", **QUIET)
+    train(cfg.model_copy(update={"epochs": 3}), tmp_path / "b", stop_after_epochs=1, **QUIET)
+    resumed = train(cfg.model_copy(update={"epochs": 3}), tmp_path / "b", resume=True, **QUIET)
+    _assert_same_weights(straight.model, resumed.model)
+    no_warm = train(
+        cfg.model_copy(update={"epochs": 3, "method_params": {"eps": 0.2, "steps": 2}}),
+        None,
+        **QUIET,
+    )
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(no_warm.model.state_dict().values(), straight.model.state_dict().values())
+    )

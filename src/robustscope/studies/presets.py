@@ -41,8 +41,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "name": "tradeoff-fmnist",
         "description": (
             "The robustness–accuracy trade-off on Fashion-MNIST: the default CNN (Wong & Kolter "
-            "2018's small ConvNet) trained with ℓ∞ PGD-AT (10 steps of 2.5ε/10) at "
-            "ε ∈ {0, 0.05, 0.1, 0.2} for 3 epochs on the first 20,000 training images, "
+            "2018's small ConvNet) trained with ℓ∞ PGD-AT (10 steps of 2.5ε/10, ε ramped up "
+            "over the first 30% of training) at ε ∈ {0, 0.05, 0.1, 0.2} for 4 epochs on the "
+            "first 24,000 training images, "
             "evaluated with PGD-20 and CW-ℓ∞-20 on 1,000 test images; probes on 1,000 test and "
             "1,000 training images; clean accuracy and input-Fisher norm tracked every epoch "
             "on 500 images. Sized to finish in ≤ 10 minutes on 2 CPU cores."
@@ -53,11 +54,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         ),
         "dataset": "fashion-mnist",
         "models": [{"model": "cnn"}],
-        "methods": [{"method": "pgd", "eps": _FMNIST_EPS, "params": {"steps": 10}}],
+        "methods": [
+            {"method": "pgd", "eps": _FMNIST_EPS, "params": {"steps": 10, "eps_warmup": 0.3}}
+        ],
         "seeds": [0],
         "train": {
-            "epochs": 3,
-            "train_subset": 20000,
+            "epochs": 4,
+            "train_subset": 24000,
             "track": ["clean", "input_fisher"],
             "track_n": 500,
             "track_params": {"input_fisher": {"batch_size": 250}},
@@ -123,7 +126,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "reproduces": "wen2020 Figs. 3, 4, 5 and appendix B.2",
         "dataset": "fashion-mnist",
         "models": [{"model": "cnn"}],
-        "methods": [{"method": "pgd", "eps": _FMNIST_EPS, "params": {"steps": 10}}],
+        "methods": [
+            {"method": "pgd", "eps": _FMNIST_EPS, "params": {"steps": 10, "eps_warmup": 0.3}}
+        ],
         "seeds": [0],
         "train": {"epochs": 5, "train_subset": 20000, "track": ["clean"], "track_n": 500},
         "evaluation": {

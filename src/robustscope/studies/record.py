@@ -98,17 +98,23 @@ def record_outcome(store: Any, study: str, run: RunPlan, outcome: RunOutcome, mh
 
 
 def summary_table(study_dir: str | Path) -> list[dict[str, Any]]:
-    """One row per run: label, status, clean accuracy, robust accuracy of the first attack
-    at each of its ε, and the mean input-Fisher norm when probed."""
+    """One row per run: label, status, clean accuracy, robust accuracy under the spec's first
+    attack at each of its ε > 0, and the mean input-Fisher norm when probed."""
     from robustscope.studies import store as store_mod
 
     path = Path(study_dir) / "results.sqlite"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no results store; run `robustscope study` first")
     with store_mod.open(path) as store:
+        study = store.study() or {}
         runs = store.runs()
         metrics = store.metrics_table()
         probes = store.probes_table()
+    attacks = study.get("spec", {}).get("evaluation", {}).get("attacks", [])
+    first = ""
+    if attacks:
+        a = attacks[0]
+        first = a.get("label") or f"{a.get('attack', 'pgd')}-{a.get('norm', 'linf')}"
     rows = []
     for r in sorted(runs, key=lambda r: (r["config"].get("model", ""), r["eps"], r["seed"])):
         rid = r["run_id"]
@@ -117,7 +123,7 @@ def summary_table(study_dir: str | Path) -> list[dict[str, Any]]:
         row["clean"] = m.get("clean_accuracy", math.nan)
         for key in sorted(k for k in m if k.endswith("/robust_accuracy")):
             attack, eps, _ = key.rsplit("/", 2)
-            if float(eps) > 0:
+            if float(eps) > 0 and attack == first:
                 row[f"{attack} ε={eps}"] = m[key]
         if rid in probes.index and "input_fisher/frobenius_mean" in probes.columns:
             row["Fisher ‖F‖_F"] = float(probes.loc[rid, "input_fisher/frobenius_mean"])

@@ -39,6 +39,7 @@ differentiates the returned loss. Conventions shared by all of them:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -268,10 +269,33 @@ def _pgd_inner(
 
 
 class SeededObjective:
-    """Base of the objectives with randomness: an own generator, saved for ``--resume``."""
+    """Base of the objectives with randomness: an own generator, saved for ``--resume``.
+
+    ε warm-up: with ``eps_warmup = w > 0`` the inner attack's ε and step size are scaled by
+    ``min(1, t / w)``, t the fraction of training done (set by the loop through
+    :meth:`set_progress` before every step, from the global step — so resume is exact).
+    """
+
+    eps_warmup: float = 0.0
+    progress: float = 1.0
 
     def __init__(self, seed: int) -> None:
         self.generator = torch.Generator().manual_seed(_objective_seed(seed))
+
+    def set_progress(self, fraction: float) -> None:
+        """The fraction of all training steps done after the coming step, in (0, 1]."""
+        self.progress = float(fraction)
+
+    def inner(self, attack: InnerAttack) -> InnerAttack:
+        """``attack`` at the warmed-up strength of the current step."""
+        if self.eps_warmup <= 0 or self.progress >= self.eps_warmup:
+            return attack
+        if not isinstance(attack, InnerMaximizer):
+            return attack
+        scale = self.progress / self.eps_warmup
+        return dataclasses.replace(
+            attack, eps=attack.eps * scale, step_size=attack.step_size * scale
+        )
 
     def next_seed(self) -> int:
         """A fresh seed for this batch's randomness (advances the generator)."""
@@ -296,7 +320,7 @@ class AdversarialTraining(SeededObjective):
         self.attack = attack
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
-        x_adv = self.attack(model, x, y, self.next_seed())
+        x_adv = self.inner(self.attack)(model, x, y, self.next_seed())
         logits = model(x_adv)
         return StepOutput(loss=cross_entropy(logits, y), logits=logits)
 
@@ -314,7 +338,7 @@ class Trades(SeededObjective):
         self.beta = float(beta)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
-        x_adv = self.attack(model, x, y, self.next_seed())
+        x_adv = self.inner(self.attack)(model, x, y, self.next_seed())
         logits = model(x)
         adv_logits = model(x_adv)
         natural = cross_entropy(logits, y)
@@ -343,7 +367,7 @@ class MixedTraining(SeededObjective):
         seed = self.next_seed()
         x_mix = x
         if k > 0:
-            x_mix = torch.cat([self.attack(model, x[:k], y[:k], seed), x[k:]])
+            x_mix = torch.cat([self.inner(self.attack)(model, x[:k], y[:k], seed), x[k:]])
         logits = model(x_mix)
         return StepOutput(loss=cross_entropy(logits, y), logits=logits)
 
@@ -438,6 +462,16 @@ class FreeTraining:
 # --- registered factories --------------------------------------------------------------------
 
 
+def _with_warmup(objective: SeededObjective, method: str, eps_warmup: Any) -> SeededObjective:
+    w = real(method, "eps_warmup", eps_warmup)
+    if not 0 <= w < 1:
+        raise TrainingError(
+            f"method {method!r}: eps_warmup must be a fraction of training in [0, 1), got {w}"
+        )
+    objective.eps_warmup = w
+    return objective
+
+
 @register("pgd", "PGD adversarial training (Madry et al. 2018): CE at PGD points")
 def pgd(
     eps: float,
@@ -447,6 +481,7 @@ def pgd(
     random_start: bool = True,
     attack_mode: str = "eval",
     clip: ClipParam = None,
+    eps_warmup: float = 0.0,
     seed: int = 0,
 ) -> Objective:
     """PGD adversarial training (Madry et al. 2018, "Towards deep learning models resistant to
@@ -466,10 +501,12 @@ def pgd(
         attack_mode: ``"eval"`` (default) or ``"train"``: the model's mode during the attack
             (see the module doc; running statistics are never changed by the attack).
         clip: the input box ``[min, max]``; None: [0, 1] for images, unbounded for vectors.
+        eps_warmup: fraction of training over which ε and the step size ramp linearly
+            from 0 to their values (0: none); helps large ε train from scratch.
         seed: seed of the objective's generator (the run's seed by default).
     """
     inner = _pgd_inner("pgd", eps, norm, steps, step_size, random_start, attack_mode, clip)
-    return AdversarialTraining(inner, seed)
+    return _with_warmup(AdversarialTraining(inner, seed), "pgd", eps_warmup)
 
 
 @register("trades", "TRADES (Zhang et al. 2019): CE(f(x), y) + β·KL(f(x) ‖ f(x′))")
@@ -482,6 +519,7 @@ def trades(
     random_start: bool = True,
     attack_mode: str = "eval",
     clip: ClipParam = None,
+    eps_warmup: float = 0.0,
     seed: int = 0,
 ) -> Objective:
     """TRADES (Zhang et al. 2019, "Theoretically principled trade-off between robustness and
@@ -507,6 +545,8 @@ def trades(
         random_start: the Gaussian start (without it the KL attack cannot leave x).
         attack_mode: ``"eval"`` (default; as Zhang et al.'s code) or ``"train"``.
         clip: the input box; None: [0, 1] for images, unbounded for vectors.
+        eps_warmup: fraction of training over which ε and the step size ramp linearly
+            from 0 to their values (0: none); helps large ε train from scratch.
         seed: seed of the objective's generator (the run's seed by default).
     """
     beta = real("trades", "beta", beta)
@@ -515,7 +555,7 @@ def trades(
     inner = _pgd_inner(
         "trades", eps, norm, steps, step_size, random_start, attack_mode, clip, loss="kl"
     )
-    return Trades(inner, beta, seed)
+    return _with_warmup(Trades(inner, beta, seed), "trades", eps_warmup)
 
 
 @register("fgsm-rs", "fast adversarial training (Wong et al. 2020): FGSM from a random start")
@@ -525,6 +565,7 @@ def fgsm_rs(
     step_size: float | None = None,
     attack_mode: str = "eval",
     clip: ClipParam = None,
+    eps_warmup: float = 0.0,
     seed: int = 0,
 ) -> Objective:
     """Fast adversarial training, "FGSM-RS" (Wong, Rice & Kolter 2020, "Fast is better than
@@ -543,6 +584,8 @@ def fgsm_rs(
         step_size: α; default ``1.25 ε``.
         attack_mode: ``"eval"`` (default) or ``"train"`` (as Wong et al.'s code).
         clip: the input box; None: [0, 1] for images, unbounded for vectors.
+        eps_warmup: fraction of training over which ε and the step size ramp linearly
+            from 0 to their values (0: none); helps large ε train from scratch.
         seed: seed of the objective's generator (the run's seed by default).
     """
     eps = _check_threat("fgsm-rs", norm, eps)
@@ -557,7 +600,7 @@ def fgsm_rs(
         train_mode=_check_attack_mode("fgsm-rs", attack_mode),
         clip=_check_clip("fgsm-rs", clip),
     )
-    return AdversarialTraining(inner, seed)
+    return _with_warmup(AdversarialTraining(inner, seed), "fgsm-rs", eps_warmup)
 
 
 @register("free", "free adversarial training (Shafahi et al. 2019): m replays, persistent δ")
@@ -603,6 +646,7 @@ def mixed(
     random_start: bool = True,
     attack_mode: str = "eval",
     clip: ClipParam = None,
+    eps_warmup: float = 0.0,
     seed: int = 0,
 ) -> Objective:
     """Mixed batches (Tsipras et al. 2019, App. B, after Kurakin et al. 2016): in every batch
@@ -613,7 +657,7 @@ def mixed(
     Args: as :func:`pgd`.
     """
     inner = _pgd_inner("mixed", eps, norm, steps, step_size, random_start, attack_mode, clip)
-    return MixedTraining(inner, seed)
+    return _with_warmup(MixedTraining(inner, seed), "mixed", eps_warmup)
 
 
 @register("noise", "Gaussian-noise augmentation at sigma (terzi2021's contrast to AT)")
@@ -628,6 +672,8 @@ def noise(sigma: float = 0.1, clip: ClipParam = None, seed: int = 0) -> Objectiv
     Args:
         sigma: standard deviation σ ≥ 0 of the noise, in pixel units.
         clip: the input box; None: [0, 1] for images, unbounded for vectors.
+        eps_warmup: fraction of training over which ε and the step size ramp linearly
+            from 0 to their values (0: none); helps large ε train from scratch.
         seed: seed of the objective's generator (the run's seed by default).
     """
     sigma = real("noise", "sigma", sigma)

@@ -15,6 +15,8 @@ attacks on the unwrapped module, per-rank seeds, rank 0 writes).
 
 * an objective with an integer attribute ``replays`` is called that many times on each
   batch, each call followed by its own backward pass and optimizer step (free AT);
+* an objective with a method ``set_progress(fraction)`` is told, before each step, the
+  fraction of all training steps done after it (ε warm-up), a pure function of the step;
 * epoch callbacks come from the caller and from the configuration (tracking,
   :mod:`robustscope.training.tracking`; the catastrophic-overfitting detector,
   :mod:`robustscope.training.overfitting`); a callback may return the reserved key
@@ -447,6 +449,9 @@ def _train_epoch(
                     x, y, weight = x[:1], y[:1], 0.0
             if config.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
+            if hasattr(objective, "set_progress"):
+                done = epoch * steps_per_epoch + step + 1
+                objective.set_progress(done / (config.epochs * steps_per_epoch))
             for _ in range(replays):
                 out = _run_objective(objective, model, x, y, config)
                 finite = torch.isfinite(out.loss.detach())
