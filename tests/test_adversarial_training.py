@@ -514,5 +514,7 @@ def test_eps_warmup_run_is_exactly_resumable(tmp_path: Path) -> None:
     )
     assert any(
         not torch.equal(a, b)
-        for a, b in zip(no_warm.model.state_dict().values(), straight.model.state_dict().values())
+        for a, b in zip(
+            no_warm.model.state_dict().values(), straight.model.state_dict().values(), strict=True
+        )
     )

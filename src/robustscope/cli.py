@@ -502,7 +502,7 @@ def probes_cmd(as_json: JsonFlag = False) -> None:
     """List the probes (diagnostic measurements) and their options."""
     from robustscope import probes
 
-    rows = {
+    rows: dict[str, dict[str, Any]] = {
         name: {"description": doc, "options": list(probes.get_probe(name).options)}
         for name, doc in probes.available_probes().items()
     }
@@ -511,7 +511,7 @@ def probes_cmd(as_json: JsonFlag = False) -> None:
         return
     table = Table("probe", "description", "options")
     for name, row in rows.items():
-        table.add_row(name, row["description"], ", ".join(row["options"]))
+        table.add_row(name, str(row["description"]), ", ".join(row["options"]))
     out_console.print(table)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 # importing the probe modules registers them
 from robustscope.probes.base import ProbeData, ProbeResult
+from robustscope.probes.cckl import CCKLResult, cckl
 from robustscope.probes.confidence import ConfidenceResult, confidence
 from robustscope.probes.fisher import FisherStats, input_fisher
 from robustscope.probes.generalization import GeneralizationGapResult, generalization_gap
@@ -23,6 +24,10 @@ from robustscope.probes.registry import (
     register_probe,
     run_probe,
 )
+from robustscope.probes.representation import (
+    RepresentationFisherResult,
+    representation_fisher,
+)
 from robustscope.probes.spectra import (
     LayerSpectrum,
     SpectraComparison,
@@ -30,11 +35,19 @@ from robustscope.probes.spectra import (
     compare_spectra,
     layer_spectra,
 )
+from robustscope.probes.taylor import TaylorSplitResult, taylor_split
 from robustscope.probes.tracking import register_tracked_probes
+from robustscope.probes.weights import (
+    WeightInformationResult,
+    WeightNormsResult,
+    weight_information,
+    weight_norms,
+)
 
 register_tracked_probes()
 
 __all__ = [
+    "CCKLResult",
     "ConfidenceResult",
     "FisherStats",
     "GeneralizationGapResult",
@@ -44,9 +57,14 @@ __all__ = [
     "ProbeData",
     "ProbeInfo",
     "ProbeResult",
+    "RepresentationFisherResult",
     "SpectraComparison",
     "SpectraResult",
+    "TaylorSplitResult",
+    "WeightInformationResult",
+    "WeightNormsResult",
     "available_probes",
+    "cckl",
     "compare_spectra",
     "confidence",
     "generalization_gap",
@@ -55,5 +73,9 @@ __all__ = [
     "layer_spectra",
     "margins",
     "register_probe",
+    "representation_fisher",
     "run_probe",
+    "taylor_split",
+    "weight_information",
+    "weight_norms",
 ]

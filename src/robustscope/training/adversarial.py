@@ -42,7 +42,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -462,7 +462,10 @@ class FreeTraining:
 # --- registered factories --------------------------------------------------------------------
 
 
-def _with_warmup(objective: SeededObjective, method: str, eps_warmup: Any) -> SeededObjective:
+_S = TypeVar("_S", bound=SeededObjective)
+
+
+def _with_warmup(objective: _S, method: str, eps_warmup: Any) -> _S:
     w = real(method, "eps_warmup", eps_warmup)
     if not 0 <= w < 1:
         raise TrainingError(

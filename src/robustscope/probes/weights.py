@@ -1,0 +1,393 @@
+"""Probes of the weights: ``weight_information`` (terzi2021 Def. 0.5, Fig. 4) and
+``weight_norms`` (terzi2021 Fig. 5; tsipras2019 Table 5's ‖w‖₁).
+
+**Information in the weights.** terzi2021 Def. 0.5 (after Achille & Soatto 2019) puts a
+Gaussian posterior ``Q(w|D) = N(w*, Σ)`` on the weights and a prior ``P(w) = N(0, λ²I)``;
+minimising ``E_Q[L_D] + β KL(Q ‖ P)`` to second order gives
+``Σ* = (β/2) (F_w + β/(2λ²) I)⁻¹``. With the diagonal of the weights' Fisher information
+``F_w`` (the usual approximation) every weight i gets the variance
+``Σ*_ii = (β/2) / (F_ii + β/(2λ²))`` — at most λ² (an uninformative weight keeps the prior's
+variance), and ≈ β/(2F_ii) for a weight the task pins down. terzi2021 Fig. 4 plots the
+log-variance of the weights; its growth with the training ε is their evidence that
+adversarial training reduces the information in the weights.
+
+Which Fisher: terzi2021 ("Preliminaries") defines the FIM as
+``F = E_{x∼p(x), y∼p_w(y|x)} [∇_w log p_w(y|x) ∇_w log p_w(y|x)ᵀ]`` — the *model* Fisher,
+the expectation over labels drawn from the model (they add that it equals the expected
+Hessian of ``−log p_w``, matching ``F_w ≈ ∇²_w L_D(w)`` in Def. 0.5), and ``L_D`` is the
+empirical *mean* over the N examples. So the default ``fisher="model"`` is, exactly (no
+label sampling), ``diag F_w = (1/N) Σ_n Σ_k p_k(x_n) (∂_w log p_k(x_n))²``;
+``fisher="empirical"`` uses the gradient at the true label instead,
+``(1/N) Σ_n (∂_w log p_{y_n}(x_n))²``.
+
+β and λ: the paper gives no values. Because ``L_D`` is a mean, ``β`` weighs the KL against
+the *average* loss: β = 1/N is the Bayesian posterior of N examples under the summed loss
+(Achille & Soatto's β = 1). The defaults ``beta = 1e-3`` (the posterior of about a thousand
+examples) and ``lam = 1`` (a prior wider than any trained layer's weights) are ours; the
+log-variance moves by about log β when β changes, so compare models at the same (β, λ).
+
+**Weight norms.** terzi2021 Fig. 5 tracks ‖w‖₂ of networks trained with different ε;
+tsipras2019 Table 5 reports ‖w‖₁ of a binary linear classifier on MNIST. By default
+(``include="weights"``) only the ``weight`` of linear and convolution layers (``nn.Linear``,
+``nn.Conv1d/2d/3d`` and transposed convolutions) counts — the matrices that multiply the
+input; biases and normalisation-layer affine parameters (BatchNorm, LayerNorm, GroupNorm,
+...) are excluded, since they do not scale the map and tsipras2019's ‖w‖₁ is that of the
+weight vector alone. ``include="all"`` counts every parameter. The input normalisation
+(``Normalize``) holds buffers, not parameters, and never counts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from robustscope.attacks.base import attack_mode
+from robustscope.device import model_device
+from robustscope.errors import ProbeError
+from robustscope.probes.base import ProbeData, ProbeResult, batches, check_inputs
+from robustscope.probes.registry import register_probe
+
+__all__ = [
+    "WeightInformationResult",
+    "WeightNormsResult",
+    "fisher_diagonal",
+    "weight_information",
+    "weight_norms",
+]
+
+_INFO = "weight_information"
+_NORMS = "weight_norms"
+_WEIGHT_LAYERS = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd)
+
+
+# ----------------------------------------------------------------------------- information
+
+
+@dataclass(frozen=True)
+class WeightInformationResult(ProbeResult):
+    """Diagonal weight Fisher and the optimal Gaussian posterior's log-variance
+    (terzi2021 Def. 0.5, Fig. 4), per named parameter and overall.
+
+    ``Σ*_ii = (β/2) / (F_ii + β/(2λ²))``, natural logarithms, KL in nats. Means over
+    weights are plain means over the entries (the overall mean weighs each layer by its
+    size, it is not the mean of the layer means).
+
+    Attributes:
+        fisher: ``"model"`` (labels drawn from the model, exact expectation; the paper's)
+            or ``"empirical"`` (the true labels).
+        beta, lam: β and the prior's standard deviation λ.
+        n: number of examples averaged.
+        fisher_diag: ``{name: tensor}`` diag F_w shaped like each parameter (float64,
+            CPU); left out of ``arrays()`` (as large as the model).
+        log_variance: ``{name: mean_i log Σ*_ii}`` per parameter tensor.
+        log_variance_mean: mean of ``log Σ*_ii`` over all weights (Fig. 4's quantity).
+        fisher_trace: ``{name: Σ_i F_ii}``; ``fisher_trace_total`` their sum = tr F_w.
+        information: ``{name: KL}`` and ``information_total``: the information in the
+            weights ``KL(N(w, Σ*) ‖ N(0, λ²I)) = ½ Σ_i [Σ*_ii/λ² + w_i²/λ² − 1 −
+            log(Σ*_ii/λ²)]`` at the current weights w (Def. 0.5's KL term, without β).
+        num_params: ``{name: count}``.
+    """
+
+    fisher: str
+    beta: float
+    lam: float
+    n: int
+    log_variance_mean: float
+    fisher_trace_total: float
+    information_total: float
+    log_variance: dict[str, float]
+    fisher_trace: dict[str, float]
+    information: dict[str, float]
+    num_params: dict[str, int]
+    fisher_diag: dict[str, torch.Tensor] = field(repr=False)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {}
+
+
+def _two_logits(out: torch.Tensor) -> torch.Tensor:
+    """A single binary score ``s`` becomes the logits ``(0, s)`` (as ``logits_of``)."""
+    if out.shape[-1] == 1:
+        return torch.cat([torch.zeros_like(out), out], dim=-1)
+    return out
+
+
+def fisher_diagonal(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    fisher: Literal["model", "empirical"] = "model",
+    batch_size: int = 64,
+) -> dict[str, torch.Tensor]:
+    """The diagonal of the weights' Fisher information, averaged over the examples.
+
+    Per-example gradients come from ``torch.func`` (``vmap`` of ``grad`` of a
+    ``functional_call``), so a batch costs one vectorised backward per class (``model``)
+    or one (``empirical``), with ``batch_size × #params`` memory.
+
+    Args:
+        model: maps ``[N, ...]`` inputs to logits ``[N, K]`` (or a binary score ``[N, 1]``,
+            read as the logits ``(0, s)``); evaluated in eval mode, mode and flags restored.
+        x: ``[N, ...]`` inputs; moved to the model's device and dtype.
+        y: ``[N]`` labels (needed for ``empirical`` only).
+        fisher: ``"model"`` — ``(1/N) Σ_n Σ_k p_k (∂ log p_k)²``; ``"empirical"`` —
+            ``(1/N) Σ_n (∂ log p_{y_n})²``.
+        batch_size: examples per vectorised pass.
+
+    Returns:
+        ``{parameter name: diag F}`` (float64, CPU, shaped like the parameter) for every
+        parameter of ``model.named_parameters()``, frozen ones included.
+
+    Example:
+        >>> from robustscope import models
+        >>> model = models.create("mlp", 3, (1, 4, 4), widths=(5,))
+        >>> diag = fisher_diagonal(model, torch.rand(6, 1, 4, 4))
+        >>> sorted(diag) == sorted(n for n, _ in model.named_parameters())
+        True
+    """
+    if fisher not in ("model", "empirical"):
+        raise ProbeError(f"probe {_INFO!r}: fisher must be 'model' or 'empirical', got {fisher!r}")
+    if fisher == "empirical" and y is None:
+        raise ProbeError(f"probe {_INFO!r}: fisher='empirical' needs the labels y")
+    check_inputs(_INFO, x, y)
+    device = model_device(model)
+    names = [name for name, _ in model.named_parameters()]
+    if not names:
+        raise ProbeError(f"probe {_INFO!r}: the model has no parameters to measure")
+    params = {name: p.detach() for name, p in model.named_parameters()}
+    dtype = next(iter(params.values())).dtype
+    buffers = {name: b.detach() for name, b in model.named_buffers()}
+
+    def log_prob(p: dict[str, torch.Tensor], xi: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        out = _two_logits(functional_call(model, (p, buffers), (xi[None],)))
+        return torch.log_softmax(out, dim=-1)[0].gather(0, k[None])[0]
+
+    per_example = vmap(grad(log_prob), in_dims=(None, 0, 0))
+    acc = {name: torch.zeros_like(p, dtype=torch.float64) for name, p in params.items()}
+    with attack_mode(model), torch.enable_grad():
+        for s in batches(len(x), batch_size):
+            xb = x[s].detach().to(device=device, dtype=dtype)
+            if fisher == "empirical":
+                assert y is not None
+                pairs: list[tuple[torch.Tensor, torch.Tensor | None]] = [
+                    (y[s].to(device=device, dtype=torch.long), None)
+                ]
+            else:
+                with torch.no_grad():
+                    probs = torch.softmax(_two_logits(model(xb)).double(), dim=-1)
+                pairs = [
+                    (torch.full((len(xb),), k, dtype=torch.long, device=device), probs[:, k])
+                    for k in range(probs.shape[1])
+                ]
+            for labels, weight in pairs:
+                grads = per_example(params, xb, labels)
+                for name, g in grads.items():
+                    sq = g.detach().double().pow(2)
+                    if weight is not None:
+                        sq = sq * weight.reshape((-1,) + (1,) * (sq.ndim - 1))
+                    acc[name] += sq.sum(0)
+    return {name: (a / len(x)).cpu() for name, a in acc.items()}
+
+
+def weight_information(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    beta: float = 1e-3,
+    lam: float = 1.0,
+    fisher: Literal["model", "empirical"] = "model",
+    batch_size: int = 64,
+) -> WeightInformationResult:
+    """Log-variance of the optimal Gaussian weight posterior (terzi2021 Def. 0.5, Fig. 4).
+
+    ``Σ*_ii = (β/2) / (F_ii + β/(2λ²))`` with ``F = fisher_diagonal(model, x, y)``, its mean
+    log per parameter tensor and overall, and the information in the weights (KL to the
+    prior). See the module doc for the Fisher chosen and the defaults of β and λ.
+
+    Args:
+        model: maps inputs to logits (or a binary score); mode and flags restored.
+        x: ``[N, ...]`` inputs (the paper's F_w is over the training set).
+        y: ``[N]`` labels (used by ``fisher="empirical"`` only).
+        beta: β > 0, the weight of the KL term in eq. 6.
+        lam: λ > 0, the standard deviation of the prior N(0, λ²I).
+        fisher: ``"model"`` (the paper's) or ``"empirical"``.
+        batch_size: examples per vectorised pass.
+
+    Returns:
+        a :class:`WeightInformationResult`.
+
+    Example:
+        >>> from robustscope import models
+        >>> model = models.create("mlp", 3, (1, 4, 4), widths=(5,))
+        >>> res = weight_information(model, torch.rand(6, 1, 4, 4))
+        >>> res.log_variance_mean <= 2 * math.log(1.0)  # Σ*_ii ≤ λ²
+        True
+    """
+    for label, value in (("beta", beta), ("lam", lam)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ProbeError(f"probe {_INFO!r}: {label} must be a number > 0, got {value!r}")
+        if not math.isfinite(value):
+            raise ProbeError(f"probe {_INFO!r}: {label} must be finite, got {value!r}")
+    diag = fisher_diagonal(model, x, y, fisher=fisher, batch_size=batch_size)
+    weights = {name: p.detach().double().cpu() for name, p in model.named_parameters()}
+    floor = beta / (2 * lam**2)
+    log_var, trace, info, count = {}, {}, {}, {}
+    total_log, total_n = 0.0, 0
+    for name, f in diag.items():
+        lv = math.log(beta / 2) - torch.log(f + floor)
+        ratio = torch.exp(lv) / lam**2
+        kl = 0.5 * (ratio + weights[name].pow(2) / lam**2 - 1 - torch.log(ratio)).sum()
+        log_var[name] = float(lv.mean())
+        trace[name] = float(f.sum())
+        info[name] = float(kl)
+        count[name] = f.numel()
+        total_log += float(lv.sum())
+        total_n += f.numel()
+    return WeightInformationResult(
+        fisher=fisher,
+        beta=float(beta),
+        lam=float(lam),
+        n=len(x),
+        log_variance_mean=total_log / total_n,
+        fisher_trace_total=sum(trace.values()),
+        information_total=sum(info.values()),
+        log_variance=log_var,
+        fisher_trace=trace,
+        information=info,
+        num_params=count,
+        fisher_diag=diag,
+    )
+
+
+@register_probe(
+    _INFO,
+    "diagonal weight Fisher and log-variance of the optimal Gaussian weight posterior "
+    "Σ* = (β/2)(F_w + β/(2λ²))⁻¹ (terzi2021 Def. 0.5, Fig. 4)",
+)
+def _weight_information_probe(
+    model: nn.Module,
+    data: ProbeData,
+    *,
+    beta: float = 1e-3,
+    lam: float = 1.0,
+    fisher: Literal["model", "empirical"] = "model",
+    batch_size: int = 64,
+) -> WeightInformationResult:
+    x, y = data.test
+    return weight_information(model, x, y, beta=beta, lam=lam, fisher=fisher, batch_size=batch_size)
+
+
+# ----------------------------------------------------------------------------- norms
+
+
+@dataclass(frozen=True)
+class WeightNormsResult(ProbeResult):
+    """ℓ1 and ℓ2 norms of the weights per parameter tensor and in total
+    (terzi2021 Fig. 5's ‖w‖₂; tsipras2019 Table 5's ‖w‖₁).
+
+    Attributes:
+        include: ``"weights"`` (the ``weight`` of linear and convolution layers only) or
+            ``"all"`` (every parameter); see the module doc.
+        l1: ``{name: Σ|w_i|}`` per counted parameter tensor.
+        l2: ``{name: (Σ w_i²)^½}`` (the Frobenius norm of a matrix or kernel).
+        num_params: ``{name: count}``.
+        l1_total: Σ of the per-tensor ℓ1 norms = ‖w‖₁ of all counted weights together.
+        l2_total: ℓ2 norm of all counted weights together, (Σ_layers l2²)^½.
+        count_total: number of counted weights.
+    """
+
+    include: str
+    l1_total: float
+    l2_total: float
+    count_total: int
+    l1: dict[str, float]
+    l2: dict[str, float]
+    num_params: dict[str, int]
+
+
+def _counted(model: nn.Module, include: str) -> list[tuple[str, torch.Tensor]]:
+    if include == "all":
+        return [(name, p) for name, p in model.named_parameters()]
+    out: list[tuple[str, torch.Tensor]] = []
+    seen: set[int] = set()
+    for mod_name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if not (isinstance(module, _WEIGHT_LAYERS) and isinstance(weight, nn.Parameter)):
+            continue
+        if id(weight) not in seen:
+            seen.add(id(weight))
+            out.append((f"{mod_name}.weight" if mod_name else "weight", weight))
+    return out
+
+
+def weight_norms(
+    model: nn.Module, *, include: Literal["weights", "all"] = "weights"
+) -> WeightNormsResult:
+    """ℓ1 and ℓ2 norms of a model's weights, per tensor and in total (computed in float64).
+
+    Args:
+        model: any module.
+        include: ``"weights"`` — the ``weight`` of ``nn.Linear``/``nn.Bilinear`` and
+            convolution layers only (no biases, no normalisation-layer parameters);
+            ``"all"`` — every parameter of ``model.named_parameters()``.
+
+    Returns:
+        a :class:`WeightNormsResult`.
+
+    Raises:
+        ProbeError: on an unknown ``include`` or when no parameter is counted.
+
+    Example:
+        >>> from robustscope import models
+        >>> model = models.create("linear", 1, (4,), bias=True)
+        >>> res = weight_norms(model)
+        >>> list(res.l1) == ["head.weight"]
+        True
+    """
+    if include not in ("weights", "all"):
+        raise ProbeError(f"probe {_NORMS!r}: include must be 'weights' or 'all', got {include!r}")
+    counted = _counted(model, include)
+    if not counted:
+        raise ProbeError(
+            f"probe {_NORMS!r}: {type(model).__name__} has no "
+            + (
+                "linear or convolution weights; use include='all' to count every parameter"
+                if include == "weights"
+                else "parameters"
+            )
+        )
+    l1, l2, count = {}, {}, {}
+    with torch.no_grad():
+        for name, p in counted:
+            w = p.detach().double()
+            l1[name] = float(w.abs().sum())
+            l2[name] = float(w.pow(2).sum().sqrt())
+            count[name] = w.numel()
+    return WeightNormsResult(
+        include=include,
+        l1_total=sum(l1.values()),
+        l2_total=math.sqrt(sum(v**2 for v in l2.values())),
+        count_total=sum(count.values()),
+        l1=l1,
+        l2=l2,
+        num_params=count,
+    )
+
+
+@register_probe(
+    _NORMS,
+    "ℓ1/ℓ2 norms of the linear and convolution weights per layer and in total "
+    "(terzi2021 Fig. 5, tsipras2019 Table 5); ignores the data",
+)
+def _weight_norms_probe(
+    model: nn.Module, data: ProbeData, *, include: Literal["weights", "all"] = "weights"
+) -> WeightNormsResult:
+    return weight_norms(model, include=include)
