@@ -27,7 +27,15 @@ from robustscope.models.registry import register
 __all__ = [
     "CNN",
     "MLP",
-    "LeNet", "LinearClassifier", "SmallCNN", "lenet", "linear", "mlp", "smallcnn"]
+    "LeNet",
+    "LinearClassifier",
+    "SmallCNN",
+    "cnn",
+    "lenet",
+    "linear",
+    "mlp",
+    "smallcnn",
+]
 
 
 class LinearClassifier(Classifier):
