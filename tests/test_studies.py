@@ -227,6 +227,12 @@ def test_smoke_study_local_then_rerun_skips(tmp_path: Path) -> None:
         assert eig is not None and eig.shape == (100, 10)
     rows = studies.summary_table(out)
     assert len(rows) == 2 and all(r["status"] == "done" for r in rows)
+    from robustscope.report import write_report
+
+    report = write_report(out)
+    text = report.read_text()
+    assert "smoke" in text and text.count("data:image/png;base64,") >= 3
+    assert (out / "figures" / "frontier.png").is_file()
     again = run_study(SMOKE, out, device="cpu", progress=False, echo=None)
     assert again.skipped == 2 and again.done == 0
     # new measurement settings: measured again, training kept (no new epochs)

@@ -2,7 +2,9 @@
 
     CCKL = mean over ordered pairs (i, j) with y_i ≠ y_j of KL(f(x_i) ‖ f(x_j))
 
-with ``f = softmax`` of the logits and natural logarithms. KL(p_i ‖ p_j) = h_i − p_i·log p_j
+with ``f = softmax`` of the logits and natural logarithms (eq. 1 writes
+``1/(2 N_pair) Σ_{y_i≠y_j}`` with N_pair unordered pairs: the same mean over ordered pairs).
+KL(p_i ‖ p_j) = h_i − p_i·log p_j
 with h_i = Σ_k p_ik log p_ik, so the sum over all cross-class pairs needs no n × n matrix:
 
     Σ_{y_i≠y_j} KL = Σ_i h_i (n − n_{y_i}) − [S·L − Σ_c S_c·L_c]
