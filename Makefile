@@ -9,10 +9,9 @@ STAMP  := $(VENV)/.robustscope-installed
 
 .PHONY: demo test setup data
 
+# the default study: trains the family, attacks and probes it, writes runs/tradeoff-fmnist/report.html
 demo: setup data
-	$(VENV)/bin/robustscope train --dataset fashion-mnist --model smallcnn --epochs 2 \
-		--seed 0 --out runs/demo-standard --resume
-	$(VENV)/bin/robustscope eval runs/demo-standard
+	$(VENV)/bin/robustscope study --preset tradeoff-fmnist --out runs/tradeoff-fmnist
 
 test: setup
 	@bash scripts/ensure-fashion-mnist.sh $(PY) || echo "warning: Fashion-MNIST unavailable;" \
