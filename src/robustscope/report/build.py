@@ -80,7 +80,28 @@ def load_study(study_dir: str | Path) -> StudyData:
         with np.load(path, allow_pickle=False) as f:
             return np.asarray(f["value"])
 
-    return StudyData(study["spec"], table.reset_index(), history, arrays, provenance)
+    table = table.reset_index()
+    _add_spectra_summary(table)
+    return StudyData(study["spec"], table, history, arrays, provenance)
+
+
+def _layer_stds(table: pd.DataFrame) -> dict[str, str]:
+    """layer → column of its singular-value std (exact ``std``, else the circular ``approx_std``)."""
+    out: dict[str, str] = {}
+    for col in table.columns:
+        parts = str(col).split("/")
+        if len(parts) != 3 or parts[0] != "layer_spectra":
+            continue
+        if parts[2] == "std" or (parts[2] == "approx_std" and parts[1] not in out):
+            out[parts[1]] = str(col)
+    return out
+
+
+def _add_spectra_summary(table: pd.DataFrame) -> None:
+    """``layer_spectra/mean_std``: the mean over layers of each layer's singular-value std."""
+    cols = list(_layer_stds(table).values())
+    if cols:
+        table["layer_spectra/mean_std"] = table[cols].mean(axis=1)
 
 
 # --- figures ---------------------------------------------------------------------------------
@@ -310,16 +331,43 @@ def _fig_probes(data: StudyData, out: Path) -> str | None:
     return _save(fig, out)
 
 
+def _fig_spectra(data: StudyData, out: Path) -> str | None:
+    t = data.table
+    layers = _layer_stds(t)
+    if not layers:
+        return None
+    colors = _colors(list(t["eps"]))
+    names = list(layers)
+    fig = Figure(layout="constrained", figsize=(7, 4))
+    ax = fig.add_subplot()
+    for _, row in t.sort_values("eps").iterrows():
+        ys = [row[layers[n]] for n in names]
+        ax.plot(
+            range(len(names)), ys, marker="o", color=colors[row["eps"]], label=str(row["label"])
+        )
+    approx = [i for i, n in enumerate(names) if layers[n].endswith("approx_std")]
+    labels = [n + (" *" if i in approx else "") for i, n in enumerate(names)]
+    ax.set_xticks(range(len(names)), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("std of the layer's singular values")
+    ax.set_title("Singular-value spread per layer by training ε (wen2020 Fig. 5c–d)")
+    if approx:
+        note = "* circular-padding approximation (exact top-k only)"
+        ax.text(0.99, 0.98, note, transform=ax.transAxes, ha="right", va="top", fontsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, out)
+
+
 def _fig_margins(data: StudyData, out: Path) -> str | None:
     if data.arrays is None or "margins/test/margin_mean" not in data.table.columns:
         return None
     t = data.table
     colors = _colors(list(t["eps"]))
-    fig = Figure(layout="constrained", figsize=(10, 3.8))
-    ax1, ax2 = fig.subplots(1, 2)
+    fig = Figure(layout="constrained", figsize=(14, 3.8))
+    ax1, ax2, ax3 = fig.subplots(1, 3)
     drawn = False
     for _, row in t.sort_values("eps").iterrows():
-        for ax, key in ((ax1, "margin"), (ax2, "p_true")):
+        for ax, key in ((ax1, "margin"), (ax2, "p_true"), (ax3, "loss")):
             hist = data.arrays(row["run_id"], "margins", f"test/{key}_hist")
             edges = data.arrays(row["run_id"], "margins", f"test/{key}_edges")
             if hist is None or edges is None:
@@ -336,7 +384,9 @@ def _fig_margins(data: StudyData, out: Path) -> str | None:
         return None
     ax1.set_xlabel("logit margin f_y − max_{j≠y} f_j (test)")
     ax2.set_xlabel("probability of the true class (test)")
-    for ax in (ax1, ax2):
+    ax3.set_xlabel("cross-entropy loss (test)")
+    ax3.set_title("Loss distribution")
+    for ax in (ax1, ax2, ax3):
         ax.set_ylabel("fraction of examples")
         ax.grid(alpha=0.3)
     ax1.set_title("Margin distributions by training ε (wen2020 Fig. 4)")
@@ -421,7 +471,16 @@ def write_report(study_dir: str | Path, data: StudyData | None = None) -> Path:
         )
         sections.append(("Probes vs training ε", _fig_probes(data, figs / "probes.png")))
         sections.append(
-            ("Margins and confidence (wen2020 Figs. 4–5)", _fig_margins(data, figs / "margins.png"))
+            (
+                "Margins, confidence and loss (wen2020 Figs. 4–5)",
+                _fig_margins(data, figs / "margins.png"),
+            )
+        )
+        sections.append(
+            (
+                "Singular values of every layer (wen2020 Fig. 5c–d)",
+                _fig_spectra(data, figs / "spectra.png"),
+            )
         )
         for title, b64 in sections:
             parts.append(f"<h2>{html.escape(title)}</h2>")

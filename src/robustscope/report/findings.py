@@ -164,6 +164,14 @@ def compute_findings(table: pd.DataFrame, robust_column: str | None) -> list[Fin
         ),
         _monotone(
             table,
+            "layer_spectra/mean_std",
+            direction=-1,
+            claim="the spread (std) of the layers' singular values shrinks as ε grows "
+            "(mean over layers)",
+            paper="wen2020 §4.2.2, Fig. 5c–d",
+        ),
+        _monotone(
+            table,
             "weight_norms/l2_total",
             direction=-1,
             claim="the ℓ2 norm of the weights decreases with ε",
