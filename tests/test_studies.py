@@ -157,7 +157,7 @@ def test_store_round_trip(tmp_path: Path) -> None:
     import pandas as pd
 
     assert pd.read_csv(tmp_path / "export" / "metrics.csv").loc[0, "a"] == 0.25
-    assert {p.name for p in paths} == {"runs.csv", "metrics.csv", "history.csv", "probes.csv"}
+    assert {p.name for p in paths} >= {"runs.csv", "metrics.csv", "history.csv", "probes.csv"}
 
 
 def test_store_refuses_other_schema_and_missing_file(tmp_path: Path) -> None:

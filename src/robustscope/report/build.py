@@ -1,525 +1,493 @@
-"""The study report: one self-contained ``report.html`` (figures embedded) and the PNGs.
+"""``write_report``: the study's ``report.html`` (one self-contained file) and its PNGs.
 
-Reads only the results store (the report never trains). Every figure is drawn with
-matplotlib's object API on the Agg canvas (no global pyplot state), written to
-``<study>/figures/<name>.png`` and embedded in the HTML as a ``data:`` URI, so the HTML
-file can be mailed or archived alone. Colours encode the training ε consistently in every
-figure (a colour-blind-safe sequential map).
+The page: header (what was run, budgets, provenance, run status) → Findings (each
+testable claim of the papers, with its verdict and numbers) → the trade-off (frontier,
+robust accuracy against the attack's ε) → training curves (shi2020 Figs. 3–4) → shi2020
+(Fisher, CCKL, G1 share) → wen2020 (gaps, margins, confidence/loss histograms, singular
+values) → weights and every other probe → all the numbers. A section whose data the
+study lacks is replaced by a one-line note. Figures are written to
+``<study>/figures/<name>.png`` (the folder is the report's: stale PNGs are removed) and
+embedded in the HTML as ``data:`` URIs; the page has inline CSS and no script.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
-import html
-import io
-import math
-from dataclasses import dataclass, field
+import os
+import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from robustscope.report.findings import Finding, compute_findings
+from robustscope.report import fig_probes, fig_tradeoff
+from robustscope.report.data import RUN_COLUMNS, StudyData, load_study, robust_columns
+from robustscope.report.findings import compute_findings
+from robustscope.report.page import (
+    FigureRecord,
+    document,
+    esc,
+    figure_html,
+    findings_html,
+    skip_html,
+    table_html,
+)
+from robustscope.report.stats import by_eps, main_robust_column, series
+from robustscope.report.style import Palette, png_bytes
+from robustscope.report.summary import summary_rows
 
-__all__ = ["StudyData", "load_study", "write_report"]
+__all__ = ["write_report"]
 
-
-@dataclass
-class StudyData:
-    """Everything the report draws, read from a study's store.
-
-    Attributes:
-        spec: the study spec (dict).
-        table: one row per finished run: run_id, label, model, family, method, eps, seed,
-            and every metric and probe scalar (probe columns ``<probe>/<key>``).
-        history: one row per (run_id, epoch) with the training history keys.
-        arrays: ``(run_id, probe, key) → array`` loader for stored probe arrays.
-        provenance: versions, host and device of the first run.
-    """
-
-    spec: dict[str, Any]
-    table: pd.DataFrame
-    history: pd.DataFrame
-    arrays: Any = None
-    provenance: dict[str, str] = field(default_factory=dict)
-
-
-def load_study(study_dir: str | Path) -> StudyData:
-    """Read a study's store into a :class:`StudyData` (finished runs only)."""
-    from robustscope.studies import store as store_mod
-
-    with store_mod.open(Path(study_dir)) as store:
-        study = store.study() or {"spec": {}}
-        runs = store.runs_table()
-        metrics = store.metrics_table()
-        probes = store.probes_table()
-        history = store.history_table()
-        done = runs[runs["status"] == "done"] if len(runs) else runs
-        provenance = store.provenance(done["run_id"].iloc[0]) if len(done) else {}
-        root = store.root
-        cache: dict[tuple[str, str, str], Any] = {}
-        for rid in done["run_id"] if len(done) else []:
-            for row in store.conn.execute(
-                "SELECT probe, key, path FROM artifacts WHERE run_id = ?", (rid,)
-            ):
-                cache[(rid, row[0], row[1])] = root / row[2]
-    table = done.drop(columns=["train_time_s", "error"], errors="ignore").set_index("run_id")
-    if len(metrics):
-        table = table.join(metrics, how="left")
-    if len(probes):
-        table = table.join(probes, how="left")
-
-    def arrays(run_id: str, probe: str, key: str) -> np.ndarray | None:
-        path = cache.get((run_id, probe, key))
-        if path is None:
-            return None
-        with np.load(path, allow_pickle=False) as f:
-            return np.asarray(f["value"])
-
-    table = table.reset_index()
-    _add_spectra_summary(table)
-    return StudyData(study["spec"], table, history, arrays, provenance)
+SECTIONS = (
+    ("findings", "Findings"),
+    ("tradeoff", "The trade-off"),
+    ("training", "Training curves"),
+    ("shi2020", "Fisher information, CCKL and the G1 share (shi2020)"),
+    ("wen2020", "Generalization, margins, confidence and singular values (wen2020)"),
+    ("weights", "Weights and the other probes"),
+    ("numbers", "All numbers"),
+)
 
 
-def _layer_stds(table: pd.DataFrame) -> dict[str, str]:
-    """layer → column of its singular-value std (exact ``std``, else the circular ``approx_std``)."""
-    out: dict[str, str] = {}
-    for col in table.columns:
-        parts = str(col).split("/")
-        if len(parts) != 3 or parts[0] != "layer_spectra":
-            continue
-        if parts[2] == "std" or (parts[2] == "approx_std" and parts[1] not in out):
-            out[parts[1]] = str(col)
-    return out
+def _fmt_list(values: Any) -> str:
+    if isinstance(values, list | tuple):
+        return ", ".join(_value(v) for v in values)
+    return _value(values)
 
 
-def _add_spectra_summary(table: pd.DataFrame) -> None:
-    """``layer_spectra/mean_std``: the mean over layers of each layer's singular-value std."""
-    cols = list(_layer_stds(table).values())
-    if cols:
-        table["layer_spectra/mean_std"] = table[cols].mean(axis=1)
+def _value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_value(x)}" for k, x in v.items()) + "}"
+    return str(v)
 
 
-# --- figures ---------------------------------------------------------------------------------
+def _params(params: Any) -> str:
+    if not isinstance(params, dict) or not params:
+        return ""
+    return " (" + ", ".join(f"{k}={_value(v)}" for k, v in params.items()) + ")"
 
 
-def _colors(eps_values: list[float]) -> dict[float, Any]:
-    from matplotlib import colormaps
-
-    cmap = colormaps["viridis"]
-    eps_sorted = sorted(set(eps_values))
-    n = max(len(eps_sorted) - 1, 1)
-    return {e: cmap(0.9 * i / n) for i, e in enumerate(eps_sorted)}
-
-
-def _save(fig: Figure, out: Path) -> str:
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(buf.getvalue())
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def _attack_columns(table: pd.DataFrame) -> dict[str, dict[float, str]]:
-    """attack key → {attack ε: column of robust accuracy over all points}."""
-    out: dict[str, dict[float, str]] = {}
-    for col in table.columns:
-        parts = str(col).split("/")
-        if len(parts) == 3 and parts[2] == "robust_accuracy":
-            try:
-                out.setdefault(parts[0], {})[float(parts[1])] = col
-            except ValueError:
-                continue
-    return out
-
-
-def _first_attack(spec: dict[str, Any]) -> str | None:
-    attacks = spec.get("evaluation", {}).get("attacks", [])
-    if not attacks:
-        return None
-    a = attacks[0]
-    return str(a.get("label") or f"{a.get('attack', 'pgd')}-{a.get('norm', 'linf')}")
-
-
-def _main_robust_column(table: pd.DataFrame, spec: dict[str, Any]) -> str | None:
-    """The spec's first attack's robust accuracy at the middle training ε > 0 it evaluates."""
-    attacks = _attack_columns(table)
-    if not attacks:
-        return None
-    key = _first_attack(spec)
-    first = attacks[key] if key in attacks else next(iter(attacks.values()))
-    train_eps = sorted(e for e in table["eps"].unique() if e > 0)
-    candidates = [e for e in train_eps if e in first] or [e for e in sorted(first) if e > 0]
-    if not candidates:
-        return None
-    return first[candidates[len(candidates) // 2]]
-
-
-def _fig_frontier(data: StudyData, col: str, out: Path) -> str:
-    t = data.table
-    colors = _colors(list(t["eps"]))
-    fig = Figure(layout="constrained", figsize=(6.2, 4.6))
-    ax = fig.add_subplot()
-    for (model, family), g in t.groupby(["model", "family"]):
-        agg = g.groupby("eps").agg(
-            cx=("clean_accuracy", "mean"),
-            cs=("clean_accuracy", "std"),
-            rx=(col, "mean"),
-            rs=(col, "std"),
-        )
-        ax.plot(
-            100 * agg["cx"], 100 * agg[col if False else "rx"], "-", color="0.6", lw=1, zorder=1
-        )
-        for eps, row in agg.iterrows():
-            ax.errorbar(
-                100 * row["cx"],
-                100 * row["rx"],
-                xerr=0 if math.isnan(row["cs"]) else 100 * row["cs"],
-                yerr=0 if math.isnan(row["rs"]) else 100 * row["rs"],
-                fmt="o",
-                color=colors[eps],
-                ms=8,
-                capsize=3,
-                zorder=2,
+def _spec_rows(spec: dict[str, Any]) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    if spec.get("reproduces"):
+        rows.append(("reproduces", str(spec["reproduces"])))
+    if spec.get("dataset"):
+        rows.append(("dataset", str(spec["dataset"]) + _params(spec.get("dataset_params"))))
+    models = spec.get("models") or []
+    if models:
+        rows.append(
+            (
+                "models",
+                "; ".join(
+                    str(m.get("label") or m.get("model")) + _params(m.get("model_kwargs"))
+                    for m in models
+                    if isinstance(m, dict)
+                ),
             )
-            ax.annotate(
-                f"ε={eps:g}",
-                (100 * row["cx"], 100 * row["rx"]),
-                textcoords="offset points",
-                xytext=(6, 5),
-                fontsize=8,
-            )
-        ax.text(
-            100 * agg["cx"].iloc[-1],
-            100 * agg["rx"].iloc[-1],
-            f"  {model} {family}",
-            fontsize=8,
-            va="top",
-            color="0.35",
         )
-    attack, eps = col.split("/")[:2]
-    ax.set_xlabel("clean accuracy (%)")
-    ax.set_ylabel(f"robust accuracy, {attack} at ε = {eps} (%)")
-    ax.set_title(
-        "Robustness–accuracy trade-off (one point per training ε; bars: ±1 std over seeds)"
-    )
-    ax.grid(alpha=0.3)
-    return _save(fig, out)
-
-
-def _fig_robust_curves(data: StudyData, out: Path) -> str:
-    t = data.table
-    attacks = _attack_columns(t)
-    colors = _colors(list(t["eps"]))
-    fams = list(t.groupby(["model", "family"]).groups)
-    fig = Figure(layout="constrained", figsize=(5.2 * len(fams), 4.2))
-    axes = fig.subplots(1, len(fams), squeeze=False)[0]
-    styles = ["-", "--", ":", "-."]
-    for ax, (model, family) in zip(axes, fams, strict=True):
-        g = t[(t["model"] == model) & (t["family"] == family)]
-        for eps, ge in g.groupby("eps"):
-            for k, (name, cols) in enumerate(attacks.items()):
-                xs = sorted(cols)
-                ys = [100 * ge[cols[e]].mean() for e in xs]
-                ax.plot(
-                    xs,
-                    ys,
-                    styles[k % 4],
-                    marker="o",
-                    ms=3,
-                    color=colors[eps],
-                    label=f"train ε={eps:g}, {name}",
-                )
-        ax.set_xlabel("attack ε")
-        ax.set_ylabel("robust accuracy (%)")
-        ax.set_title(f"{model} {family}: robust accuracy vs attack ε")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    return _save(fig, out)
-
-
-def _fig_training(data: StudyData, out: Path) -> str | None:
-    h = data.history
-    if h is None or not len(h):
-        return None
-    panels = [
-        (c, lbl)
-        for c, lbl in (
-            ("test_accuracy", "test accuracy"),
-            ("track/test/pgd_accuracy", "tracked PGD accuracy (test subset)"),
-            ("track/test/input_fisher_frobenius_mean", "input-Fisher ‖F_x‖_F (test subset)"),
-        )
-        if c in h.columns
-    ]
-    if not panels:
-        return None
-    t = data.table.set_index("run_id")
-    colors = _colors(list(t["eps"]))
-    fig = Figure(layout="constrained", figsize=(5 * len(panels), 4))
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (col, label) in zip(axes, panels, strict=True):
-        for rid, g in h.groupby("run_id"):
-            if rid not in t.index:
-                continue
-            eps = t.loc[rid, "eps"]
-            ax.plot(
-                g["epoch"],
-                g[col],
-                marker="o",
-                ms=3,
-                color=colors[eps],
-                label=str(t.loc[rid, "label"]),
+    methods = spec.get("methods") or []
+    if methods:
+        rows.append(
+            (
+                "training",
+                "; ".join(
+                    f"{m.get('method')} ({m.get('norm', 'linf')}) at ε ∈ "
+                    f"{{{_fmt_list(m.get('eps', []))}}}{_params(m.get('params'))}"
+                    for m in methods
+                    if isinstance(m, dict)
+                ),
             )
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        if "fisher" in col:
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        ax.set_title(label + " over training")
-    axes[0].legend(fontsize=7)
-    return _save(fig, out)
-
-
-_PROBE_PANELS = [
-    ("input_fisher/frobenius_mean", "input-Fisher ‖F_x‖_F (shi2020)", True),
-    ("input_fisher/spectral_mean", "input-Fisher λ_max (shi2020)", True),
-    ("cckl/value", "CCKL (shi2020 eq. 1)", False),
-    ("taylor_split/g1_share", "G1 share of cross-class KL (shi2020 §3.3)", False),
-    ("margins/test/margin_std", "test logit-margin std (wen2020)", False),
-    ("confidence/mean_max_prob", "mean confidence (wen2020)", False),
-    ("confidence/ece", "expected calibration error", False),
-    ("generalization_gap/loss_gap", "generalization loss gap (wen2020 Fig. 3)", False),
-    ("weight_norms/l2_total", "‖w‖₂ of all weights (terzi2021 Fig. 5)", False),
-    ("representation_fisher/trace_mean", "tr JᵀJ of the features (terzi2021)", True),
-    ("weight_information/log_variance_mean", "mean log Σ* (terzi2021 Fig. 4)", False),
-]
-
-
-def _fig_probes(data: StudyData, out: Path) -> str | None:
-    t = data.table
-    panels = [p for p in _PROBE_PANELS if p[0] in t.columns and t[p[0]].notna().any()]
-    if not panels:
-        return None
-    cols = 3
-    rows = math.ceil(len(panels) / cols)
-    fig = Figure(layout="constrained", figsize=(4.6 * cols, 3.4 * rows))
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, (col, label, log) in zip(axes, panels, strict=False):
-        for (model, family), g in t.groupby(["model", "family"]):
-            agg = g.groupby("eps")[col].agg(["mean", "std"])
-            ax.errorbar(
-                agg.index,
-                agg["mean"],
-                yerr=agg["std"].fillna(0),
-                marker="o",
-                capsize=3,
-                label=f"{model} {family}",
-            )
-        ax.set_title(label, fontsize=9)
-        ax.set_xlabel("training ε")
-        if log:
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-    for ax in axes[len(panels) :]:
-        ax.set_visible(False)
-    axes[0].legend(fontsize=7)
-    return _save(fig, out)
-
-
-def _fig_spectra(data: StudyData, out: Path) -> str | None:
-    t = data.table
-    layers = _layer_stds(t)
-    if not layers:
-        return None
-    colors = _colors(list(t["eps"]))
-    names = list(layers)
-    fig = Figure(layout="constrained", figsize=(7, 4))
-    ax = fig.add_subplot()
-    for _, row in t.sort_values("eps").iterrows():
-        ys = [row[layers[n]] for n in names]
-        ax.plot(
-            range(len(names)), ys, marker="o", color=colors[row["eps"]], label=str(row["label"])
         )
-    approx = [i for i, n in enumerate(names) if layers[n].endswith("approx_std")]
-    labels = [n + (" *" if i in approx else "") for i, n in enumerate(names)]
-    ax.set_xticks(range(len(names)), labels, rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("std of the layer's singular values")
-    ax.set_title("Singular-value spread per layer by training ε (wen2020 Fig. 5c–d)")
-    if approx:
-        note = "* circular-padding approximation (exact top-k only)"
-        ax.text(0.99, 0.98, note, transform=ax.transAxes, ha="right", va="top", fontsize=7)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return _save(fig, out)
-
-
-def _fig_margins(data: StudyData, out: Path) -> str | None:
-    if data.arrays is None or "margins/test/margin_mean" not in data.table.columns:
-        return None
-    t = data.table
-    colors = _colors(list(t["eps"]))
-    fig = Figure(layout="constrained", figsize=(14, 3.8))
-    ax1, ax2, ax3 = fig.subplots(1, 3)
-    drawn = False
-    for _, row in t.sort_values("eps").iterrows():
-        for ax, key in ((ax1, "margin"), (ax2, "p_true"), (ax3, "loss")):
-            hist = data.arrays(row["run_id"], "margins", f"test/{key}_hist")
-            edges = data.arrays(row["run_id"], "margins", f"test/{key}_edges")
-            if hist is None or edges is None:
-                continue
-            centers = 0.5 * (edges[1:] + edges[:-1])
-            ax.plot(
-                centers,
-                hist / max(hist.sum(), 1),
-                color=colors[row["eps"]],
-                label=str(row["label"]),
-            )
-            drawn = True
-    if not drawn:
-        return None
-    ax1.set_xlabel("logit margin f_y − max_{j≠y} f_j (test)")
-    ax2.set_xlabel("probability of the true class (test)")
-    ax3.set_xlabel("cross-entropy loss (test)")
-    ax3.set_title("Loss distribution")
-    for ax in (ax1, ax2, ax3):
-        ax.set_ylabel("fraction of examples")
-        ax.grid(alpha=0.3)
-    ax1.set_title("Margin distributions by training ε (wen2020 Fig. 4)")
-    ax2.set_title("Confidence in the true class")
-    ax1.legend(fontsize=7)
-    return _save(fig, out)
-
-
-# --- HTML ------------------------------------------------------------------------------------
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;font-size:.85em;margin:.5em 0;display:block;overflow-x:auto}
-td,th{border:1px solid #ddd;padding:3px 6px;text-align:right} th{background:#f4f4f4}
-td.l,th.l{text-align:left} img{max-width:100%} .meta{color:#555;font-size:.9em}
-.yes{color:#1a7f37;font-weight:bold}.no{color:#b42318;font-weight:bold}.na{color:#777}
-"""
-
-
-def _table_html(df: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    rows = []
-    for _, r in df.iterrows():
-        cells = []
-        for v in r:
-            if isinstance(v, float | np.floating):
-                cells.append(f"<td>{'' if math.isnan(v) else f'{v:.4g}'}</td>")
-            else:
-                cells.append(f'<td class="l">{html.escape(str(v))}</td>')
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
-
-
-def _findings_html(findings: list[Finding]) -> str:
-    items = []
-    for f in findings:
-        if f.holds is None:
-            verdict = '<span class="na">not tested</span>'
-        elif f.holds:
-            verdict = '<span class="yes">yes</span>'
-        else:
-            verdict = '<span class="no">no</span>'
-        items.append(
-            f"<li><b>{html.escape(f.claim)}</b> ({html.escape(f.paper)}): {verdict} — "
-            f"{html.escape(f.evidence)}</li>"
+    if spec.get("seeds") is not None:
+        rows.append(("seeds", _fmt_list(spec["seeds"])))
+    if spec.get("train"):
+        rows.append(("training options", _params(spec["train"]).strip(" ()")))
+    ev = spec.get("evaluation") or {}
+    if ev:
+        attacks = "; ".join(
+            f"{a.get('label') or a.get('attack')} ({a.get('norm', 'linf')}) at ε ∈ "
+            f"{{{_fmt_list(a.get('eps', []))}}}{_params(a.get('params'))}"
+            for a in ev.get("attacks") or []
+            if isinstance(a, dict)
         )
-    return "<ul>" + "".join(items) + "</ul>"
+        rows.append(("evaluation", f"first {ev.get('n', '?')} test points: {attacks}"))
+    pr = spec.get("probes") or {}
+    if pr.get("run"):
+        names = ", ".join(
+            str(p.get("name")) + _params(p.get("options")) for p in pr["run"] if isinstance(p, dict)
+        )
+        rows.append(
+            (
+                "probes",
+                f"{names} on {pr.get('n', '?')} test and {pr.get('train_n', 0)} training points",
+            )
+        )
+    return rows
 
 
-def write_report(study_dir: str | Path, data: StudyData | None = None) -> Path:
-    """Write ``<study_dir>/report.html`` and ``<study_dir>/figures/*.png``; returns the HTML path."""
-    study_dir = Path(study_dir)
-    data = data if data is not None else load_study(study_dir)
-    figs = study_dir / "figures"
+def _stamp(t: Any) -> str:
+    try:
+        return _dt.datetime.fromtimestamp(float(t), _dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (TypeError, ValueError, OverflowError):
+        return str(t)
+
+
+def _header(data: StudyData, now: _dt.datetime) -> str:
     spec = data.spec
-    t = data.table
-    parts = [
-        f"<h1>{html.escape(str(spec.get('name', study_dir.name)))}</h1>",
-        f"<p>{html.escape(str(spec.get('description', '')))}</p>",
-        f"<p class='meta'>Reproduces: {html.escape(str(spec.get('reproduces', '')))}<br>"
-        f"Report written {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}; {len(t)} finished run(s); "
-        + html.escape(", ".join(f"{k} {v}" for k, v in data.provenance.items()))
-        + "</p>",
-    ]
-    if not len(t):
-        parts.append("<p>No finished runs yet.</p>")
-    else:
-        main = _main_robust_column(t, spec) if "clean_accuracy" in t.columns else None
-        parts.append("<h2>Findings</h2>" + _findings_html(compute_findings(t, main)))
-        sections: list[tuple[str, str | None]] = []
-        if main is not None:
-            sections.append(("The trade-off", _fig_frontier(data, main, figs / "frontier.png")))
-            sections.append(
-                (
-                    "Robust accuracy vs attack ε",
-                    _fig_robust_curves(data, figs / "robust_vs_eps.png"),
-                )
-            )
-        sections.append(
-            ("Training curves (shi2020 Figs. 3–4)", _fig_training(data, figs / "training.png"))
-        )
-        sections.append(("Probes vs training ε", _fig_probes(data, figs / "probes.png")))
-        sections.append(
-            (
-                "Margins, confidence and loss (wen2020 Figs. 4–5)",
-                _fig_margins(data, figs / "margins.png"),
-            )
-        )
-        sections.append(
-            (
-                "Singular values of every layer (wen2020 Fig. 5c–d)",
-                _fig_spectra(data, figs / "spectra.png"),
-            )
-        )
-        for title, b64 in sections:
-            parts.append(f"<h2>{html.escape(title)}</h2>")
-            if b64 is None:
-                parts.append("<p class='na'>Not measured in this study.</p>")
-            else:
-                parts.append(f'<img alt="{html.escape(title)}" src="data:image/png;base64,{b64}">')
-        base = ["label", "model", "family", "eps", "seed"]
-        metric_cols = [
-            c
-            for c in t.columns
-            if c == "clean_accuracy" or str(c).endswith("/robust_accuracy") or c == "train_time_s"
-        ]
-        parts.append("<h2>All numbers</h2><h3>Accuracy</h3>" + _table_html(t[base + metric_cols]))
-        probe_cols = [
-            c
-            for c in t.columns
-            if "/" in str(c)
-            and c not in metric_cols
-            and not str(c).startswith("train/")
-            and "robust_accuracy" not in str(c)
-        ]
-        if probe_cols:
-            parts.append(
-                "<h3>Probe scalars</h3>"
-                + _table_html(
-                    t[["label", *probe_cols]]
-                    .set_index("label")
-                    .T.reset_index()
-                    .rename(columns={"index": "quantity"})
-                )
-            )
-    doc = (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{html.escape(str(spec.get('name', 'study')))} — robustscope report</title>"
-        f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>"
+    status = Counter(str(s) for s in data.runs["status"]) if len(data.runs) else Counter()
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(status.items())) or "none"
+    rows = _spec_rows(spec)
+    rows.append(("runs", f"{len(data.runs)} ({counts})"))
+    written = now.strftime("%Y-%m-%d %H:%M %Z").strip()
+    when = f"report written {written}"
+    if data.info.get("created") is not None:
+        when += f"; study created {_stamp(data.info['created'])}"
+    if data.info.get("updated") is not None:
+        when += f", last updated {_stamp(data.info['updated'])}"
+    rows.append(("date", when))
+    if data.provenance:
+        rows.append(("provenance", ", ".join(f"{k} {v}" for k, v in data.provenance.items())))
+    meta = "".join(
+        f'<tr><th class="l">{esc(k)}</th><td class="l">{esc(v)}</td></tr>' for k, v in rows
     )
+    parts = [
+        f"<header><h1>{esc(data.name)}</h1>",
+        f'<p class="desc">{esc(spec.get("description") or "")}</p>',
+        f'<table class="meta"><tbody>{meta}</tbody></table>',
+    ]
+    if "status" in data.runs.columns:
+        bad = data.runs[data.runs["status"] != "done"]
+        if len(bad):
+            cols = [c for c in ("label", "status", "error") if c in bad.columns]
+            shown = bad[cols].copy()
+            if "error" in shown.columns:
+                shown["error"] = [
+                    (str(e).splitlines()[0][:200] if isinstance(e, str) else "")
+                    for e in shown["error"]
+                ]
+            parts.append(
+                "<p>Runs not finished (left out of the figures and findings):</p>"
+                + table_html(shown, index=False)
+            )
+    nav = "".join(f'<li><a href="#{sid}">{esc(title)}</a></li>' for sid, title in SECTIONS)
+    parts.append(f"<nav><ol>{nav}</ol></nav></header>")
+    return "".join(parts)
+
+
+class _Report:
+    """Collects the figures and the HTML of the sections."""
+
+    def __init__(self, data: StudyData, eval_eps: float | None) -> None:
+        self.data = data
+        self.eval_eps = eval_eps
+        self.table = data.table()
+        names = list(series(self.table))
+        self.palette = Palette(self.table["eps"] if len(self.table) else [], names)
+        self.figures: list[FigureRecord] = []
+        self.used: set[str] = set()
+
+    def add(self, name: str, fig: Figure | None, caption: str) -> str | None:
+        if fig is None:
+            return None
+        rec = FigureRecord(re.sub(r"[^A-Za-z0-9_.-]", "_", name), caption, png_bytes(fig))
+        self.figures.append(rec)
+        return figure_html(rec)
+
+    # --- sections --------------------------------------------------------------------------
+
+    def findings(self) -> str:
+        findings = compute_findings(self.data, eval_eps=self.eval_eps)
+        verdicts = Counter(
+            "untested" if f.holds is None else ("hold" if f.holds else "fail") for f in findings
+        )
+        intro = (
+            f"<p>{verdicts['hold']} claim(s) hold, {verdicts['fail']} do not, "
+            f"{verdicts['untested']} not tested here. Trends are read on the seed means along "
+            "the training ε of each model × method and must be strictly monotone; "
+            "“robust vs standard” claims compare each ε &gt; 0 model with the ε = 0 one.</p>"
+        )
+        return intro + findings_html(findings)
+
+    def tradeoff(self) -> str:
+        t = self.table
+        column = main_robust_column(self.data, self.eval_eps)
+        parts = []
+        if column is not None:
+            attack, eps = column.rsplit("/", 2)[:2]
+            parts.append(
+                self.add(
+                    "frontier",
+                    fig_tradeoff.fig_frontier(t, column, self.palette),
+                    f"Clean accuracy against robust accuracy under {attack} at ε = {eps}, one "
+                    "point per training ε (seed mean; bars span the seeds, min–max), points of "
+                    "one model × method joined in ε order.",
+                )
+                or ""
+            )
+        parts.append(
+            self.add(
+                "robust_vs_attack_eps",
+                fig_tradeoff.fig_robust_vs_attack_eps(self.data, t, self.palette),
+                "Robust accuracy against the attack's ε, one panel per model × method and one "
+                "curve per training ε (first attack solid, others dashed/dotted; bands span the "
+                "seeds). Robust accuracy is over all evaluated test points.",
+            )
+            or ""
+        )
+        flags = [c for c in t.columns if "/flag/" in str(c)]
+        fired = [
+            f"{t.loc[rid, 'label']}: {c.split('/flag/')[1]}"
+            for c in flags
+            for rid, v in t[c].items()
+            if v == v and v > 0
+        ]
+        if fired:
+            parts.append(
+                "<p><b>Gradient-masking warnings</b> (robust accuracy may be overestimated): "
+                + esc("; ".join(fired))
+                + "</p>"
+            )
+        body = "".join(parts)
+        return body or skip_html("Not measured in this study: no attack results.")
+
+    def training(self) -> str:
+        fig = fig_tradeoff.fig_training(self.data, self.table, self.palette)
+        html = self.add(
+            "training",
+            fig,
+            "Training history, averaged over seeds per model × method and training ε: test "
+            "accuracy, the input-Fisher norm ‖F_x‖_F tracked on a test subset (log scale; "
+            "shi2020 Figs. 3–4), tracked PGD accuracy, and the losses.",
+        )
+        return html or skip_html("Not measured in this study: no training history stored.")
+
+    def shi2020(self) -> str:
+        html = self.add(
+            "shi2020",
+            fig_probes.fig_shi2020(self.table, self.palette, self.used),
+            "shi2020 against the training ε: mean input-Fisher Frobenius norm and largest "
+            "eigenvalue over the test points (log), CCKL (mean KL between the predictions of "
+            "cross-class pairs, eq. 1) and the share of the second-order Fisher term G1 in "
+            "that KL (eq. 11); last panel: CCKL against clean accuracy, one point per model. "
+            "Bars span the seeds.",
+        )
+        return html or skip_html(
+            "Not measured in this study: the input_fisher, cckl and taylor_split probes did "
+            "not run."
+        )
+
+    def wen2020(self) -> str:
+        d, t, p = self.data, self.table, self.palette
+        parts = [
+            self.add(
+                "wen2020_gaps",
+                fig_probes.fig_gaps(t, p, self.used),
+                "wen2020 Fig. 3: training (dashed) and test (solid) loss and error, and the "
+                "generalization gaps (test − train), against the training ε.",
+            ),
+            self.add(
+                "wen2020_margins",
+                fig_probes.fig_margin_hists(d, t, p),
+                "wen2020 Fig. 4: distribution of the logit margin f_y − max_{j≠y} f_j on test "
+                "and training points by training ε (fixed bins; values outside the range are "
+                "counted in the end bins; seeds pooled).",
+            ),
+            self.add(
+                "wen2020_confidence",
+                fig_probes.fig_confidence_hists(d, t, p),
+                "wen2020 Fig. 5(a–b): histograms of the true-class probability p_y and of the "
+                "loss −log p_y of test points, and of the confidence max_k p_k, by training ε "
+                "(log density).",
+            ),
+            self.add(
+                "wen2020_spectra_std",
+                fig_probes.fig_spectra_std(t, p, self.used),
+                "wen2020 Fig. 5(c–d) and B.2: standard deviation of the singular values of each "
+                "layer's operator by training ε (circular approximation where only the top "
+                "singular values are exact), and per layer the STD at the weakest minus the "
+                "strongest training ε (blue: the spread fell).",
+            ),
+            self.add(
+                "singular_values",
+                fig_probes.fig_singular_values(d, t, p),
+                "Singular values of every layer (descending, against their normalised rank) by "
+                "training ε, first seed.",
+            ),
+        ]
+        body = "".join(x for x in parts if x)
+        return body or skip_html(
+            "Not measured in this study: the margins, confidence, generalization_gap and "
+            "layer_spectra probes did not run."
+        )
+
+    def weights(self) -> str:
+        t, p = self.table, self.palette
+        parts = [
+            self.add(
+                "weights",
+                fig_probes.fig_weights(t, p, self.used),
+                "Weights against the training ε: total ℓ2 and ℓ1 norms (terzi2021 Fig. 5, "
+                "tsipras2019 Table 5), information in the weights (terzi2021 Fig. 4), the "
+                "representation's Fisher w.r.t. the input, and the ℓ2 norm of each layer.",
+            )
+        ]
+        probe_names = sorted(
+            {str(c).split("/", 1)[0] for c in self.data.probes.columns if "/" in str(c)}
+        )
+        for probe in probe_names:
+            if probe in fig_probes.DEDICATED_PROBES:
+                continue
+            parts.append(
+                self.add(
+                    f"probe_{probe}",
+                    fig_probes.fig_generic(t, p, probe, self.used),
+                    f"Probe {probe}: its scalars that vary across the models, against the "
+                    "training ε.",
+                )
+            )
+        rest = [
+            str(c)
+            for c in self.data.probes.columns
+            if str(c) not in self.used and str(c) in t.columns
+        ]
+        if rest:
+            parts.append(
+                "<details><summary>Every other probe scalar by model × method and training ε "
+                f"(seed means; {len(rest)} quantities)</summary>"
+                + table_html(self._by_eps_table(rest), index_label="quantity")
+                + "</details>"
+            )
+        body = "".join(x for x in parts if x)
+        return body or skip_html("Not measured in this study: no probe ran.")
+
+    def _by_eps_table(self, columns: list[str]) -> pd.DataFrame:
+        out: dict[str, dict[str, float]] = {}
+        for name, rows in series(self.table).items():
+            for col in columns:
+                for e, mean in by_eps(rows, col)["mean"].items():
+                    out.setdefault(f"{name} ε={float(e):g}", {})[col] = float(mean)
+        return pd.DataFrame(out).reindex(columns)
+
+    def numbers(self) -> str:
+        d = self.data
+        parts = ["<h3>Summary (one row per run)</h3>"]
+        rows = summary_rows(d)
+        parts.append(table_html(pd.DataFrame(rows), index=False) if rows else skip_html("No run."))
+        runs = d.runs[[c for c in (*RUN_COLUMNS, "error") if c in d.runs.columns]]
+        if "error" in runs.columns:
+            runs = runs.assign(
+                error=[
+                    str(e).splitlines()[0][:200] if isinstance(e, str) else ""
+                    for e in runs["error"]
+                ]
+            )
+        if len(runs):
+            order = runs.sort_values(["model", "family", "eps", "seed"], kind="stable")
+            parts.append("<h3>Runs</h3>" + table_html(order, index=False))
+            labels = dict(zip(order["run_id"], order["label"], strict=True))
+            for title, frame in (("Metrics", d.metrics), ("Probe scalars", d.probes)):
+                if not len(frame.columns):
+                    continue
+                ids = [r for r in order["run_id"] if r in frame.index]
+                cols = (
+                    _metric_order(list(frame.columns))
+                    if title == "Metrics"
+                    else sorted(frame.columns)
+                )
+                wide = frame.loc[ids, cols].T
+                wide.columns = [str(labels[r]) for r in ids]
+                parts.append(
+                    f"<details{' open' if len(cols) <= 30 else ''}><summary>{title} "
+                    f"({len(cols)} quantities × {len(ids)} runs)</summary>"
+                    + table_html(wide, index_label="quantity")
+                    + "</details>"
+                )
+        return "".join(parts)
+
+    def body(self, now: _dt.datetime) -> str:
+        parts = [_header(self.data, now)]
+        done = len(self.table)
+        for sid, title in SECTIONS:
+            if sid == "numbers":
+                content = self.numbers()
+            elif not done:
+                content = skip_html("No finished run yet: nothing to show.")
+            else:
+                content = getattr(self, sid)()
+            parts.append(f'<section id="{sid}"><h2>{esc(title)}</h2>{content}</section>')
+        parts.append(
+            "<footer>Written by robustscope (robustscope report). Figures are embedded; the "
+            "same PNGs are in figures/ beside this file.</footer>"
+        )
+        return "".join(parts)
+
+
+def _metric_order(columns: list[str]) -> list[str]:
+    robust = {c.column for c in robust_columns(columns)}
+    robust |= {c.column for c in robust_columns(columns, on_correct=True)}
+
+    def key(c: str) -> tuple[int, str]:
+        if c == "clean_accuracy":
+            return (0, "")
+        if c in robust:
+            attack, eps, kind = c.rsplit("/", 2)
+            return (1, f"{attack}/{kind}/{float(eps):012.6f}")
+        if "/flag/" in c:
+            return (2, c)
+        if c.startswith("train/"):
+            return (3, c)
+        return (4, c)
+
+    return sorted(columns, key=key)
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to a temporary file beside ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_report(
+    study_dir: str | Path, data: StudyData | None = None, *, eval_eps: float | None = None
+) -> Path:
+    """Write ``<study_dir>/report.html`` and ``<study_dir>/figures/*.png``; return the HTML path.
+
+    Args:
+        study_dir: the study's directory (``runs/<study>``).
+        data: the study's data; read from ``<study_dir>/results.sqlite`` when None.
+        eval_eps: the attack ε of the frontier and of the robust-accuracy finding (default:
+            the middle training ε > 0 that the first attack evaluates).
+
+    Example::
+
+        path = write_report("runs/tradeoff-fmnist")   # runs/tradeoff-fmnist/report.html
+    """
+    study_dir = Path(study_dir)
+    if data is None:
+        data = load_study(study_dir)
+    report = _Report(data, eval_eps)
+    now = _dt.datetime.now().astimezone()
+    page = document(f"{data.name} — robustscope report", report.body(now))
+    figures = study_dir / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    keep = {f"{rec.name}.png" for rec in report.figures}
+    for old in figures.glob("*.png"):
+        if old.name not in keep:
+            old.unlink()
+    for rec in report.figures:
+        _atomic_write(figures / f"{rec.name}.png", rec.png)
     out = study_dir / "report.html"
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(doc, encoding="utf-8")
-    tmp.replace(out)
+    _atomic_write(out, page.encode("utf-8"))
     return out

@@ -13,7 +13,7 @@ from robustscope.studies.presets import DEFAULT_PRESET, preset, preset_names
 from robustscope.studies.record import summary_table
 from robustscope.studies.runner import StudySummary, run_study
 from robustscope.studies.spec import StudyError, StudySpec, load_spec
-from robustscope.studies.store import Store, StoreError, export, open
+from robustscope.studies.store import Store, StoreError, collect_provenance, export, open
 
 __all__ = [
     "DEFAULT_PRESET",
@@ -24,6 +24,7 @@ __all__ = [
     "StudyError",
     "StudySpec",
     "StudySummary",
+    "collect_provenance",
     "execute_run",
     "export",
     "load_spec",

@@ -1,0 +1,106 @@
+"""Aggregation shared by figures and findings: series along ε, seed statistics, the main
+robust-accuracy column.
+
+A *series* is one (model, training-method family) of the study, its members ordered by
+training ε. The planner trains ε = 0 once per model (the standard run, recorded under the
+first family listing ε = 0), so a family without its own ε = 0 member borrows the model's
+standard run as its ε = 0 point: every curve starts from the same standard model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from robustscope.report.data import StudyData, natural_key, robust_columns
+
+__all__ = [
+    "by_eps",
+    "main_robust_column",
+    "match_eps",
+    "series",
+    "series_name",
+    "spectra_layers",
+]
+
+
+def series_name(model: str, family: str) -> str:
+    return f"{model} · {family}"
+
+
+def series(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """``"<model> · <family>"`` → that series' rows (ε = 0 borrowed as the module doc says),
+    in the table's order of models and families."""
+    out: dict[str, pd.DataFrame] = {}
+    if not len(table):
+        return out
+    for (model, family), rows in table.groupby(["model", "family"], sort=False):
+        if family != "standard" and not (rows["eps"] == 0).any():
+            std = table[(table["model"] == model) & (table["method"] == "standard")]
+            rows = pd.concat([std[std["eps"] == 0], rows])
+        out[series_name(str(model), str(family))] = rows.sort_values(["eps", "seed"])
+    return out
+
+
+def by_eps(rows: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per training ε: ``mean``, ``lo`` (min), ``hi`` (max), ``std`` (ddof 1, NaN for one
+    seed) and ``n`` of ``column`` over the seeds, NaN values dropped; index ε ascending."""
+    cols = ["mean", "lo", "hi", "std", "n"]
+    if column not in rows.columns:
+        return pd.DataFrame(columns=cols, dtype=float)
+    values = rows[["eps", column]].dropna()
+    if not len(values):
+        return pd.DataFrame(columns=cols, dtype=float)
+    g = values.groupby("eps")[column]
+    out = pd.DataFrame(
+        {"mean": g.mean(), "lo": g.min(), "hi": g.max(), "std": g.std(), "n": g.count()}
+    )
+    return out.sort_index()
+
+
+def main_robust_column(data: StudyData, eval_eps: float | None = None) -> str | None:
+    """The robust-accuracy column the frontier and findings use: the first attack at
+    ``eval_eps`` if given, else at the middle (upper median) training ε > 0 that the attack
+    evaluates, else at its middle evaluated ε > 0."""
+    cols = robust_columns(list(data.metrics.columns))
+    if not cols:
+        return None
+    key = data.first_attack()
+    mine = [c for c in cols if c.attack == key] or [c for c in cols if c.attack == cols[0].attack]
+    evaluated = {c.eps: c.column for c in mine}
+    if eval_eps is not None:
+        return match_eps(eval_eps, evaluated)
+    table = data.table()
+    train_eps = sorted({float(e) for e in table["eps"] if e > 0}) if len(table) else []
+    candidates = [c for e in train_eps if (c := match_eps(e, evaluated)) is not None]
+    if not candidates:
+        candidates = [col for eps, col in sorted(evaluated.items()) if eps > 0]
+    if not candidates:
+        return None
+    return candidates[len(candidates) // 2]
+
+
+def match_eps(eps: float, columns: dict[float, str]) -> str | None:
+    """The column of ``columns`` (ε → column) whose ε equals ``eps`` up to the 6 significant
+    digits of the metric names (``8/255`` is stored as ``0.0313725``)."""
+    for e, col in columns.items():
+        if math.isclose(e, eps, rel_tol=1e-5, abs_tol=1e-12):
+            return col
+    return None
+
+
+def spectra_layers(table: pd.DataFrame) -> dict[str, str]:
+    """Layer name → the column of the STD of its singular values (``layer_spectra`` probe:
+    the exact ``std``, else the circular approximation's ``approx_std``), in the model's
+    order (natural sort, head last)."""
+    layers: dict[str, str] = {}
+    for col in table.columns:
+        parts = str(col).split("/")
+        if len(parts) != 3 or parts[0] != "layer_spectra" or parts[2] not in ("std", "approx_std"):
+            continue
+        if not table[col].notna().any():
+            continue
+        if parts[2] == "std" or parts[1] not in layers:
+            layers[parts[1]] = str(col)
+    return dict(sorted(layers.items(), key=lambda kv: natural_key(kv[0])))
