@@ -23,20 +23,27 @@ Per example the probe gives:
   small when S is concentrated on a few directions and the input dimension is large (the
   paper's "inefficiency of GNR increases as the input dimension increases").
 
-Which way to compute ``‖J‖_F²`` exactly (CPU, torch 2.13, one thread, batch 64, best of 2):
-forward mode, ``torch.func.vmap`` over ``torch.func.jvp`` with the d input basis vectors, is
-fastest when d < m (MLP 1×8×8 → 256: 28 ms against 51–80 ms for the reverse variants;
-width-¼ SmallCNN on 8×8, m = 256: 29 ms against 277–415 ms); when m ≤ d, one backward pass
-per feature through one retained graph is fastest or tied (the CNN on 1×28×28, m = 100:
-515 ms; ``is_grads_batched`` 621 ms, ``vmap(vjp)`` 589 ms, forward mode 2.6 s; ResNet-20 on
-3×32×32, m = 64, batch 16: 2.7 s against 5.5 s with ``is_grads_batched``).
-``mode="auto"`` picks forward mode if d < m and reverse mode otherwise.
+Products with J. ``Jᵀu`` is one vector-Jacobian product (``torch.func.vjp``, one forward
+pass per batch). ``Jv`` is computed as the VJP of the linear map ``u ↦ Jᵀu`` (reverse over
+reverse, built once per batch), not by forward-mode ``torch.func.jvp``: measured on the
+CPU (torch 2.13, one thread, batch 64, identical results) ten products cost 2–6 ms against
+17–25 ms with ``torch.func.jvp`` on small MLPs/CNNs on 8×8 inputs and 29 ms against 60 ms on
+the CNN on 1×28×28, and forward mode adds a first-use warm-up of seconds.
+
+The exact trace sums ``‖J e_i‖²`` over the d input basis vectors (``mode="jvp"``,
+vectorised 32 at a time with ``torch.func.vmap``) or ``‖Jᵀ e_k‖²`` over the m feature basis
+vectors (``mode="vjp"``, one backward each through the retained graph). Measured the same
+way, the d products win when d < m (MLP 1×8×8 → 256: 28 ms against 51–80 ms for the
+feature-side variants; width-¼ SmallCNN on 8×8, m = 256: 29 ms against 277–415 ms) and the
+m products when m ≤ d (the CNN on 1×28×28, m = 100: 515 ms, against 621 ms with
+``is_grads_batched``, 589 ms with ``vmap(vjp)`` and 2.6 s for the input side; ResNet-20 on
+3×32×32, m = 64, batch 16: 2.7 s against 5.5 s with ``is_grads_batched``). ``mode="auto"``
+picks ``jvp`` if d < m, else ``vjp``.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -54,11 +61,10 @@ from robustscope.probes.registry import register_probe
 __all__ = ["RepresentationFisherResult", "representation_fisher"]
 
 _PROBE = "representation_fisher"
-#: input basis vectors (forward mode) or probes pushed through one vmapped JVP call
+#: input directions pushed through one vmapped J·v call
 _CHUNK = 32
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
-VjpFn = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
 
 
 @dataclass(frozen=True)
@@ -71,12 +77,12 @@ class RepresentationFisherResult(ProbeResult):
 
     Attributes:
         method: ``"exact"`` or ``"hutchinson"`` (how the trace was computed).
-        mode: ``"forward"`` (Jacobian-vector products over input directions) or
-            ``"reverse"`` (vector-Jacobian products over feature directions).
+        mode: ``"jvp"`` (products ``Jv`` with input directions) or ``"vjp"`` (products
+            ``Jᵀu`` with feature directions).
         input_dim: n = d, the number of input entries (C·H·W).
         feature_dim: m, the dimension of the representation.
         probes: Rademacher probes per example (0 for ``exact``); they live in the input
-            space in forward mode and in the feature space in reverse mode.
+            space for ``jvp`` and in the feature space for ``vjp``.
         trace: ``[N]`` tr S = ‖J‖_F² (exact, or the Hutchinson mean).
         trace_se: ``[N]`` standard error of the Hutchinson estimate (sample standard
             deviation over the probes / √probes); None for ``exact``.
@@ -87,11 +93,12 @@ class RepresentationFisherResult(ProbeResult):
         effective_rank: ``[N]`` tr S / λ₁ (= n · gnr_ratio); NaN where λ₁ = 0.
         top_eigenvector: ``[N, ...]`` input-shaped unit eigenvector v_λ₁, sign fixed so its
             largest-magnitude entry is positive (zeros where λ₁ = 0).
-        power_iterations: the most power iterations any batch used.
+        power_iterations: ``[N]`` power iterations each example used (it stops, its vector
+            frozen, once its own λ changes by at most ``power_tol``).
         power_rel_change: ``[N]`` ``|λ_t − λ_{t−1}| / λ_t`` at the last iteration (0 where
             λ = 0; NaN after a single iteration).
 
-    ``scalars()``: ``n``, ``input_dim``, ``feature_dim``, ``probes``, ``power_iterations``,
+    ``scalars()``: ``n``, ``input_dim``, ``feature_dim``, ``probes``, ``power_iterations_max``,
     the mean and median over examples of ``trace``, ``lambda_max``, ``gnr_ratio`` and
     ``effective_rank`` (NaN examples left out), ``gnr_ratio_of_means`` =
     mean tr / (n · mean λ₁) (the ratio for the data-averaged KLs), ``power_rel_change_max``
@@ -110,7 +117,7 @@ class RepresentationFisherResult(ProbeResult):
     gnr_ratio: torch.Tensor
     effective_rank: torch.Tensor
     top_eigenvector: torch.Tensor
-    power_iterations: int
+    power_iterations: torch.Tensor
     power_rel_change: torch.Tensor
 
     def _per_example(self) -> dict[str, torch.Tensor]:
@@ -121,6 +128,7 @@ class RepresentationFisherResult(ProbeResult):
             "gnr_ratio": self.gnr_ratio,
             "effective_rank": self.effective_rank,
             "power_rel_change": self.power_rel_change,
+            "power_iterations": self.power_iterations,
         }
         return {k: v for k, v in named.items() if v is not None}
 
@@ -130,7 +138,7 @@ class RepresentationFisherResult(ProbeResult):
             "input_dim": float(self.input_dim),
             "feature_dim": float(self.feature_dim),
             "probes": float(self.probes),
-            "power_iterations": float(self.power_iterations),
+            "power_iterations_max": float(self.power_iterations.max()),
         }
         for name in ("trace", "lambda_max", "gnr_ratio", "effective_rank"):
             values = getattr(self, name)
@@ -190,7 +198,7 @@ def representation_fisher(
     *,
     method: Literal["exact", "hutchinson"] = "exact",
     probes: int = 32,
-    mode: Literal["auto", "forward", "reverse"] = "auto",
+    mode: Literal["auto", "jvp", "vjp"] = "auto",
     power_iters: int = 200,
     power_tol: float = 1e-8,
     seed: int = 0,
@@ -203,13 +211,13 @@ def representation_fisher(
             eval mode with its parameters frozen, mode and flags restored afterwards.
         x: ``[N, ...]`` pixel-space inputs; moved to the model's device and dtype.
         method: ``"exact"`` — ``tr S = ‖J‖_F²`` from min(d, m) Jacobian products per example;
-            ``"hutchinson"`` — the mean of ``‖Jv‖²`` (forward) or ``‖Jᵀu‖²`` (reverse) over
+            ``"hutchinson"`` — the mean of ``‖Jv‖²`` (jvp) or ``‖Jᵀu‖²`` (vjp) over
             ``probes`` Rademacher vectors, with its standard error.
         probes: Rademacher probes per example (``hutchinson`` only; ≥ 2).
-        mode: ``"forward"`` (JVPs over input directions), ``"reverse"`` (VJPs over feature
-            directions) or ``"auto"`` (forward if d < m, the faster one — module doc).
-        power_iters: maximum power iterations for λ₁ (one JVP and one VJP each).
-        power_tol: stop once every example's λ changes by less than this, relatively.
+        mode: ``"jvp"`` (products with the input directions), ``"vjp"`` (with the feature
+            directions) or ``"auto"`` (``jvp`` if d < m, the faster one — module doc).
+        power_iters: maximum power iterations for λ₁ (one Jv and one Jᵀu each).
+        power_tol: an example stops once its λ changes by at most this, relatively.
         seed: seed of the Hutchinson probes and of the power iteration's start (a local
             generator; the result does not depend on ``batch_size``).
         batch_size: examples per pass.
@@ -240,10 +248,8 @@ def representation_fisher(
         raise ProbeError(
             f"probe {_PROBE!r}: method must be 'exact' or 'hutchinson', got {method!r}"
         )
-    if mode not in ("auto", "forward", "reverse"):
-        raise ProbeError(
-            f"probe {_PROBE!r}: mode must be 'auto', 'forward' or 'reverse', got {mode!r}"
-        )
+    if mode not in ("auto", "jvp", "vjp"):
+        raise ProbeError(f"probe {_PROBE!r}: mode must be 'auto', 'jvp' or 'vjp', got {mode!r}")
     if method == "hutchinson" and (isinstance(probes, bool) or int(probes) != probes or probes < 2):
         raise ProbeError(f"probe {_PROBE!r}: probes must be an integer ≥ 2, got {probes!r}")
     if isinstance(power_iters, bool) or int(power_iters) != power_iters or power_iters < 1:
@@ -262,37 +268,31 @@ def representation_fisher(
     def f(t: torch.Tensor) -> torch.Tensor:
         return features(t).flatten(1)
 
-    traces, ses, lams, vecs, changes = [], [], [], [], []
-    used = 0
+    traces, ses, lams, vecs, changes, steps = [], [], [], [], [], []
     m = 0
     chosen = mode
-    with attack_mode(model), torch.enable_grad(), warnings.catch_warnings():
-        # torch's forward-AD decompositions call the deprecated torch.jit.script on first use
-        warnings.filterwarnings(
-            "ignore", message=".*torch.jit.script.*", category=DeprecationWarning
-        )
+    with attack_mode(model), torch.enable_grad():
         for s in batches(len(x), batch_size):
             xb = x[s].detach().to(device=device, dtype=dtype)
             b = len(xb)
-            vjp_out = torch.func.vjp(f, xb)
-            z, vjp_fn = vjp_out[0], vjp_out[1]
-            m = z.shape[1]
+            prod = _Products(f, xb)
+            m = prod.m
             if chosen == "auto":
-                chosen = "forward" if d < m else "reverse"
-            rad, start = _draws(gen, b, n_probes, d if chosen == "forward" else m, d, dtype)
+                chosen = "jvp" if d < m else "vjp"
+            rad, start = _draws(gen, b, n_probes, d if chosen == "jvp" else m, d, dtype)
             if method == "exact":
-                tr = _exact_trace(f, xb, z, vjp_fn, chosen, d, m)
+                tr = _exact_trace(prod, chosen)
             else:
                 assert rad is not None
-                est = _squared_norms(f, xb, vjp_fn, rad.to(device).transpose(0, 1), chosen)
+                est = prod.squared_norms(rad.to(device).transpose(0, 1), chosen)
                 tr = est.mean(0)
                 ses.append((est.std(0) / math.sqrt(n_probes)).cpu())
             traces.append(tr.cpu())
-            lam, vec, change, it = _power(f, xb, vjp_fn, start.to(device), power_iters, power_tol)
+            lam, vec, change, it = _power(prod, start.to(device), power_iters, power_tol)
             lams.append(lam.cpu())
             vecs.append(vec.cpu())
             changes.append(change.cpu())
-            used = max(used, it)
+            steps.append(it.cpu())
 
     trace = torch.cat(traces)
     lam_all = torch.cat(lams)
@@ -311,85 +311,111 @@ def representation_fisher(
         gnr_ratio=effective / d,
         effective_rank=effective,
         top_eigenvector=vec_all.reshape(x.shape).to(x.dtype),
-        power_iterations=used,
+        power_iterations=torch.cat(steps),
         power_rel_change=torch.cat(changes),
     )
 
 
-def _squared_norms(
-    f: FeatureFn,
-    xb: torch.Tensor,
-    vjp_fn: VjpFn,
-    vectors: torch.Tensor,
-    mode: str,
-) -> torch.Tensor:
-    """``[c, B]`` float64: ``‖J v_k‖²`` (forward; ``vectors [c, B, d]``) or ``‖Jᵀ u_k‖²``
-    (reverse; ``vectors [c, B, m]``) for every example of the batch."""
-    out = []
-    if mode == "forward":
-        for s in range(0, len(vectors), _CHUNK):
-            tangents = vectors[s : s + _CHUNK].reshape(-1, *xb.shape)
-            jv = torch.func.vmap(lambda t: torch.func.jvp(f, (xb,), (t,))[1])(tangents)
-            out.append(jv.detach().double().pow(2).sum(2))
-    else:
-        for u in vectors:
-            (g,) = vjp_fn(u)
-            out.append(g.detach().double().flatten(1).pow(2).sum(1)[None])
-    return torch.cat(out)
+class _Products:
+    """Products with the per-example Jacobians J of ``f`` at a batch ``xb`` (examples
+    independent: the model is in eval mode).
+
+    ``vjp(u) = Jᵀu`` for ``u [B, m]``; ``jvp(v) = Jv`` for ``v [B, ...]`` (input-shaped), the
+    VJP of the linear map ``u ↦ Jᵀu`` (module doc).
+    """
+
+    def __init__(self, f: FeatureFn, xb: torch.Tensor) -> None:
+        out = torch.func.vjp(f, xb)
+        z, self._vjp = out[0], out[1]
+        self.xb = xb
+        self.b, self.m = z.shape[0], z.shape[1]
+        self.d = xb[0].numel()
+        self.z = z.detach()
+        back = torch.func.vjp(self._transpose, torch.zeros_like(z))
+        self._jvp = back[1]
+
+    def _transpose(self, u: torch.Tensor) -> torch.Tensor:
+        return self._vjp(u)[0]
+
+    def vjp(self, u: torch.Tensor) -> torch.Tensor:
+        return self._vjp(u)[0]
+
+    def jvp(self, v: torch.Tensor) -> torch.Tensor:
+        return self._jvp(v.reshape(self.xb.shape))[0]
+
+    def squared_norms(self, vectors: torch.Tensor, mode: str) -> torch.Tensor:
+        """``[c, B]`` float64: ``‖J v_k‖²`` (``jvp``; ``vectors [c, B, d]``) or ``‖Jᵀ u_k‖²``
+        (``vjp``; ``vectors [c, B, m]``) for every example of the batch."""
+        out = []
+        if mode == "jvp":
+            for s in range(0, len(vectors), _CHUNK):
+                chunk = vectors[s : s + _CHUNK]
+                jv = torch.func.vmap(self.jvp)(chunk)
+                out.append(jv.detach().double().pow(2).sum(2))
+        else:
+            for u in vectors:
+                g = self.vjp(u)
+                out.append(g.detach().double().flatten(1).pow(2).sum(1)[None])
+        return torch.cat(out)
 
 
-def _exact_trace(
-    f: FeatureFn, xb: torch.Tensor, z: torch.Tensor, vjp_fn: VjpFn, mode: str, d: int, m: int
-) -> torch.Tensor:
+def _exact_trace(prod: _Products, mode: str) -> torch.Tensor:
     """``‖J‖_F²`` per example of the batch from the d input or m feature basis vectors."""
-    b = len(xb)
-    total = torch.zeros(b, dtype=torch.float64, device=xb.device)
-    if mode == "forward":
+    b, d, m = prod.b, prod.d, prod.m
+    dev, dtype = prod.xb.device, prod.xb.dtype
+    total = torch.zeros(b, dtype=torch.float64, device=dev)
+    if mode == "jvp":
         for s in range(0, d, _CHUNK):
-            eye = torch.eye(d, dtype=xb.dtype, device=xb.device)[s : s + _CHUNK]
-            basis = eye[:, None, :].expand(-1, b, d)
-            total += _squared_norms(f, xb, vjp_fn, basis, "forward").sum(0)
+            eye = torch.eye(d, dtype=dtype, device=dev)[s : s + _CHUNK]
+            total += prod.squared_norms(eye[:, None, :].expand(-1, b, d), "jvp").sum(0)
     else:
-        eye = torch.eye(m, dtype=z.dtype, device=z.device)
+        eye = torch.eye(m, dtype=prod.z.dtype, device=dev)
         for k in range(m):
-            total += _squared_norms(f, xb, vjp_fn, eye[k].expand(1, b, m), "reverse")[0]
+            total += prod.squared_norms(eye[k].expand(1, b, m), "vjp")[0]
     return total
 
 
 def _power(
-    f: FeatureFn, xb: torch.Tensor, vjp_fn: VjpFn, start: torch.Tensor, iters: int, tol: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """Power iteration on JᵀJ per example: (λ, unit vector ``[B, d]``, relative change, iterations).
+    prod: _Products, start: torch.Tensor, iters: int, tol: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Power iteration on JᵀJ per example: (λ, unit vector ``[B, d]``, relative change,
+    iterations per example).
 
-    λ is the Rayleigh quotient ``‖Jv‖²`` of the returned unit vector v.
+    λ is the Rayleigh quotient ``‖Jv‖²`` of the returned unit vector v. An example stops
+    (its v and λ frozen) as soon as its own λ changes by at most ``tol``, so its result does
+    not depend on the other examples of the batch.
     """
-    b = len(xb)
+    b = prod.b
+    dev = prod.xb.device
 
     def unit(t: torch.Tensor) -> torch.Tensor:
         flat = t.reshape(b, -1)
         return flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-300)
 
     v = unit(start)
-    lam = torch.zeros(b, dtype=torch.float64, device=xb.device)
-    change = torch.full((b,), math.nan, dtype=torch.float64, device=xb.device)
-    used = 0
+    lam = torch.zeros(b, dtype=torch.float64, device=dev)
+    change = torch.full((b,), math.nan, dtype=torch.float64, device=dev)
+    steps = torch.zeros(b, dtype=torch.int64, device=dev)
+    done = torch.zeros(b, dtype=torch.bool, device=dev)
     for it in range(iters):
-        used = it + 1
-        jv = torch.func.jvp(f, (xb,), (v.reshape(xb.shape),))[1]
+        jv = prod.jvp(v)
         new = jv.detach().double().pow(2).sum(1)
         if it > 0:
-            diff = (new - lam).abs()
-            change = torch.where(new > 0, diff / new.clamp_min(1e-300), torch.zeros_like(new))
-        lam = new
-        if it > 0 and bool((change <= tol).all()):
+            rel = torch.where(
+                new > 0, (new - lam).abs() / new.clamp_min(1e-300), torch.zeros_like(new)
+            )
+            change = torch.where(done, change, rel)
+        lam = torch.where(done, lam, new)
+        steps = torch.where(done, steps, steps + 1)
+        if it > 0:
+            done = done | (change <= tol)
+        if bool(done.all()) or it == iters - 1:
             break
-        if it == iters - 1:
-            break
-        (w,) = vjp_fn(jv)
-        v = unit(w.detach())
+        w = prod.vjp(jv)
+        v = torch.where(done[:, None], v, unit(w.detach()))
     vec = _fix_sign(v.detach())
     vec = torch.where((lam > 0)[:, None], vec, torch.zeros_like(vec))
-    return lam, vec, change, used
+    return lam, vec, change, steps
 
 
 @register_probe(
@@ -403,7 +429,7 @@ def _representation_fisher_probe(
     *,
     method: Literal["exact", "hutchinson"] = "exact",
     probes: int = 32,
-    mode: Literal["auto", "forward", "reverse"] = "auto",
+    mode: Literal["auto", "jvp", "vjp"] = "auto",
     power_iters: int = 200,
     power_tol: float = 1e-8,
     seed: int = 0,
