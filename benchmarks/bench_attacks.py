@@ -76,6 +76,7 @@ REL_STEP = 2.5 / PGD_STEPS  # step size = 2.5 ε / steps (robustscope's default)
 FLOOR_CONTROL_EPS = 0.002  # ε of the no-early-exit control of the floor
 EVAL_EPS = (0.05, 0.1, 0.2)
 DF_STEPS, DF_OVERSHOOT, DF_CANDIDATES = 50, 0.02, 10
+DF_REFINE = 10  # robustscope's bisection halvings after the search (its default)
 CW_BINARY, CW_STEPS, CW_LR, CW_C0, CW_KAPPA = 5, 100, 0.01, 0.01, 0.0
 TA_CW_C = 1.0  # torchattacks' CW has no search over c: one run at its default c
 
@@ -511,23 +512,27 @@ def eval_rows(model: nn.Module, peers: Peers, x: torch.Tensor, y: torch.Tensor) 
             for e, a in advs.items()
         }
 
-    def rs() -> Callable[[int], Any]:
-        def run(s: int) -> dict[float, float]:
-            curve = evaluate(
-                model,
-                x,
-                y,
-                "pgd",
-                eps_list,
-                norm="linf",
-                batch_size=len(x),
-                checks=False,
-                seed=s,
-                steps=k,
-            )
-            return curve.robust_accuracy
+    def rs(warm_start: bool = True) -> Callable[[], Callable[[int], Any]]:
+        def build() -> Callable[[int], Any]:
+            def run(s: int) -> dict[float, float]:
+                curve = evaluate(
+                    model,
+                    x,
+                    y,
+                    "pgd",
+                    eps_list,
+                    norm="linf",
+                    batch_size=len(x),
+                    checks=False,
+                    seed=s,
+                    warm_start=warm_start,
+                    steps=k,
+                )
+                return curve.robust_accuracy
 
-        return run
+            return run
+
+        return build
 
     def ta() -> Callable[[int], Any]:
         import torchattacks
@@ -582,7 +587,13 @@ def eval_rows(model: nn.Module, peers: Peers, x: torch.Tensor, y: torch.Tensor) 
         "1 random start"
     )
     rows = [
-        make_row("robustscope", "evaluate(checks=False, batch_size=n)", rs, identity),
+        make_row("robustscope", "evaluate(checks=False, batch_size=n)", rs(True), identity),
+        make_row(
+            "robustscope (cold)",
+            "evaluate(checks=False, batch_size=n, warm_start=False): every ε from a random start",
+            rs(False),
+            identity,
+        ),
         make_row("torchattacks", "PGD per ε + accuracy", ta, identity),
         make_row("foolbox", f"LinfPGD(rel_stepsize={REL_STEP:g}), epsilons=list", fb_, identity),
         make_row("art", "ProjectedGradientDescent per ε + accuracy", art, identity),
@@ -596,11 +607,19 @@ def deepfool_rows(model: nn.Module, peers: Peers, x: torch.Tensor, y: torch.Tens
     measure = minimal_measure(model, x, y)
     xn = x.numpy()
 
-    def rs() -> Callable[[int], Any]:
-        atk = DeepFool(
-            model, norm="l2", steps=DF_STEPS, overshoot=DF_OVERSHOOT, candidates=DF_CANDIDATES
-        )
-        return lambda s: atk(x, y)
+    def rs(refine_steps: int) -> Callable[[], Callable[[int], Any]]:
+        def build() -> Callable[[int], Any]:
+            atk = DeepFool(
+                model,
+                norm="l2",
+                steps=DF_STEPS,
+                overshoot=DF_OVERSHOOT,
+                candidates=DF_CANDIDATES,
+                refine_steps=refine_steps,
+            )
+            return lambda s: atk(x, y)
+
+        return build
 
     def ta() -> Callable[[int], Any]:
         import torchattacks
@@ -632,7 +651,19 @@ def deepfool_rows(model: nn.Module, peers: Peers, x: torch.Tensor, y: torch.Tens
 
     common = f"ℓ2, ≤{DF_STEPS} steps, overshoot {DF_OVERSHOOT:g}"
     rows = [
-        make_row("robustscope", f"DeepFool(candidates={DF_CANDIDATES})", rs, measure),
+        make_row(
+            "robustscope",
+            f"DeepFool(candidates={DF_CANDIDATES}, box='clip', refine_steps={DF_REFINE})",
+            rs(DF_REFINE),
+            measure,
+        ),
+        make_row(
+            "robustscope (no refine)",
+            f"DeepFool(candidates={DF_CANDIDATES}, box='clip', refine_steps=0): the paper's "
+            "algorithm with foolbox's box rule",
+            rs(0),
+            measure,
+        ),
         make_row("torchattacks", "DeepFool (all classes, per image)", ta, measure),
         make_row("foolbox", f"L2DeepFoolAttack(candidates={DF_CANDIDATES})", fb_, measure),
         make_row("art", f"DeepFool(nb_grads={DF_CANDIDATES}, batch_size=n)", art, measure),
@@ -969,7 +1000,9 @@ def print_minimal(title: str, rows: list[dict[str, Any]]) -> None:
 
 
 def fastest_peer(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The fastest row of another library (robustscope's variant rows are not peers)."""
     ok = [r for r in rows[1:] if r["median_s"] is not None and not r["error"]]
+    ok = [r for r in ok if not r["library"].startswith("robustscope")]
     ok = [r for r in ok if not r["skipped"]]
     return min(ok, key=lambda r: r["median_s"]) if ok else None
 

@@ -763,3 +763,68 @@ def test_pgd_without_early_exit_takes_every_step_for_every_example() -> None:
     assert torch.equal(out, ref)
     early = PGD(model, eps=0.3, steps=4, seed=7)(x, y)
     assert not torch.equal(early, out)  # with early exit, broken points stop moving
+
+
+# --- warm start (start=...) ------------------------------------------------------------------
+
+WARM = [name for name in ("pgd-ce", "pgd-cw", "pgd-kl", "cw-linf")]
+
+
+@pytest.mark.parametrize(("name", "norm"), [c for c in CASES if c[0] in WARM])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(p=problems(), spread=st.floats(0.0, 2.0))
+def test_warm_started_output_in_threat_model_and_deterministic(
+    name: str, norm: str, p: dict[str, Any], spread: float
+) -> None:
+    """Any start point, even far outside ball ∩ box, gives an output inside it."""
+    factory, _ = ATTACKS[name]
+    atk = factory(p["model"], p["eps"], norm, p["steps"], p["seed"], p["k"])
+    x, y = p["x"], p["y"]
+    g = torch.Generator().manual_seed(p["seed"])
+    start = x + spread * (2 * torch.rand(x.shape, generator=g, dtype=x.dtype) - 1)
+    x_adv = atk(x, y, start=start)
+    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
+    assert bool((flat_norms(x_adv - x, norm) <= p["eps"] + 1e-6).all())
+    assert float(x_adv.min()) >= -1e-6 and float(x_adv.max()) <= 1 + 1e-6
+    assert torch.equal(atk(x, y, start=start), x_adv)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("early_exit", [True, False])
+def test_pgd_warm_start_begins_at_the_projected_start(norm: str, early_exit: bool) -> None:
+    """With a zero step size PGD cannot move: it returns the projected start point (or, with
+    early exit, the start itself), not a random point."""
+    torch.manual_seed(0)
+    model = models.create("mlp", 10, (1, 8, 8), widths=[16]).eval()
+    x, y = torch.rand(6, 1, 8, 8), torch.randint(0, 10, (6,))
+    start = x + 0.5 * torch.randn(x.shape)
+    atk = PGD(model, 0.2, steps=3, step_size=0.0, norm=norm, seed=1, early_exit=early_exit)
+    expected = atk.threat.project(start, x)
+    assert torch.equal(atk(x, y, start=start), expected)
+    assert not torch.equal(atk(x, y), expected)
+
+
+def test_pgd_warm_start_equals_a_hand_written_loop_from_that_point() -> None:
+    from robustscope.attacks.losses import ce_loss
+
+    torch.manual_seed(0)
+    model = models.create("mlp", 10, (1, 8, 8), widths=[16]).eval()
+    x, y = torch.rand(6, 1, 8, 8), torch.randint(0, 10, (6,))
+    atk = PGD(model, eps=0.3, steps=4, seed=7, early_exit=False)
+    start = atk.threat.project(x + 0.3 * torch.randn(x.shape), x)
+    ref = start
+    for _ in range(4):
+        ref = ref.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(ce_loss(model(ref), y).sum(), ref)
+        ref = atk.threat.project(atk.threat.step(ref.detach(), g, atk.step_size), x)
+    assert torch.equal(atk(x, y, start=start), ref)
+
+
+def test_start_is_refused_where_it_does_not_apply() -> None:
+    torch.manual_seed(0)
+    model = models.create("mlp", 3, (6,), widths=[8]).eval()
+    x, y = torch.rand(4, 6), torch.randint(0, 3, (4,))
+    with pytest.raises(RobustscopeError, match="does not take a start point"):
+        FGSM(model, 0.1)(x, y, start=x)
+    with pytest.raises(RobustscopeError, match="start must have the shape of x"):
+        PGD(model, 0.1)(x, y, start=x[:2])

@@ -100,8 +100,40 @@ def test_deepfool_one_step_is_exact_on_linear_model(k: int, norm: str) -> None:
     with torch.no_grad():
         assert bool((predict(model(res.x_adv)) != y).all())
     # with the default overshoot and step budget, still one step: 1.02 times as far
-    res2 = DeepFool(model, norm=norm, candidates=k, clip=(None, None)).find(x, y)
-    torch.testing.assert_close(res2.distance, 1.02 * dist, rtol=1e-9, atol=1e-12)
+    atk2 = DeepFool(model, norm=norm, candidates=k, refine_steps=0, clip=(None, None))
+    torch.testing.assert_close(atk2.find(x, y).distance, 1.02 * dist, rtol=1e-9, atol=1e-12)
+    # the bisection pulls it back to within 1.02 · 2^-r of the minimal distance, never closer
+    for r in (4, 10, 20):
+        refined = DeepFool(model, norm=norm, candidates=k, refine_steps=r, clip=(None, None))
+        res3 = refined.find(x, y)
+        assert bool(res3.success.all())
+        assert bool((res3.distance >= dist * (1 - 1e-12)).all())
+        assert bool((res3.distance <= dist * (1 + 1.02 * 2.0**-r) * (1 + 1e-12)).all())
+        with torch.no_grad():
+            assert bool((predict(model(res3.x_adv)) != y).all())
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_deepfool_box_rules_on_linear_model_inside_the_box(norm: str) -> None:
+    """Away from the box faces both rules take the one exact step; "clip" adds foolbox's
+    fixed escape length 1e-4 to it, "freeze" does not."""
+    from robustscope.attacks.minimal import DEEPFOOL_ESCAPE
+
+    model = linear_model(4, 20, 3)
+    with torch.no_grad():
+        model[1].weight.mul_(20.0)  # boundaries close to x: steps stay inside [0, 1]
+    x = 0.4 + 0.2 * torch.rand(16, 20, dtype=torch.float64)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    unbounded = DeepFool(model, norm=norm, candidates=3, refine_steps=0, clip=(None, None))
+    exact = unbounded.find(x, y).distance / 1.02
+    freeze = DeepFool(model, norm=norm, candidates=3, box="freeze", refine_steps=0).find(x, y)
+    clip = DeepFool(model, norm=norm, candidates=3, box="clip", refine_steps=0).find(x, y)
+    assert float(freeze.x_adv.min()) > 0 and float(freeze.x_adv.max()) < 1
+    torch.testing.assert_close(freeze.distance, 1.02 * exact, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(
+        clip.distance, 1.02 * (exact + DEEPFOOL_ESCAPE), rtol=1e-9, atol=1e-12
+    )
 
 
 def test_deepfool_binary_score_model() -> None:
@@ -110,7 +142,7 @@ def test_deepfool_binary_score_model() -> None:
     with torch.no_grad():
         s = model(x)[:, 0]
     y = (s > 0).long()
-    res = DeepFool(model, steps=1, clip=(None, None)).find(x, y)
+    res = DeepFool(model, steps=1, refine_steps=0, clip=(None, None)).find(x, y)
     expected = 1.02 * s.abs() / weight(model).norm()
     torch.testing.assert_close(res.distance, expected, rtol=1e-9, atol=1e-12)
     with torch.no_grad():
@@ -118,8 +150,8 @@ def test_deepfool_binary_score_model() -> None:
 
 
 def test_deepfool_solves_the_linearised_problem_on_a_box_face() -> None:
-    """Pixels at 0 that the step would push below 0 are frozen: on an affine model the
-    one step is then exact for the box-constrained problem, ``|s| / ‖w_free‖``."""
+    """box="freeze": pixels at 0 that the step would push below 0 are frozen; on an affine
+    model the one step is then exact for the box-constrained problem, ``|s| / ‖w_free‖``."""
     model = linear_model(1, 10, 1)
     layer = model[1]
     assert isinstance(layer, nn.Linear)
@@ -130,25 +162,37 @@ def test_deepfool_solves_the_linearised_problem_on_a_box_face() -> None:
         x[0, :3] = 0.0
         layer.bias.copy_(0.05 * w.norm() - x[0] @ w)  # s(x) = 0.05 ‖w‖ > 0: class 1
     y = torch.ones(1, dtype=torch.long)
-    res = DeepFool(model, steps=1).find(x, y)
+    res = DeepFool(model, steps=1, box="freeze", refine_steps=0).find(x, y)
     assert bool(res.success.all())
     expected = 1.02 * 0.05 * w.norm() / w[3:].norm()
     torch.testing.assert_close(res.distance[0], expected, rtol=1e-9, atol=1e-12)
     assert torch.equal(res.x_adv[0, :3], x[0, :3])  # the frozen pixels did not move
 
 
+@pytest.mark.parametrize("box", ["clip", "freeze"])
 @pytest.mark.parametrize("norm", ["l2", "linf"])
-def test_deepfool_points_misclassified_and_not_too_far(digits_mlp: Digits, norm: str) -> None:
+def test_deepfool_points_misclassified_and_not_too_far(
+    digits_mlp: Digits, norm: str, box: str
+) -> None:
     model, x, y = digits_mlp
-    res = DeepFool(model, norm=norm).find(x, y)
+    res = DeepFool(model, norm=norm, box=box).find(x, y)  # type: ignore[arg-type]
     assert bool(res.success.all())
     with torch.no_grad():
         assert bool((predict(model(res.x_adv)) != y).all())
     assert float(res.x_adv.min()) >= 0 and float(res.x_adv.max()) <= 1
     moved = res.distance > 0
-    # overshoot 0.02: the boundary along the direction found is at t ≈ 1/1.02
+    # refined by bisection: along the direction found, nothing closer is adversarial
+    # (up to the 2^-10 bisection and the 1/400 grid)
     t = first_misclassified_t(model, x[moved], y[moved], res.x_adv[moved])
-    assert float(t.min()) >= 0.9
+    assert float(t.min()) >= 0.99
+    # without the refinement: "freeze" crosses in a few long steps and its overshoot shows
+    # (the boundary at t ≈ 1/1.02); "clip" creeps up to the boundary and crosses just past it
+    raw = DeepFool(model, norm=norm, box=box, refine_steps=0).find(x, y)  # type: ignore[arg-type]
+    t_raw = first_misclassified_t(model, x[moved], y[moved], raw.x_adv[moved])
+    assert float(t_raw.min()) >= 0.9
+    if box == "freeze":
+        assert float(t_raw.median()) < 0.995
+    assert bool((res.distance <= raw.distance).all())
     dist = (res.x_adv - x).flatten(1)
     dist = dist.norm(dim=1) if norm == "l2" else dist.abs().amax(1)
     torch.testing.assert_close(res.distance, dist)

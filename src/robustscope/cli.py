@@ -450,6 +450,13 @@ def attack_cmd(
     batch_size: int = 256,
     seed: int = 0,
     checks: Annotated[bool, typer.Option(help="run the gradient-masking checks")] = True,
+    warm_start: Annotated[
+        bool,
+        typer.Option(
+            help="ε-continuation: attack each ε from the previous ε's final iterate "
+            "(attacks that take a start point, e.g. pgd)"
+        ),
+    ] = True,
     data_root: Annotated[Path | None, typer.Option(help="folder holding the dataset files")] = None,
     device: DeviceOpt = "auto",
     as_json: JsonFlag = False,
@@ -476,6 +483,7 @@ def attack_cmd(
         seed=seed,
         checks=checks,
         progress=sys.stderr.isatty() and not as_json,
+        warm_start=warm_start,
         **params,
     )
     if as_json:

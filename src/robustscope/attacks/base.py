@@ -83,30 +83,57 @@ class Attack(ABC):
     minimal_norm: ClassVar[bool] = False
     #: run with the model in train mode (BatchNorm running statistics kept); see attack_mode
     train_mode: bool = False
+    #: accepts ``atk(x, y, start=x0)``: begin from a given point instead of a random start
+    warm_start: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module, *, seed: int | None = None) -> None:
         self.model = model
         self.seed = seed
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, *, start: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Adversarial examples for ``(x, y)``, like ``x`` (shape, dtype, device), detached.
+
+        ``start`` (attacks with ``warm_start = True`` only, e.g. PGD): ``[N, ...]`` points to
+        begin from instead of a random start; they are projected onto ball(x, ε) ∩ box
+        first. :func:`robustscope.attacks.evaluate` uses it for ε-continuation.
+        """
         if not torch.is_floating_point(x):
             raise RobustscopeError(f"{self.name}: inputs must be floating point, got {x.dtype}")
         if y.ndim != 1 or len(y) != len(x):
             raise RobustscopeError(
                 f"{self.name}: labels must be [N] with N = {len(x)}, got shape {tuple(y.shape)}"
             )
+        if start is not None:
+            if not self.warm_start:
+                raise RobustscopeError(
+                    f"{self.name}: this attack does not take a start point (start=...)"
+                )
+            if start.shape != x.shape:
+                raise RobustscopeError(
+                    f"{self.name}: start must have the shape of x, {tuple(x.shape)}, "
+                    f"got {tuple(start.shape)}"
+                )
         if len(x) == 0:
             return x.clone()
         device = self.device
         xd = x.detach().to(device)
         yd = y.detach().to(device, dtype=torch.long)
         with attack_mode(self.model, train=self.train_mode):
-            x_adv = self.run(xd, yd)
+            if start is None:
+                x_adv = self.run(xd, yd)
+            else:
+                x_adv = self.run_from(xd, yd, start.detach().to(device=device, dtype=xd.dtype))
         return x_adv.detach().to(device=x.device, dtype=x.dtype)
 
     @abstractmethod
     def run(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The attack's loop: adversarial examples for ``(x, y)`` (model in attack mode)."""
+
+    def run_from(self, x: torch.Tensor, y: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        """Like :meth:`run`, beginning at ``start`` (attacks with ``warm_start = True``)."""
+        raise NotImplementedError(f"{self.name} does not implement run_from")
 
     @property
     def device(self) -> torch.device:

@@ -232,6 +232,11 @@ class PGD(Attack):
     an example leaves the batch as soon as it is misclassified. With
     ``random_start=False`` all restarts would be identical, so only one is run.
 
+    Warm start: ``atk(x, y, start=x0)`` begins the first restart at ``x0`` (projected onto
+    ball ∩ box) instead of a random point; later restarts start at random.
+    :func:`~robustscope.attacks.evaluate` uses it to attack each ε from the previous
+    (smaller) ε's final iterate.
+
     Cost: per restart, ``steps`` × (forward + input-gradient backward) and one
     forward of the last iterate (+ one clean forward in total for ``"kl"``).
     The objective and prediction of each iterate are read from the gradient call
@@ -264,6 +269,7 @@ class PGD(Attack):
     """
 
     name: ClassVar[str] = "pgd"
+    warm_start: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -319,32 +325,39 @@ class PGD(Attack):
     # --- loop -------------------------------------------------------------------------------
 
     def run(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self._attack(x, y, None)
+
+    def run_from(self, x: torch.Tensor, y: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        return self._attack(x, y, self.threat.project(start, x))
+
+    def _attack(self, x: torch.Tensor, y: torch.Tensor, start: torch.Tensor | None) -> torch.Tensor:
         gen = self.generator(x.device)
         clean_logits = None
         if self.loss == "kl":
             with torch.no_grad():
                 clean_logits = self.model(x).detach()
         if not self.early_exit:
-            return self._run_all_steps(x, y, clean_logits, gen)
+            x0 = start if start is not None else self._start(x, gen)
+            return self._run_all_steps(x, y, x0, clean_logits)
         keeper = BestKeeper(x)
-        for _ in range(self.restarts if self.random_start else 1):
+        for r in range(self.restarts if self.random_start else 1):
             idx = keeper.remaining()
             if len(idx) == 0:
                 break
-            self._run_once(x, y, idx, clean_logits, keeper, gen)
+            x0 = start[idx] if start is not None and r == 0 else self._start(x[idx], gen)
+            self._run_once(x, y, idx, x0, clean_logits, keeper)
         return keeper.x
 
     def _run_all_steps(
         self,
         x: torch.Tensor,
         y: torch.Tensor,
+        x_adv: torch.Tensor,
         clean_logits: torch.Tensor | None,
-        gen: torch.Generator | None,
     ) -> torch.Tensor:
         """Every step for every example, last iterate returned (one restart): the inner
         maximisation of adversarial training, which must keep pushing misclassified points."""
         loss_fn = self._loss_fn(clean_logits)
-        x_adv = self._start(x, gen)
         bounds = self.threat.bounds(x)
         for _ in range(self.steps):
             grad, _, _ = self.input_grad(x_adv, y, loss_fn)
@@ -356,13 +369,12 @@ class PGD(Attack):
         x: torch.Tensor,
         y: torch.Tensor,
         idx: torch.Tensor,
+        x_adv: torch.Tensor,
         clean_logits: torch.Tensor | None,
         keeper: BestKeeper,
-        gen: torch.Generator | None,
     ) -> None:
         xs, ys = x[idx], y[idx]
         cl = clean_logits[idx] if clean_logits is not None else None
-        x_adv = self._start(xs, gen)
         bounds = self.threat.bounds(xs)
         gone = torch.zeros(len(idx), dtype=torch.bool, device=x.device)
         for _ in range(self.steps):

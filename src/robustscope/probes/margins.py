@@ -114,8 +114,9 @@ class MarginStats(ProbeResult):
         loss_edges, loss_hist: fixed edges from 0 and counts of ``loss``; losses above the
             range are counted in the last bin (``loss_above`` of them).
         input_margin: ``[N]`` minimal input-space distance to a misclassified point found by
-            DeepFool, in ``input_margin_norm`` and pixel units (DeepFool's distance includes
-            its overshoot, 2 % by default: an upper estimate); 0 for examples misclassified
+            DeepFool, in ``input_margin_norm`` and pixel units (an upper estimate; by default
+            DeepFool's bisection removes its 2 % overshoot, see ``DeepFool``'s
+            ``refine_steps``); 0 for examples misclassified
             clean, NaN where DeepFool failed. None unless asked for.
         input_margin_edges, input_margin_hist: its fixed-edge histogram (NaN not counted).
         input_margin_norm: ``"l2"`` or ``"linf"`` (None without input margins).
