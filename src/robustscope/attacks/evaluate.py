@@ -193,7 +193,7 @@ class _AttackFactory:
     name: str
     model: nn.Module
     norm: str
-    seed: int
+    seed: int | None
     params: dict[str, Any]
     clip: Clip
 
@@ -234,7 +234,7 @@ def evaluate(
     *,
     norm: str = "linf",
     batch_size: int = 256,
-    seed: int = 0,
+    seed: int | None = 0,
     checks: bool = True,
     check_n: int = 100,
     progress: bool = False,
@@ -251,7 +251,8 @@ def evaluate(
         epsilons: radii to evaluate (any order; 0 means clean accuracy).
         norm: ``"linf"`` or ``"l2"``.
         batch_size: examples per attack call.
-        seed: seed of the attack's randomness (same seed, same numbers on CPU).
+        seed: seed of the attack's randomness (same seed, same numbers on CPU); None draws
+            from torch's global RNG instead.
         checks: run the gradient-masking checks (see :class:`Flag`) on the first
             ``check_n`` points; they cost about (number of ε + 2) attack runs on those points.
         progress: show a progress bar.

@@ -148,7 +148,9 @@ class ThreatModel:
             return self.project(self.step(x_adv, grad, step_size), x)
         if isinstance(step_size, torch.Tensor) and step_size.ndim == 1:
             step_size = _per_example(step_size, x_adv)
-        return torch.clamp(x_adv + step_size * grad.sign(), bounds[0], bounds[1])
+        # in place on one new buffer: same values as clamp(x_adv + α·sign(g)), ~half the time
+        out = grad.sign().mul_(step_size).add_(x_adv)
+        return torch.clamp(out, bounds[0], bounds[1], out=out)
 
     def distance(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Per-example distance ``‖x_adv − x‖`` in this norm, ``[N]``."""
