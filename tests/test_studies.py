@@ -225,9 +225,15 @@ def test_smoke_study_local_then_rerun_skips(tmp_path: Path) -> None:
         rid = runs["run_id"].iloc[0]
         eig = store.load_artifact(rid, "input_fisher", "eigenvalues")
         assert eig is not None and eig.shape == (100, 10)
-    rows = studies.summary_table(out)
+        # provenance collected where the run was computed (execute_run), and for the study
+        prov = store.provenance(rid)
+        assert {"host", "torch_version", "config_hash", "created", "device"} <= set(prov)
+        assert prov["device"] == "cpu" and len(prov["config_hash"]) == 64
+        assert "config_hash" in store.provenance(None)
+    from robustscope.report import load_study, summary_rows, write_report
+
+    rows = summary_rows(load_study(out))
     assert len(rows) == 2 and all(r["status"] == "done" for r in rows)
-    from robustscope.report import write_report
 
     report = write_report(out)
     text = report.read_text()

@@ -677,10 +677,14 @@ def study_cmd(
         raise SystemExit(1)
 
 
-def _show_summary(study_dir: Path) -> None:
-    from robustscope.studies import summary_table
+def _summary_rows(study_dir: Path) -> list[dict[str, Any]]:
+    from robustscope.report import load_study, summary_rows
 
-    rows = summary_table(study_dir)
+    return summary_rows(load_study(study_dir))
+
+
+def _show_summary(study_dir: Path) -> None:
+    rows = _summary_rows(study_dir)
     if not rows:
         out_console.print(f"{study_dir}: no finished runs yet")
         return
@@ -698,10 +702,8 @@ def show_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Print a study's summary table (one row per run)."""
-    from robustscope.studies import summary_table
-
     if as_json:
-        _print_json(summary_table(study_dir))
+        _print_json(_summary_rows(study_dir))
         return
     _show_summary(study_dir)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from robustscope.studies.execute import RunOutcome, execute_run
 from robustscope.studies.plan import RunPlan, plan
 from robustscope.studies.presets import DEFAULT_PRESET, preset, preset_names
-from robustscope.studies.record import summary_table
 from robustscope.studies.runner import StudySummary, run_study
 from robustscope.studies.spec import StudyError, StudySpec, load_spec
 from robustscope.studies.store import Store, StoreError, collect_provenance, export, open
@@ -33,5 +32,4 @@ __all__ = [
     "preset",
     "preset_names",
     "run_study",
-    "summary_table",
 ]

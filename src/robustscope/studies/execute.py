@@ -57,6 +57,9 @@ class RunOutcome:
         checkpoint: the run directory holding the checkpoint.
         timings: seconds spent in ``train``, ``attacks`` and ``probes``.
         stop_reason: why training stopped early (catastrophic overfitting), else None.
+        provenance: where and with what the run was computed
+            (:func:`robustscope.studies.store.collect_provenance`, called in the process that
+            ran it: a Ray worker records its own host and checkout).
     """
 
     run_id: str
@@ -68,6 +71,7 @@ class RunOutcome:
     checkpoint: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     stop_reason: str | None = None
+    provenance: dict[str, str | None] = field(default_factory=dict)
 
 
 def _float(value: Any) -> float | None:
@@ -94,9 +98,11 @@ def execute_run(
         progress: show training progress bars.
     """
     from robustscope import attacks, data, probes
+    from robustscope.studies.store import collect_provenance
     from robustscope.training import train
 
     outcome = RunOutcome(run_id=run.run_id, checkpoint=str(run_dir))
+    outcome.provenance = collect_provenance(run.config.device, run.config.model_dump(mode="json"))
     try:
         t0 = time.perf_counter()
         result = train(run.config, run_dir, resume=True, progress=progress, log=None)
