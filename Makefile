@@ -16,6 +16,7 @@ demo: setup data
 test: setup
 	@bash scripts/ensure-fashion-mnist.sh $(PY) || echo "warning: Fashion-MNIST unavailable;" \
 		"the tests that need it skip and say so"
+	@bash scripts/ensure-chromium.sh
 	$(PY) -m pytest -n 2 --dist loadfile -q
 
 # --- setup (not user-facing) ---------------------------------------------------------

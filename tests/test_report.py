@@ -386,6 +386,8 @@ def test_report_renders_in_headless_chromium(full_report: tuple[Path, str], tmp_
     shot = tmp_path / "shot.png"
     subprocess.run(
         [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
          f"--screenshot={shot}", "--window-size=1200,2000", (out / "report.html").as_uri()],
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
