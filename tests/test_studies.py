@@ -234,6 +234,16 @@ def test_smoke_study_local_then_rerun_skips(tmp_path: Path) -> None:
 
     rows = summary_rows(load_study(out))
     assert len(rows) == 2 and all(r["status"] == "done" for r in rows)
+    # `robustscope show`: --json is those rows; the table names the attack once in its title
+    shown = _cli("show", str(out), "--json")
+    stdout, _ = shown.communicate(timeout=120)
+    assert shown.returncode == 0 and json.loads(stdout) == json.loads(json.dumps(rows))
+    table = _cli("show", str(out))
+    stdout, _ = table.communicate(timeout=120)
+    first = next(k for k in rows[0] if " ε=" in k).split(" ε=")[0]
+    flat = " ".join(stdout.split())  # rich may wrap the title at 80 columns
+    assert table.returncode == 0 and f"robust accuracy under {first}" in flat
+    assert f"{rows[0]['clean']:.3f}" in stdout
 
     report = write_report(out)
     text = report.read_text()

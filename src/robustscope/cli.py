@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 from pydantic import ValidationError
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -688,9 +689,22 @@ def _show_summary(study_dir: Path) -> None:
     if not rows:
         out_console.print(f"{study_dir}: no finished runs yet")
         return
-    table = Table(*rows[0].keys(), title=str(study_dir))
+    keys = list(rows[0].keys())
+    if all(r.get("status") == "done" for r in rows):
+        keys.remove("status")
+    # the robust-accuracy columns share one attack: name it once, in the title
+    robust = [k for k in keys if " ε=" in k]
+    attacks = {k.split(" ε=")[0] for k in robust}
+    heads = {k: k for k in keys}
+    title = str(study_dir)
+    if len(attacks) == 1:
+        title += f" — robust accuracy under {attacks.pop()}"
+        heads.update({k: "ε=" + k.split(" ε=")[1] for k in robust})
+    table = Table(*(heads[k] for k in keys), title=title, box=box.SIMPLE_HEAD, padding=(0, 1))
     for row in rows:
-        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()))
+        table.add_row(
+            *(f"{row[k]:.3f}" if isinstance(row[k], float) else str(row[k]) for k in keys)
+        )
     out_console.print(table)
 
 
