@@ -251,6 +251,10 @@ def test_parameter_validation() -> None:
         DeepFool(model, candidates=1)
     with pytest.raises(RobustscopeError, match="norm"):
         DeepFool(model, norm="l1")
+    with pytest.raises(RobustscopeError, match="box must be 'clip' or 'freeze'"):
+        DeepFool(model, box="project")  # type: ignore[arg-type]
+    with pytest.raises(RobustscopeError, match="refine_steps"):
+        DeepFool(model, refine_steps=-1)
     with pytest.raises(RobustscopeError, match="num_classes"):
         DeepFool(model, num_classes=5).find(torch.rand(2, 4, dtype=torch.float64), torch.zeros(2))
     with pytest.raises(RobustscopeError, match="ℓ2 only"):
@@ -357,9 +361,11 @@ def small_model(seed: int, kind: str, k: int) -> nn.Module:
     kind=st.sampled_from(["mlp", "cnn"]),
     k=st.sampled_from([1, 3, 10]),
     dtype=st.sampled_from([torch.float32, torch.float64]),
+    box=st.sampled_from(["clip", "freeze"]),
+    refine_steps=st.sampled_from([0, 3, 10]),
 )
 def test_minimal_attack_properties(
-    seed: int, attack: str, kind: str, k: int, dtype: torch.dtype
+    seed: int, attack: str, kind: str, k: int, dtype: torch.dtype, box: str, refine_steps: int
 ) -> None:
     model = small_model(seed, kind, k).to(dtype)
     model.train()
@@ -369,7 +375,14 @@ def test_minimal_attack_properties(
     if attack == "cw":
         atk: DeepFool | CW = CW(model, steps=15, binary_steps=3, seed=seed)
     else:
-        atk = DeepFool(model, norm=attack.split("-")[1], steps=10, seed=seed)
+        atk = DeepFool(
+            model,
+            norm=attack.split("-")[1],
+            steps=10,
+            box=box,  # type: ignore[arg-type]
+            refine_steps=refine_steps,
+            seed=seed,
+        )
     x_adv = atk(x, y)
     assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
     assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1
