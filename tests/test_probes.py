@@ -187,6 +187,28 @@ def test_probe_tracked_during_training_without_changing_weights() -> None:
         train(bad, None, **QUIET)
 
 
+def test_tracked_per_split_probe_is_named_by_its_split() -> None:
+    """margins reports per split ("test/…" scalars); tracked, each subset's row is keyed by
+    the subset it ran on, with no stray "test" in the train row's keys."""
+    cfg = TrainConfig(
+        dataset="digits",
+        model="mlp",
+        model_kwargs={"widths": [16]},
+        epochs=1,
+        batch_size=32,
+        device="cpu",
+        train_subset=96,
+        test_subset=48,
+        track=["margins"],
+        track_n=24,
+    )
+    row = train(cfg, None, **QUIET).history[0]
+    keys = [k for k in row if k.startswith("track/")]
+    assert "track/train/margins_margin_mean" in keys and "track/test/margins_margin_mean" in keys
+    assert not [k for k in keys if "margins_test/" in k or "margins_train/" in k]
+    assert row["track/train/margins_n"] == 24.0
+
+
 # ----------------------------------------------------------------------------- CLI
 
 

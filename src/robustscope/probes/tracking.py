@@ -4,7 +4,9 @@ Importing :mod:`robustscope.probes` registers, for each probe with ``tracked=Tru
 measurement of the same name in :mod:`robustscope.training.tracking` whose options are the
 probe's options. During training it runs on each fixed subset in turn (train, then test)
 and adds the probe's :meth:`~robustscope.probes.ProbeResult.scalars` to the epoch's history
-as ``track/<split>/<probe>_<scalar>``, e.g. ``track/test/input_fisher_frobenius_mean``.
+as ``track/<split>/<probe>_<scalar>``, e.g. ``track/test/input_fisher_frobenius_mean`` or
+``track/train/margins_margin_mean`` (a per-split probe's ``test/`` prefix is dropped: the
+split is the one in the key).
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ def _factory(info: ProbeInfo) -> Any:
             )
 
         def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-            return run_probe(info.name, model, ProbeData(test=(x, y)), **options).scalars()
+            # the subset always goes in as ProbeData.test; a probe that reports per split
+            # prefixes its scalars "test/", which would mislabel the train subset's row
+            scalars = run_probe(info.name, model, ProbeData(test=(x, y)), **options).scalars()
+            return {k.removeprefix("test/"): v for k, v in scalars.items()}
 
         return measure
 
