@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -207,6 +208,43 @@ def test_tracked_per_split_probe_is_named_by_its_split() -> None:
     assert "track/train/margins_margin_mean" in keys and "track/test/margins_margin_mean" in keys
     assert not [k for k in keys if "margins_test/" in k or "margins_train/" in k]
     assert row["track/train/margins_n"] == 24.0
+
+
+def test_tracked_weight_probe_runs_once_per_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """layer_spectra reads no data: tracked, it runs once per tracked epoch and both splits'
+    keys get the same values."""
+    from robustscope.probes import registry
+
+    info = registry.get_probe("layer_spectra")
+    assert info.splits == ()
+    calls: list[int] = []
+    adapter = info.adapter
+
+    def counting(*args: Any, **kw: Any) -> Any:
+        calls.append(1)
+        return adapter(*args, **kw)
+
+    monkeypatch.setitem(
+        registry._PROBES, "layer_spectra", dataclasses.replace(info, adapter=counting)
+    )
+    cfg = TrainConfig(
+        dataset="digits",
+        model="mlp",
+        model_kwargs={"widths": [16]},
+        epochs=2,
+        batch_size=32,
+        device="cpu",
+        train_subset=64,
+        test_subset=32,
+        track=["layer_spectra"],
+        track_n=16,
+    )
+    history = train(cfg, None, **QUIET).history
+    assert len(calls) == 2  # one per epoch, not one per split
+    for row in history:
+        train_keys = {k.split("/", 2)[2]: v for k, v in row.items() if k.startswith("track/train/")}
+        test_keys = {k.split("/", 2)[2]: v for k, v in row.items() if k.startswith("track/test/")}
+        assert train_keys and train_keys == test_keys
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -38,7 +38,8 @@ class ProbeInfo:
         name: the registered name.
         doc: one line describing what it measures (and the paper it follows).
         adapter: ``adapter(model, data, **options) -> ProbeResult``.
-        splits: the subsets it reads, among ``"train"`` and ``"test"``.
+        splits: the subsets it reads, among ``"train"`` and ``"test"``; empty for a probe of
+            the weights alone (e.g. ``layer_spectra``), which tracking then runs once per epoch.
         tracked: whether training's tracking hook may run it.
         options: the option names it accepts (from the adapter's signature).
     """

@@ -515,6 +515,7 @@ def compare_spectra(
     "layer_spectra",
     "singular values of every Linear/Conv2d layer's operator: std, σ_max, stable rank "
     "(wen2020 §4.2.2, B.2)",
+    splits=(),
 )
 def _layer_spectra(
     model: nn.Module,

@@ -40,6 +40,7 @@ def _factory(info: ProbeInfo) -> Any:
             scalars = run_probe(info.name, model, ProbeData(test=(x, y)), **options).scalars()
             return {k.removeprefix("test/"): v for k, v in scalars.items()}
 
+        measure.data_independent = not info.splits  # type: ignore[attr-defined]
         return measure
 
     factory.__doc__ = info.doc

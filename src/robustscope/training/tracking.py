@@ -19,7 +19,9 @@ adds the results to the epoch's history row as ``track/<split>/<name>_<key>``, e
 
 Measurements must leave the model as they found it (mode, parameters, BatchNorm
 statistics) and must not draw from the global RNG (attacks take a ``seed``), so tracking
-never changes the trained weights.
+never changes the trained weights. A measure with the attribute ``data_independent = True``
+(a function of the weights alone, e.g. the ``layer_spectra`` probe) is computed once per
+tracked epoch and its values are written under both splits' keys.
 """
 
 from __future__ import annotations
@@ -146,9 +148,16 @@ class Tracker:
         if not self.due(epoch):
             return {}
         out: dict[str, Any] = {}
+        once: dict[str, dict[str, Any]] = {}  # measures of the weights alone: one run a call
         for split, (x, y) in self.subsets.items():
             for name, measure in self.measures.items():
-                for key, value in measure(model, x, y).items():
+                if getattr(measure, "data_independent", False):
+                    if name not in once:
+                        once[name] = measure(model, x, y)
+                    values = once[name]
+                else:
+                    values = measure(model, x, y)
+                for key, value in values.items():
                     out[f"track/{split}/{name}_{key}"] = value
         return out
 
