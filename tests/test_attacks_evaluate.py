@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -196,6 +196,30 @@ def test_each_epsilon_starts_from_the_previous_final_iterate() -> None:
                 assert torch.equal(start[i], reached[xb[i].numpy().tobytes()])
                 n_checked += 1
         assert n_checked > 0
+
+
+def test_repeated_epsilons_are_attacked_once() -> None:
+    torch.manual_seed(0)
+    model = models.create("mlp", 10, (1, 8, 8), widths=[32]).eval()
+    x = torch.rand(60, 1, 8, 8)
+    y = model(x).argmax(1)
+    _Recorder.calls = []
+    kw: dict[str, Any] = {"steps": 2, "seed": 3, "checks": False, "batch_size": 1000}
+    rep = evaluate(model, x, y, "test-recording-pgd", [0.02, 0.0, 0.02, 0.01, 0.02], **kw)
+    assert len(_Recorder.calls) == 2  # ε = 0.01 and 0.02, once each
+    once = evaluate(model, x, y, "pgd", [0.0, 0.01, 0.02], **kw)
+    for i, e in enumerate(rep.epsilons):
+        assert torch.equal(rep.robust[i], once.robust[once.epsilons.index(e)]), e
+    assert rep.warm_start
+
+
+def test_warm_start_flag_needs_two_epsilons() -> None:
+    model, x, y, _, _ = _binary_linear(seed=4)
+    single = evaluate(model, x, y, "pgd", [0.0, 0.02], steps=3, checks=False)
+    assert not single.warm_start
+    assert "random" in single.to_dict()["conventions"]["warm_start"]
+    cold = evaluate(model, x, y, "pgd", [0.01, 0.02], steps=3, checks=False, warm_start=False)
+    assert not cold.warm_start
 
 
 def test_warm_start_is_ignored_by_attacks_without_a_start() -> None:

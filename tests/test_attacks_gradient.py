@@ -828,3 +828,25 @@ def test_start_is_refused_where_it_does_not_apply() -> None:
         FGSM(model, 0.1)(x, y, start=x)
     with pytest.raises(RobustscopeError, match="start must have the shape of x"):
         PGD(model, 0.1)(x, y, start=x[:2])
+
+
+def test_step_project_equals_the_plain_expression_and_leaves_its_inputs() -> None:
+    tm = ThreatModel("linf", 0.1)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 5, generator=g)
+    bounds = tm.bounds(x)
+    assert bounds is not None
+    cases = [
+        (x + 0.05, torch.randn(4, 3, 5, generator=g), 0.03),
+        (x.double(), torch.randn(4, 3, 5, generator=g), 0.03),  # grad of another dtype
+        (x + 0.0, torch.randn(1, 3, 5, generator=g), 0.03),  # grad broadcast
+        (x + 0.0, torch.randn(4, 3, 5, generator=g), torch.tensor([0.01, 0.02, 0.03, 0.04])),
+        ((x + 0.0).requires_grad_(), torch.randn(4, 3, 5, generator=g), 0.02),
+    ]
+    for x_adv, grad, step in cases:
+        before = (x_adv.detach().clone(), grad.clone())
+        s = step.reshape(-1, 1, 1) if isinstance(step, torch.Tensor) else step
+        want = torch.clamp(x_adv + s * grad.sign(), bounds[0], bounds[1])
+        got = tm.step_project(x_adv, grad, step, x, bounds)
+        assert got.dtype == want.dtype and torch.equal(got, want)
+        assert torch.equal(x_adv.detach(), before[0]) and torch.equal(grad, before[1])

@@ -198,6 +198,20 @@ def test_deepfool_points_misclassified_and_not_too_far(
     torch.testing.assert_close(res.distance, dist)
 
 
+@pytest.mark.parametrize("box", ["clip", "freeze"])
+def test_deepfool_refined_points_stay_adversarial_one_by_one(digits_mlp: Digits, box: str) -> None:
+    """Even with many halvings the refined points keep a margin clear of rounding: each is
+    misclassified when the model sees it alone (another batch size, other float sums)."""
+    model, x, y = digits_mlp
+    res = DeepFool(model, box=box, refine_steps=30).find(x, y)  # type: ignore[arg-type]
+    assert bool(res.success.all())
+    with torch.no_grad():
+        alone = torch.cat(
+            [margin(model(res.x_adv[i : i + 1]), y[i : i + 1]) for i in range(len(x))]
+        )
+    assert bool((alone < 0).all()), alone.max()
+
+
 @pytest.mark.parametrize("norm", ["l2", "linf"])
 def test_deepfool_batched_equals_per_example(digits_mlp: Digits, norm: str) -> None:
     model, x, y = digits_mlp

@@ -237,7 +237,8 @@ def test_smoke_study_local_then_rerun_skips(tmp_path: Path) -> None:
     # `robustscope show`: --json is those rows; the table names the attack once in its title
     shown = _cli("show", str(out), "--json")
     stdout, _ = shown.communicate(timeout=120)
-    assert shown.returncode == 0 and json.loads(stdout) == json.loads(json.dumps(rows))
+    strict = [{k: None if v != v else v for k, v in r.items()} for r in rows]  # NaN → null
+    assert shown.returncode == 0 and json.loads(stdout) == strict
     table = _cli("show", str(out))
     stdout, _ = table.communicate(timeout=120)
     first = next(k for k in rows[0] if " ε=" in k).split(" ε=")[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -40,8 +41,20 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="print one JSON object in
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N")]
 
 
+def _finite(obj: Any) -> Any:
+    """``obj`` with NaN and ±inf floats as None: strict JSON (as ``ProbeResult.to_json``)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    """One JSON document on stdout; non-finite numbers are written as null."""
+    sys.stdout.write(json.dumps(_finite(obj), indent=2, default=str, allow_nan=False) + "\n")
 
 
 def _parse_kv(items: list[str], option: str) -> dict[str, Any]:

@@ -97,7 +97,8 @@ class RobustnessCurve:
         seconds: wall time of the evaluation, checks included.
         checks_run: the names of the checks that ran.
         warm_start: each ε after the smallest was attacked from the previous ε's final
-            iterate (ε-continuation; see the module doc).
+            iterate (ε-continuation; see the module doc); False when nothing was continued
+            (a single ε > 0, an attack without a start point, or ``warm_start=False``).
     """
 
     attack: str
@@ -248,7 +249,8 @@ def evaluate(
         model: maps pixel-space inputs to logits.
         x, y: inputs ``[N, ...]`` and labels ``[N]``.
         attack: a registered attack name (``robustscope.attacks.available()``).
-        epsilons: radii to evaluate (any order; 0 means clean accuracy).
+        epsilons: radii to evaluate (any order; 0 means clean accuracy; a repeated value is
+            attacked once and reported at each of its places).
         norm: ``"linf"`` or ``"l2"``.
         batch_size: examples per attack call.
         seed: seed of the attack's randomness (same seed, same numbers on CPU); None draws
@@ -302,17 +304,17 @@ def evaluate(
                 )
             )
     else:
-        order = sorted(range(len(eps_list)), key=lambda i: eps_list[i])
+        # each distinct ε once, in increasing order; duplicates in the list share its row
+        distinct = sorted(set(eps_list))
         alive = clean.clone()
         continued = bool(warm_start and cls.warm_start)
         # the final iterates at the previous ε (the starts at this one) and at this ε
         prev: torch.Tensor | None = None
         outside = 0
         bar.set_total(
-            sum(1 for e in eps_list if e > 0) * math.ceil(max(int(clean.sum()), 1) / batch_size)
+            sum(1 for e in distinct if e > 0) * math.ceil(max(int(clean.sum()), 1) / batch_size)
         )
-        for i in order:
-            eps = eps_list[i]
+        for eps in distinct:
             if eps > 0:
                 atk = make(eps)
                 threat = ThreatModel(norm, eps, *clip)  # type: ignore[arg-type]
@@ -320,8 +322,8 @@ def evaluate(
                 reached = x.clone() if continued else None
                 for s in range(0, len(idx), batch_size):
                     b = idx[s : s + batch_size]
-                    start = prev[b] if prev is not None else None
-                    x_adv = atk(x[b], y[b], start=start)
+                    kw = {"start": prev[b]} if prev is not None else {}
+                    x_adv = atk(x[b], y[b], **kw)
                     if reached is not None:
                         reached[b] = x_adv
                     within = threat.contains(x_adv, x[b], atol=1e-5)
@@ -329,7 +331,9 @@ def evaluate(
                     alive[b] = _correct(model, x_adv, y[b], batch_size)
                     bar.advance()
                 prev = reached
-            robust[i] = alive
+            for i, listed in enumerate(eps_list):
+                if listed == eps:
+                    robust[i] = alive
         if outside:
             flags.append(
                 Flag(
@@ -366,7 +370,12 @@ def evaluate(
         flags=flags,
         seconds=time.perf_counter() - t0,
         checks_run=checks_run,
-        warm_start=bool(warm_start and cls.warm_start and not cls.minimal_norm),
+        warm_start=bool(
+            warm_start
+            and cls.warm_start
+            and not cls.minimal_norm
+            and len({e for e in eps_list if e > 0}) >= 2
+        ),
     )
 
 

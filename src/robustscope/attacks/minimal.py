@@ -146,6 +146,9 @@ class MinimalAttack(Attack):
 
 #: foolbox's fixed extra step length that lets clipped DeepFool iterates cross the boundary
 DEEPFOOL_ESCAPE = 1e-4
+#: a bisection candidate counts as adversarial only with margin below −τ,
+#: τ = REFINE_ULPS · (machine epsilon of the logits' dtype) · max_j |z_j|
+REFINE_ULPS = 64
 
 BoxRule = Literal["clip", "freeze"]
 
@@ -170,8 +173,10 @@ class DeepFool(MinimalAttack):
     until x_{i+1} is misclassified or after ``steps`` steps; the gradients are taken at
     the overshot point x_i, as the authors' code. On an affine multi-class model without a
     box the first step lands exactly on the nearest decision boundary (e = 0 there), so
-    DeepFool returns ``(1 + overshoot)`` times the minimal distance (without overshoot the
-    point would sit on the boundary, a tie: keep ``overshoot > 0``). Examples already
+    the search ends at ``(1 + overshoot)`` times the minimal distance (without overshoot the
+    point would sit on the boundary, a tie: keep ``overshoot > 0``); with the default
+    refinement (below) the returned point is then within a relative ``(1 + overshoot) ·
+    2^−refine_steps`` of the minimal distance (1.00008× measured at 10 steps). Examples already
     misclassified are returned unchanged; finished examples are no longer computed on.
 
     The box (not in the paper; ``box=``):
@@ -179,9 +184,10 @@ class DeepFool(MinimalAttack):
     * ``"clip"`` (default, foolbox 3's rule): iterates are clipped to the box and every step
       is ``e = 1e-4`` longer (:data:`DEEPFOOL_ESCAPE`), without which the part of each step
       the clip removes is lost and iterates approach the boundary without crossing it (on a
-      Fashion-MNIST MLP, half the points then fail in 50 steps). The same distances as
-      foolbox's DeepFool (median ratio 1.0000 per point on an MLP and a CNN) at 3–4× its
-      speed here.
+      Fashion-MNIST MLP, half the points then fail in 50 steps). With ``refine_steps=0``
+      the search ends at foolbox's DeepFool's points (median distance ratio 1.0000 per point
+      on an MLP and a CNN) at 3–4× its speed here; the default refinement then only
+      shortens them (median ℓ2 0.863 vs foolbox's 0.868 on the MLP, ``benchmarks/``).
     * ``"freeze"``: a coordinate already on a box face whose component of w_k points outwards
       is frozen (set to 0) before distances and steps are computed, i.e. the linearised
       problem is solved on the face; no escape term. Most points succeed in 1–3 steps (about
@@ -192,9 +198,11 @@ class DeepFool(MinimalAttack):
     Refinement (``refine_steps``, not in the paper): the adversarial point found is pulled
     back along the segment from x by bisection, ``x + t (x_adv − x)`` with the smallest
     adversarial t found in ``refine_steps`` halvings of [0, 1], so the overshoot and the
-    escape are not paid in the distance (on an affine model the result is within
-    ``(1 + overshoot) · 2^−refine_steps`` of the minimal distance). Each halving is one
-    forward pass of the successful examples. On the Fashion-MNIST MLP it lowers the median
+    escape are not paid in the distance (on an affine model without a box the result is
+    within a relative ``(1 + overshoot) · 2^−refine_steps`` of the minimal distance). A
+    candidate counts as adversarial only with margin below ``−64 ε_mach · max_j |z_j|``
+    (:data:`REFINE_ULPS`; 7.6e-6 · max |z| in float32), so a refined point is not a
+    rounding-level tie that another batch size could classify correctly. Each halving is one forward pass of the successful examples. On the Fashion-MNIST MLP it lowers the median
     ℓ2 by 0.6 % (``"clip"``) to 8 % (``"freeze"``). ``refine_steps=0, box="clip"`` is the
     paper's algorithm with foolbox's box rule.
 
@@ -263,7 +271,7 @@ class DeepFool(MinimalAttack):
         if box not in ("clip", "freeze"):
             raise RobustscopeError(f"{self.name}: box must be 'clip' or 'freeze', got {box!r}")
         self.box: BoxRule = box
-        if isinstance(refine_steps, bool) or int(refine_steps) != refine_steps or refine_steps < 0:
+        if not isinstance(refine_steps, int) or isinstance(refine_steps, bool) or refine_steps < 0:
             raise RobustscopeError(
                 f"{self.name}: refine_steps must be an integer ≥ 0, got {refine_steps!r}"
             )
@@ -355,7 +363,9 @@ class DeepFool(MinimalAttack):
         for _ in range(self.refine_steps):
             mid = (lo + hi) / 2
             xm = self._clip(x + _per_example(mid, x) * delta)
-            adv = _adversarial(_binary_as_two(self.model(xm)), y)
+            z = _binary_as_two(self.model(xm))
+            tau = REFINE_ULPS * torch.finfo(z.dtype).eps * z.abs().amax(1)
+            adv = margin(z, y) < -tau
             best[adv] = xm[adv]
             hi = torch.where(adv, mid, hi)
             lo = torch.where(adv, lo, mid)

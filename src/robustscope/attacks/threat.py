@@ -148,7 +148,16 @@ class ThreatModel:
             return self.project(self.step(x_adv, grad, step_size), x)
         if isinstance(step_size, torch.Tensor) and step_size.ndim == 1:
             step_size = _per_example(step_size, x_adv)
-        # in place on one new buffer: same values as clamp(x_adv + α·sign(g)), ~half the time
+        plain = (
+            grad.shape != x_adv.shape
+            or grad.dtype != x_adv.dtype
+            or x_adv.requires_grad
+            or grad.requires_grad
+            or (isinstance(step_size, torch.Tensor) and step_size.dtype != x_adv.dtype)
+        )
+        if plain:
+            return torch.clamp(x_adv + step_size * grad.sign(), bounds[0], bounds[1])
+        # in place on one new buffer: same values as the line above, in about half the time
         out = grad.sign().mul_(step_size).add_(x_adv)
         return torch.clamp(out, bounds[0], bounds[1], out=out)
 

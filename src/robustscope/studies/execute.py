@@ -102,8 +102,10 @@ def execute_run(
     from robustscope.training import train
 
     outcome = RunOutcome(run_id=run.run_id, checkpoint=str(run_dir))
-    outcome.provenance = collect_provenance(run.config.device, run.config.model_dump(mode="json"))
     try:
+        outcome.provenance = collect_provenance(
+            run.config.device, run.config.model_dump(mode="json")
+        )
         t0 = time.perf_counter()
         result = train(run.config, run_dir, resume=True, progress=progress, log=None)
         outcome.timings["train"] = time.perf_counter() - t0

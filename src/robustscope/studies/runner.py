@@ -38,12 +38,20 @@ __all__ = ["StudySummary", "measure_hash", "run_study"]
 Executor = Literal["local", "ray"]
 
 
+#: bumped whenever the same evaluation/probe settings start to measure differently (an
+#: attack's or probe's defaults changed), so stored results are measured again, not mixed in.
+#: 2: evaluate's ε-continuation (warm_start=True) and DeepFool's box="clip" + refine_steps=10
+MEASURE_VERSION = 2
+
+
 def measure_hash(spec: StudySpec) -> str:
-    """Hash of the spec's evaluation and probe settings: a run measured with other settings
-    is measured again (its training is kept)."""
+    """Hash of the spec's evaluation and probe settings and of :data:`MEASURE_VERSION`: a
+    run measured with other settings, or by an older version of the measurements, is
+    measured again (its training is kept)."""
     blob = {
         "evaluation": spec.evaluation.model_dump(mode="json"),
         "probes": spec.probes.model_dump(mode="json"),
+        "version": MEASURE_VERSION,
     }
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
 
