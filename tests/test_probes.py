@@ -154,18 +154,22 @@ def test_input_fisher_leaves_the_model_as_it_was() -> None:
 # ----------------------------------------------------------------------------- tracking
 
 
+#: a training run of seconds on the digits, for the tracking tests
+TINY_DIGITS: dict[str, Any] = {
+    "dataset": "digits",
+    "model": "mlp",
+    "model_kwargs": {"widths": [32]},
+    "epochs": 2,
+    "batch_size": 32,
+    "seed": 0,
+    "device": "cpu",
+    "train_subset": 128,
+    "test_subset": 64,
+}
+
+
 def test_probe_tracked_during_training_without_changing_weights() -> None:
-    base: dict[str, Any] = {
-        "dataset": "digits",
-        "model": "mlp",
-        "model_kwargs": {"widths": [32]},
-        "epochs": 2,
-        "batch_size": 32,
-        "seed": 0,
-        "device": "cpu",
-        "train_subset": 128,
-        "test_subset": 64,
-    }
+    base = TINY_DIGITS
     cfg = TrainConfig(
         **base,
         track=["input_fisher"],
@@ -191,18 +195,7 @@ def test_probe_tracked_during_training_without_changing_weights() -> None:
 def test_tracked_per_split_probe_is_named_by_its_split() -> None:
     """margins reports per split ("test/…" scalars); tracked, each subset's row is keyed by
     the subset it ran on, with no stray "test" in the train row's keys."""
-    cfg = TrainConfig(
-        dataset="digits",
-        model="mlp",
-        model_kwargs={"widths": [16]},
-        epochs=1,
-        batch_size=32,
-        device="cpu",
-        train_subset=96,
-        test_subset=48,
-        track=["margins"],
-        track_n=24,
-    )
+    cfg = TrainConfig(**{**TINY_DIGITS, "epochs": 1}, track=["margins"], track_n=24)
     row = train(cfg, None, **QUIET).history[0]
     keys = [k for k in row if k.startswith("track/")]
     assert "track/train/margins_margin_mean" in keys and "track/test/margins_margin_mean" in keys
@@ -227,18 +220,7 @@ def test_tracked_weight_probe_runs_once_per_epoch(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(
         registry._PROBES, "layer_spectra", dataclasses.replace(info, adapter=counting)
     )
-    cfg = TrainConfig(
-        dataset="digits",
-        model="mlp",
-        model_kwargs={"widths": [16]},
-        epochs=2,
-        batch_size=32,
-        device="cpu",
-        train_subset=64,
-        test_subset=32,
-        track=["layer_spectra"],
-        track_n=16,
-    )
+    cfg = TrainConfig(**TINY_DIGITS, track=["layer_spectra"], track_n=16)
     history = train(cfg, None, **QUIET).history
     assert len(calls) == 2  # one per epoch, not one per split
     for row in history:

@@ -286,6 +286,13 @@ def evaluate(
     robust = torch.zeros(len(eps_list), len(x), dtype=torch.bool, device=device)
     flags: list[Flag] = []
     distances: torch.Tensor | None = None
+    # ε-continuation happens only for an attack taking a start point and ≥ 2 radii > 0
+    continued = bool(
+        warm_start
+        and cls.warm_start
+        and not cls.minimal_norm
+        and len({e for e in eps_list if e > 0}) >= 2
+    )
     bar = ProgressBar(progress, f"{attack} ({norm})")
     make = _AttackFactory(attack, model, norm, seed, dict(params), clip)
 
@@ -307,7 +314,6 @@ def evaluate(
         # each distinct ε once, in increasing order; duplicates in the list share its row
         distinct = sorted(set(eps_list))
         alive = clean.clone()
-        continued = bool(warm_start and cls.warm_start)
         # the final iterates at the previous ε (the starts at this one) and at this ε
         prev: torch.Tensor | None = None
         outside = 0
@@ -319,7 +325,7 @@ def evaluate(
                 atk = make(eps)
                 threat = ThreatModel(norm, eps, *clip)  # type: ignore[arg-type]
                 idx = alive.nonzero()[:, 0]
-                reached = x.clone() if continued else None
+                reached = x.clone() if continued and eps < distinct[-1] else None
                 for s in range(0, len(idx), batch_size):
                     b = idx[s : s + batch_size]
                     kw = {"start": prev[b]} if prev is not None else {}
@@ -370,12 +376,7 @@ def evaluate(
         flags=flags,
         seconds=time.perf_counter() - t0,
         checks_run=checks_run,
-        warm_start=bool(
-            warm_start
-            and cls.warm_start
-            and not cls.minimal_norm
-            and len({e for e in eps_list if e > 0}) >= 2
-        ),
+        warm_start=continued,
     )
 
 

@@ -202,7 +202,8 @@ class DeepFool(MinimalAttack):
     within a relative ``(1 + overshoot) · 2^−refine_steps`` of the minimal distance). A
     candidate counts as adversarial only with margin below ``−64 ε_mach · max_j |z_j|``
     (:data:`REFINE_ULPS`; 7.6e-6 · max |z| in float32), so a refined point is not a
-    rounding-level tie that another batch size could classify correctly. Each halving is one forward pass of the successful examples. On the Fashion-MNIST MLP it lowers the median
+    rounding-level tie that another batch size could classify correctly. Each halving is one
+    forward pass of the successful examples. On the Fashion-MNIST MLP it lowers the median
     ℓ2 by 0.6 % (``"clip"``) to 8 % (``"freeze"``). ``refine_steps=0, box="clip"`` is the
     paper's algorithm with foolbox's box rule.
 
@@ -410,8 +411,8 @@ class CW(MinimalAttack):
     ``argmax_{j≠y} z_j``; DeepFool picks the closest linearised boundary among all
     candidates. On a digits MLP (200 test points, CW defaults, DeepFool defaults) the two
     end in different classes for 25 % of the points and DeepFool is the closer one for 25 %
-    (by > 5 % for 16 %); CW is 0.4 % closer on the median. Inputs already adversarial are returned unchanged. Cost: up to
-    ``binary_steps × steps`` forward + backward passes.
+    (by > 5 % for 16 %); CW is 0.4 % closer on the median. Inputs already adversarial are
+    returned unchanged. Cost: up to ``binary_steps × steps`` forward + backward passes.
 
     Args:
         model: maps ``[N, ...]`` inputs to logits ``[N, K]`` (or a binary score ``[N, 1]``).
