@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.robustscope-installed
 
-.PHONY: demo test setup data
+.PHONY: demo test setup data lint
 
 # the default study: trains the family, attacks and probes it, writes runs/tradeoff-fmnist/report.html
 demo: setup data
@@ -17,7 +17,8 @@ test: setup
 	@bash scripts/ensure-fashion-mnist.sh $(PY) || echo "warning: Fashion-MNIST unavailable;" \
 		"the tests that need it skip and say so"
 	@bash scripts/ensure-chromium.sh
-	$(PY) -m pytest -n 2 --dist loadfile -q
+	bash scripts/lint.sh
+	$(PY) -m pytest -n 2 --dist loadfile -q --doctest-modules src/robustscope tests
 
 # --- setup (not user-facing) ---------------------------------------------------------
 
@@ -34,3 +35,7 @@ $(STAMP): pyproject.toml benchmarks/setup.sh
 
 data: setup
 	@bash scripts/ensure-fashion-mnist.sh $(PY)
+
+# ruff (lint + format check) and mypy; part of `make test`
+lint: setup
+	bash scripts/lint.sh
