@@ -660,13 +660,13 @@ def deepfool_rows(model: nn.Module, peers: Peers, x: torch.Tensor, y: torch.Tens
     rows = [
         make_row(
             "robustscope",
-            f"DeepFool(candidates={DF_CANDIDATES}, box='clip', refine_steps={DF_REFINE})",
+            f"DeepFool(candidates={DF_CANDIDATES}, box_rule='clip', refine_steps={DF_REFINE})",
             rs(DF_REFINE),
             measure,
         ),
         make_row(
             "robustscope (no refine)",
-            f"DeepFool(candidates={DF_CANDIDATES}, box='clip', refine_steps=0): the paper's "
+            f"DeepFool(candidates={DF_CANDIDATES}, box_rule='clip', refine_steps=0): the paper's "
             "algorithm with foolbox's box rule",
             rs(0),
             measure,

@@ -14,15 +14,17 @@ from robustscope import attacks, checkpoint, models
 from robustscope.attacks import PGD, evaluate
 from robustscope.attacks.base import Attack
 from robustscope.attacks.registry import register
+from robustscope.data.box import UNIT
 from robustscope.errors import RobustscopeError
 
 
 def _binary_linear(
     d: int = 20, seed: int = 0
 ) -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, float]:
-    """A 2-class linear model with logits (0, wᵀx + b) on vectors in [0.3, 0.7]."""
+    """A 2-class linear model with logits (0, wᵀx + b) on vectors in [0.3, 0.7], declared to
+    live in the unit box (so the box-dependent checks run)."""
     g = torch.Generator().manual_seed(seed)
-    model = models.create("linear", 2, (d,))
+    model = models.create("linear", 2, (d,), box=UNIT)
     w = torch.randn(d, generator=g)
     b = -float(w.sum()) * 0.5  # boundary through the centre of the box
     with torch.no_grad():
@@ -260,7 +262,7 @@ class _Masked(nn.Module):
 def test_gradient_masking_is_flagged() -> None:
     base, x, y, _, _ = _binary_linear(seed=3)
     masked = _Masked(base)
-    curve = evaluate(masked, x[:200], y[:200], "pgd", [0.05, 0.15], steps=5, check_n=60)
+    curve = evaluate(masked, x[:200], y[:200], "pgd", [0.05, 0.15], steps=5, check_n=60, box=UNIT)
     names = {f.name for f in curve.flags}
     assert {"zero_gradients", "black_box_stronger", "not_broken_at_large_eps"} <= names
     honest = evaluate(base, x[:200], y[:200], "pgd", [0.05, 0.15], steps=10, check_n=60)
@@ -277,8 +279,7 @@ class _Erratic(Attack):
     name = "test-erratic"
 
     def __init__(self, model: nn.Module, eps: float, seed: int | None = None) -> None:
-        super().__init__(model, seed=seed)
-        self.eps = eps
+        super().__init__(model, eps=eps, seed=seed)
 
     def run(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.eps < 0.1:

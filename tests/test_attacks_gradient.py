@@ -11,8 +11,6 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from torch import nn
 
 from robustscope import data, models
@@ -23,6 +21,7 @@ from robustscope.attacks.gradient import FGSM, PGD, CWLinf, pgd_start
 from robustscope.attacks.losses import ce_loss, kl_to_clean
 from robustscope.attacks.square import Square, square_fraction, square_side
 from robustscope.attacks.threat import ThreatModel, flat_norms
+from robustscope.data.box import UNBOUNDED, UNIT, Box
 from robustscope.errors import RobustscopeError
 from robustscope.evaluation import predict
 from robustscope.training import TrainConfig, train
@@ -71,6 +70,10 @@ class Counting(nn.Module):
         self.rows += len(x)
         return self.inner(x)
 
+    @property
+    def input_box(self) -> Box | None:
+        return models.declared_box(self.inner)
+
 
 @pytest.fixture(scope="module")
 def digits() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
@@ -91,196 +94,13 @@ def digits() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     return model, test.x[:200], test.y[:200]
 
 
-# --- invariants on random models (hypothesis) ---------------------------------------------
-
-# (name, factory(model, eps, norm, steps, seed, k) or None when not applicable, norms)
-ATTACKS: dict[str, tuple[Callable[..., Attack | None], tuple[str, ...]]] = {
-    "fgsm": (lambda m, e, n, s, sd, k: FGSM(m, e, norm=n, seed=sd), ("linf", "l2")),
-    "fgsm-rs": (
-        lambda m, e, n, s, sd, k: FGSM(m, e, norm=n, random_start=True, seed=sd),
-        ("linf", "l2"),
-    ),
-    "pgd-ce": (
-        lambda m, e, n, s, sd, k: PGD(m, e, steps=s, norm=n, restarts=2, seed=sd),
-        ("linf", "l2"),
-    ),
-    "pgd-cw": (
-        lambda m, e, n, s, sd, k: PGD(m, e, steps=s, norm=n, loss="cw", seed=sd),
-        ("linf", "l2"),
-    ),
-    "pgd-kl": (
-        lambda m, e, n, s, sd, k: PGD(m, e, steps=s, norm=n, loss="kl", seed=sd),
-        ("linf", "l2"),
-    ),
-    "cw-linf": (lambda m, e, n, s, sd, k: CWLinf(m, e, steps=s, restarts=2, seed=sd), ("linf",)),
-    "apgd-ce": (
-        lambda m, e, n, s, sd, k: APGD(m, e, norm=n, steps=s, restarts=2, seed=sd),
-        ("linf", "l2"),
-    ),
-    "apgd-dlr": (
-        lambda m, e, n, s, sd, k: (
-            APGD(m, e, norm=n, steps=s, loss="dlr", seed=sd) if k >= 3 else None
-        ),
-        ("linf", "l2"),
-    ),
-    "apgd-t": (
-        lambda m, e, n, s, sd, k: (
-            APGDT(m, e, norm=n, steps=s, n_target_classes=2, seed=sd) if k >= 4 else None
-        ),
-        ("linf", "l2"),
-    ),
-    "autoattack-lite": (
-        lambda m, e, n, s, sd, k: AutoAttackLite(
-            m, e, norm=n, steps=s, n_target_classes=2, seed=sd
-        ),
-        ("linf", "l2"),
-    ),
-    "square": (lambda m, e, n, s, sd, k: Square(m, e, queries=4 * s, seed=sd), ("linf",)),
-}
-
-CASES = [(name, norm) for name, (_, norms) in ATTACKS.items() for norm in norms]
-
-
-@st.composite
-def problems(draw: st.DrawFn) -> dict[str, Any]:
-    n = draw(st.integers(1, 5))
-    image = draw(st.booleans())
-    shape: tuple[int, ...] = (
-        (draw(st.integers(1, 3)), draw(st.integers(2, 6)), draw(st.integers(2, 6)))
-        if image
-        else (draw(st.integers(1, 12)),)
-    )
-    k = draw(st.sampled_from([1, 2, 3, 4, 5]))
-    dtype = draw(st.sampled_from([torch.float32, torch.float64]))
-    seed = draw(st.integers(0, 2**16))
-    torch.manual_seed(seed)
-    if k == 1:
-        model: nn.Module = models.create("linear", 1, shape)
-    elif image and draw(st.booleans()):
-        model = TinyCNN(*shape, k)
-    else:
-        model = models.create("mlp", k, shape, widths=[8])
-    model = model.to(dtype).eval()
-    x = torch.rand((n, *shape), dtype=dtype)
-    y = torch.randint(0, max(k, 2), (n,))
-    return {
-        "model": model,
-        "x": x,
-        "y": y,
-        "k": k,
-        "eps": draw(st.floats(0.0, 0.5)),
-        "steps": draw(st.integers(1, 5)),
-        "seed": seed,
-    }
-
-
-@pytest.mark.parametrize(("name", "norm"), CASES)
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(p=problems())
-def test_attack_output_in_threat_model_and_deterministic(
-    name: str, norm: str, p: dict[str, Any]
-) -> None:
-    factory, _ = ATTACKS[name]
-    atk = factory(p["model"], p["eps"], norm, p["steps"], p["seed"], p["k"])
-    if atk is None:
-        return
-    x, y = p["x"], p["y"]
-    x_adv = atk(x, y)
-    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
-    assert bool(torch.isfinite(x_adv).all())
-    assert bool((flat_norms(x_adv - x, norm) <= p["eps"] + 1e-6).all())
-    assert float(x_adv.min()) >= -1e-6 and float(x_adv.max()) <= 1 + 1e-6
-    again = factory(p["model"], p["eps"], norm, p["steps"], p["seed"], p["k"])
-    assert again is not None
-    assert torch.equal(again(x, y), x_adv), "same seed must give the same output"
-
-
-@pytest.mark.parametrize(("name", "norm"), CASES)
-@settings(max_examples=5, deadline=None)
-@given(p=problems())
-def test_eps_zero_returns_the_input(name: str, norm: str, p: dict[str, Any]) -> None:
-    atk = ATTACKS[name][0](p["model"], 0.0, norm, p["steps"], p["seed"], p["k"])
-    if atk is None:
-        return
-    assert (atk(p["x"], p["y"]) - p["x"]).abs().max() <= 1e-7
-
-
-def test_unbounded_inputs_with_clip_none() -> None:
-    torch.manual_seed(0)
-    model = models.create("mlp", 3, (6,), widths=[8])
-    x = 5 * torch.randn(7, 6)
-    y = torch.randint(0, 3, (7,))
-    for atk in (
-        PGD(model, 0.3, steps=3, clip=(None, None), seed=0),
-        APGD(model, 0.3, norm="l2", steps=3, clip=(None, None), seed=0),
-        Square(model, 0.3, queries=10, clip=(None, None), seed=0),
-    ):
-        x_adv = atk(x, y)
-        assert bool(atk.threat.contains(x_adv, x).all())
-        # the [0, 1] box is not applied
-        assert float(x_adv.abs().max()) > 1
-
-
 def test_pgd_l2_start_is_radially_uniform() -> None:
-    tm = ThreatModel("l2", 0.5, None, None)
+    tm = ThreatModel("l2", 0.5, UNBOUNDED)
     x = torch.zeros(4000, 64)
     r = flat_norms(pgd_start(tm, x, torch.Generator().manual_seed(0)), "l2")
     assert float(r.max()) <= 0.5 + 1e-6
     assert float(r.mean()) == pytest.approx(0.25, abs=0.01)
     assert float((r < 0.25).float().mean()) == pytest.approx(0.5, abs=0.03)
-
-
-# --- model state ---------------------------------------------------------------------------
-
-
-class BNNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(10, 16)
-        self.bn = nn.BatchNorm1d(16)
-        self.drop = nn.Dropout(0.5)
-        self.fc2 = nn.Linear(16, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.drop(torch.relu(self.bn(self.fc1(x)))))
-
-
-STATE_ATTACKS: dict[str, Factory] = {
-    "fgsm": lambda m: FGSM(m, 0.1),
-    "pgd": lambda m: PGD(m, 0.1, steps=3, restarts=2, seed=0),
-    "pgd-kl": lambda m: PGD(m, 0.1, steps=3, loss="kl", seed=0),
-    "cw-linf": lambda m: CWLinf(m, 0.1, steps=3, seed=0),
-    "apgd": lambda m: APGD(m, 0.1, steps=3, seed=0),
-    "apgd-t": lambda m: APGDT(m, 0.1, steps=3, n_target_classes=2, seed=0),
-    "autoattack-lite": lambda m: AutoAttackLite(m, 0.1, steps=3, n_target_classes=2, seed=0),
-    "square": lambda m: Square(m, 0.1, queries=10, seed=0),
-}
-
-
-@pytest.mark.parametrize("name", list(STATE_ATTACKS))
-def test_model_state_restored_and_no_parameter_grads(name: str) -> None:
-    torch.manual_seed(0)
-    model = BNNet().train()
-    model.fc1.bias.requires_grad_(False)
-    buffers = {k: v.clone() for k, v in model.named_buffers()}
-    x, y = torch.rand(8, 10), torch.randint(0, 5, (8,))
-    # under no_grad too: the gradient attacks must still get their input gradients
-    with torch.no_grad():
-        x_adv = STATE_ATTACKS[name](model)(x, y)
-    assert x_adv.shape == x.shape
-    assert model.training
-    assert {n: p.requires_grad for n, p in model.named_parameters()} == {
-        "fc1.weight": True,
-        "fc1.bias": False,
-        "bn.weight": True,
-        "bn.bias": True,
-        "fc2.weight": True,
-        "fc2.bias": True,
-    }
-    assert all(p.grad is None for p in model.parameters())
-    # BatchNorm ran in eval mode: its running statistics are untouched
-    for k, v in model.named_buffers():
-        assert torch.equal(v, buffers[k]), k
 
 
 # --- exact worst cases on linear classifiers ------------------------------------------------
@@ -354,7 +174,8 @@ def test_linf_exact_robust_accuracy_on_binary_linear(name: str, single_logit: bo
 
 @pytest.mark.parametrize("name", ["pgd-ce", "apgd-ce"])
 def test_linf_exact_without_box(name: str) -> None:
-    """Same worst case for unbounded inputs (Gaussian x, clip=(None, None))."""
+    """Same worst case for unbounded inputs (Gaussian x; the vector model declares the
+    unbounded box, so nothing is clamped)."""
     model, w = _binary_linear(15, True, seed=3)
     g = torch.Generator().manual_seed(3)
     x = torch.randn(300, 15, generator=g, dtype=torch.float64)
@@ -363,9 +184,9 @@ def test_linf_exact_without_box(name: str) -> None:
     eps = 0.1
     robust, usable = _closed_form(s, y, eps * float(w.abs().sum()))
     atk = (
-        PGD(model, eps, steps=10, clip=(None, None), seed=0)
+        PGD(model, eps, steps=10, seed=0)
         if name == "pgd-ce"
-        else APGD(model, eps, steps=10, clip=(None, None), seed=0)
+        else APGD(model, eps, steps=10, seed=0)
     )
     got = _correct(model, atk(x, y), y)
     assert torch.equal(got[usable], robust[usable])
@@ -427,9 +248,9 @@ def test_success_kept_whenever_any_restart_succeeds(
     model = StepModel()
     restarts = 4
     atk = (
-        PGD(model, eps, steps=3, restarts=restarts, seed=0)
+        PGD(model, eps, steps=3, restarts=restarts, seed=0, box=UNIT)
         if kind == "pgd"
-        else APGD(model, eps, steps=3, restarts=restarts, seed=0)
+        else APGD(model, eps, steps=3, restarts=restarts, seed=0, box=UNIT)
     )
     x_adv = atk(x, y)
     success = ~_correct(model, x_adv, y)
@@ -472,7 +293,7 @@ def test_apgd_halves_step_at_every_checkpoint_without_progress(
     x = torch.rand(5, 3)
     x[:, 0] = 0.5 + 2 * eps  # never misclassified inside the ball
     sizes = _record_steps(monkeypatch)
-    APGD(StepModel(), eps, steps=steps, seed=0)(x, torch.ones(5, dtype=torch.long))
+    APGD(StepModel(), eps, steps=steps, seed=0, box=UNIT)(x, torch.ones(5, dtype=torch.long))
     ckpts = checkpoints(steps)
     assert ckpts == [0, 5, 9, 12, 14, 16, 18, 19, 20]
     assert len(sizes) == steps
@@ -631,8 +452,8 @@ def test_square_breaks_a_standard_mlp_with_forward_passes_only(
 
     wrapped = NoGrad()
     queries = 200
-    x_adv = Square(wrapped, 0.1, queries=queries, seed=0)(x, y)
-    assert bool(ThreatModel("linf", 0.1).contains(x_adv, x).all())
+    x_adv = Square(wrapped, 0.1, queries=queries, seed=0, box=UNIT)(x, y)
+    assert bool(ThreatModel("linf", 0.1, UNIT).contains(x_adv, x).all())
     clean = _accuracy(model, x, y)
     robust = _accuracy(model, x_adv, y)
     assert robust < clean - 0.2
@@ -663,7 +484,7 @@ def test_kl_loss_increases_kl_to_clean(
     model, x, y = digits
     eps = 0.05
     g = torch.Generator().manual_seed(0)
-    start = ThreatModel("linf", eps).project(x + 1e-3 * torch.randn(x.shape, generator=g), x)
+    start = ThreatModel("linf", eps, UNIT).project(x + 1e-3 * torch.randn(x.shape, generator=g), x)
     with torch.no_grad():
         clean = model(x)
         kl_start = kl_to_clean(model(start), clean)
@@ -739,7 +560,7 @@ def test_autoattack_lite_with_few_classes(k: int) -> None:
     model = models.create("linear", k, (5,))
     x, y = torch.rand(6, 5), torch.randint(0, max(k, 2), (6,))
     x_adv = AutoAttackLite(model, 0.3, steps=3, seed=0)(x, y)
-    assert bool(ThreatModel("linf", 0.3).contains(x_adv, x).all())
+    assert bool(ThreatModel("linf", 0.3, UNBOUNDED).contains(x_adv, x).all())
 
 
 def test_pgd_without_early_exit_takes_every_step_for_every_example() -> None:
@@ -766,27 +587,7 @@ def test_pgd_without_early_exit_takes_every_step_for_every_example() -> None:
 
 
 # --- warm start (start=...) ------------------------------------------------------------------
-
-WARM = [name for name in ("pgd-ce", "pgd-cw", "pgd-kl", "cw-linf")]
-
-
-@pytest.mark.parametrize(("name", "norm"), [c for c in CASES if c[0] in WARM])
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(p=problems(), spread=st.floats(0.0, 2.0))
-def test_warm_started_output_in_threat_model_and_deterministic(
-    name: str, norm: str, p: dict[str, Any], spread: float
-) -> None:
-    """Any start point, even far outside ball ∩ box, gives an output inside it."""
-    factory, _ = ATTACKS[name]
-    atk = factory(p["model"], p["eps"], norm, p["steps"], p["seed"], p["k"])
-    x, y = p["x"], p["y"]
-    g = torch.Generator().manual_seed(p["seed"])
-    start = x + spread * (2 * torch.rand(x.shape, generator=g, dtype=x.dtype) - 1)
-    x_adv = atk(x, y, start=start)
-    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
-    assert bool((flat_norms(x_adv - x, norm) <= p["eps"] + 1e-6).all())
-    assert float(x_adv.min()) >= -1e-6 and float(x_adv.max()) <= 1 + 1e-6
-    assert torch.equal(atk(x, y, start=start), x_adv)
+# (the property "any start gives an output in ball ∩ box" is in test_attacks_registry.py)
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
@@ -831,7 +632,7 @@ def test_start_is_refused_where_it_does_not_apply() -> None:
 
 
 def test_step_project_equals_the_plain_expression_and_leaves_its_inputs() -> None:
-    tm = ThreatModel("linf", 0.1)
+    tm = ThreatModel("linf", 0.1, UNIT)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(4, 3, 5, generator=g)
     bounds = tm.bounds(x)

@@ -16,6 +16,7 @@ from robustscope.attacks.losses import margin
 from robustscope.attacks.minimal import CW, DeepFool, MinimalAttack, MinimalResult
 from robustscope.attacks.registry import create as create_attack
 from robustscope.data import load
+from robustscope.data.box import UNBOUNDED, UNIT
 from robustscope.errors import RobustscopeError
 from robustscope.evaluation import predict
 from robustscope.training import TrainConfig, train
@@ -93,18 +94,18 @@ def test_deepfool_one_step_is_exact_on_linear_model(k: int, norm: str) -> None:
     dist = (z.gather(1, y[:, None]) - z) / q_norm
     dist = dist.masked_fill(torch.nn.functional.one_hot(y, k).bool(), math.inf).amin(1)
     # one step with a negligible overshoot lands (just past) the nearest boundary
-    atk = DeepFool(model, norm=norm, steps=1, overshoot=1e-9, candidates=k, clip=(None, None))
+    atk = DeepFool(model, norm=norm, steps=1, overshoot=1e-9, candidates=k, box=UNBOUNDED)
     res = atk.find(x, y)
     assert bool(res.success.all())
     torch.testing.assert_close(res.distance, dist, rtol=1e-8, atol=1e-12)
     with torch.no_grad():
         assert bool((predict(model(res.x_adv)) != y).all())
     # with the default overshoot and step budget, still one step: 1.02 times as far
-    atk2 = DeepFool(model, norm=norm, candidates=k, refine_steps=0, clip=(None, None))
+    atk2 = DeepFool(model, norm=norm, candidates=k, refine_steps=0, box=UNBOUNDED)
     torch.testing.assert_close(atk2.find(x, y).distance, 1.02 * dist, rtol=1e-9, atol=1e-12)
     # the bisection pulls it back to within 1.02 · 2^-r of the minimal distance, never closer
     for r in (4, 10, 20):
-        refined = DeepFool(model, norm=norm, candidates=k, refine_steps=r, clip=(None, None))
+        refined = DeepFool(model, norm=norm, candidates=k, refine_steps=r, box=UNBOUNDED)
         res3 = refined.find(x, y)
         assert bool(res3.success.all())
         assert bool((res3.distance >= dist * (1 - 1e-12)).all())
@@ -125,10 +126,14 @@ def test_deepfool_box_rules_on_linear_model_inside_the_box(norm: str) -> None:
     x = 0.4 + 0.2 * torch.rand(16, 20, dtype=torch.float64)
     with torch.no_grad():
         y = model(x).argmax(1)
-    unbounded = DeepFool(model, norm=norm, candidates=3, refine_steps=0, clip=(None, None))
+    unbounded = DeepFool(model, norm=norm, candidates=3, refine_steps=0, box=UNBOUNDED)
     exact = unbounded.find(x, y).distance / 1.02
-    freeze = DeepFool(model, norm=norm, candidates=3, box="freeze", refine_steps=0).find(x, y)
-    clip = DeepFool(model, norm=norm, candidates=3, box="clip", refine_steps=0).find(x, y)
+    freeze = DeepFool(
+        model, norm=norm, candidates=3, box_rule="freeze", refine_steps=0, box=UNIT
+    ).find(x, y)
+    clip = DeepFool(model, norm=norm, candidates=3, box_rule="clip", refine_steps=0, box=UNIT).find(
+        x, y
+    )
     assert float(freeze.x_adv.min()) > 0 and float(freeze.x_adv.max()) < 1
     torch.testing.assert_close(freeze.distance, 1.02 * exact, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(
@@ -142,7 +147,7 @@ def test_deepfool_binary_score_model() -> None:
     with torch.no_grad():
         s = model(x)[:, 0]
     y = (s > 0).long()
-    res = DeepFool(model, steps=1, refine_steps=0, clip=(None, None)).find(x, y)
+    res = DeepFool(model, steps=1, refine_steps=0, box=UNBOUNDED).find(x, y)
     expected = 1.02 * s.abs() / weight(model).norm()
     torch.testing.assert_close(res.distance, expected, rtol=1e-9, atol=1e-12)
     with torch.no_grad():
@@ -162,7 +167,7 @@ def test_deepfool_solves_the_linearised_problem_on_a_box_face() -> None:
         x[0, :3] = 0.0
         layer.bias.copy_(0.05 * w.norm() - x[0] @ w)  # s(x) = 0.05 ‖w‖ > 0: class 1
     y = torch.ones(1, dtype=torch.long)
-    res = DeepFool(model, steps=1, box="freeze", refine_steps=0).find(x, y)
+    res = DeepFool(model, steps=1, box_rule="freeze", refine_steps=0, box=UNIT).find(x, y)
     assert bool(res.success.all())
     expected = 1.02 * 0.05 * w.norm() / w[3:].norm()
     torch.testing.assert_close(res.distance[0], expected, rtol=1e-9, atol=1e-12)
@@ -175,7 +180,7 @@ def test_deepfool_points_misclassified_and_not_too_far(
     digits_mlp: Digits, norm: str, box: str
 ) -> None:
     model, x, y = digits_mlp
-    res = DeepFool(model, norm=norm, box=box).find(x, y)  # type: ignore[arg-type]
+    res = DeepFool(model, norm=norm, box_rule=box).find(x, y)  # type: ignore[arg-type]
     assert bool(res.success.all())
     with torch.no_grad():
         assert bool((predict(model(res.x_adv)) != y).all())
@@ -187,7 +192,7 @@ def test_deepfool_points_misclassified_and_not_too_far(
     assert float(t.min()) >= 0.99
     # without the refinement: "freeze" crosses in a few long steps and its overshoot shows
     # (the boundary at t ≈ 1/1.02); "clip" creeps up to the boundary and crosses just past it
-    raw = DeepFool(model, norm=norm, box=box, refine_steps=0).find(x, y)  # type: ignore[arg-type]
+    raw = DeepFool(model, norm=norm, box_rule=box, refine_steps=0).find(x, y)  # type: ignore[arg-type]
     t_raw = first_misclassified_t(model, x[moved], y[moved], raw.x_adv[moved])
     assert float(t_raw.min()) >= 0.9
     if box == "freeze":
@@ -203,7 +208,7 @@ def test_deepfool_refined_points_stay_adversarial_one_by_one(digits_mlp: Digits,
     """Even with many halvings the refined points keep a margin clear of rounding: each is
     misclassified when the model sees it alone (another batch size, other float sums)."""
     model, x, y = digits_mlp
-    res = DeepFool(model, box=box, refine_steps=30).find(x, y)  # type: ignore[arg-type]
+    res = DeepFool(model, box_rule=box, refine_steps=30).find(x, y)  # type: ignore[arg-type]
     assert bool(res.success.all())
     with torch.no_grad():
         alone = torch.cat(
@@ -254,7 +259,7 @@ def test_deepfool_failure_returns_input_and_inf() -> None:
     model = nn.Sequential(nn.Flatten(), layer)
     x = torch.rand(3, 4)
     y = torch.zeros(3, dtype=torch.long)
-    res = DeepFool(model, steps=3).find(x, y)
+    res = DeepFool(model, steps=3, box=UNIT).find(x, y)
     assert torch.equal(res.x_adv, x)
     assert not bool(res.success.any()) and bool(torch.isinf(res.distance).all())
 
@@ -262,21 +267,23 @@ def test_deepfool_failure_returns_input_and_inf() -> None:
 def test_parameter_validation() -> None:
     model = linear_model(0, 4, 3)
     with pytest.raises(RobustscopeError, match="candidates"):
-        DeepFool(model, candidates=1)
+        DeepFool(model, candidates=1, box=UNIT)
     with pytest.raises(RobustscopeError, match="norm"):
-        DeepFool(model, norm="l1")
-    with pytest.raises(RobustscopeError, match="box must be 'clip' or 'freeze'"):
-        DeepFool(model, box="project")  # type: ignore[arg-type]
+        DeepFool(model, norm="l1", box=UNIT)
+    with pytest.raises(RobustscopeError, match="box_rule must be 'clip' or 'freeze'"):
+        DeepFool(model, box_rule="project", box=UNIT)  # type: ignore[arg-type]
     with pytest.raises(RobustscopeError, match="refine_steps"):
-        DeepFool(model, refine_steps=-1)
+        DeepFool(model, refine_steps=-1, box=UNIT)
     with pytest.raises(RobustscopeError, match="num_classes"):
-        DeepFool(model, num_classes=5).find(torch.rand(2, 4, dtype=torch.float64), torch.zeros(2))
+        DeepFool(model, num_classes=5, box=UNIT).find(
+            torch.rand(2, 4, dtype=torch.float64), torch.zeros(2)
+        )
     with pytest.raises(RobustscopeError, match="ℓ2 only"):
-        CW(model, norm="linf")
+        CW(model, norm="linf", box=UNIT)
     with pytest.raises(RobustscopeError, match="c_init"):
-        CW(model, c_init=0.0)
+        CW(model, c_init=0.0, box=UNIT)
     with pytest.raises(RobustscopeError, match="both sides"):
-        CW(model, clip=(0.0, None))
+        CW(model, box=(0.0, None))
 
 
 # --------------------------------------------------------------------------- CW
@@ -350,9 +357,9 @@ def test_cw_unbounded_inputs() -> None:
     x = 5 * torch.randn(8, 6, dtype=torch.float64)  # far outside [0, 1]
     with torch.no_grad():
         y = model(x).argmax(1)
-    res = CW(model, steps=300, lr=0.05, clip=(None, None)).find(x, y)
+    res = CW(model, steps=300, lr=0.05, box=UNBOUNDED).find(x, y)
     assert bool(res.success.all())
-    df = DeepFool(model, overshoot=1e-9, candidates=3, clip=(None, None)).find(x, y)
+    df = DeepFool(model, overshoot=1e-9, candidates=3, box=UNBOUNDED).find(x, y)
     # on a linear model DeepFool's one step is the minimal distance: CW cannot beat it
     assert bool((res.distance >= df.distance * (1 - 1e-8)).all())
     assert float((res.distance / df.distance).median()) <= 1.05
@@ -393,7 +400,7 @@ def test_minimal_attack_properties(
             model,
             norm=attack.split("-")[1],
             steps=10,
-            box=box,  # type: ignore[arg-type]
+            box_rule=box,  # type: ignore[arg-type]
             refine_steps=refine_steps,
             seed=seed,
         )

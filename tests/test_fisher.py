@@ -21,6 +21,7 @@ from robustscope.attacks.fisher import (
 from robustscope.attacks.losses import ce_loss
 from robustscope.attacks.registry import create as create_attack
 from robustscope.data import load
+from robustscope.data.box import UNIT
 from robustscope.errors import RobustscopeError
 from robustscope.training import TrainConfig, train
 
@@ -196,7 +197,7 @@ def test_unknown_method_refused() -> None:
         method: Any = "lanczos"
         fisher_top(tiny_model(0, 4, 3), torch.rand(1, 4), method)
     with pytest.raises(RobustscopeError, match="method"):
-        FisherAttack(tiny_model(0, 4, 3), 0.1, method="lanczos")
+        FisherAttack(tiny_model(0, 4, 3), 0.1, method="lanczos", box=UNIT)
 
 
 # --------------------------------------------------------------------------- FisherAttack
@@ -227,7 +228,7 @@ def test_fisher_attack_properties(
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand((6, 1, 4, 4), generator=gen, dtype=dtype)
     y = torch.randint(0, 4, (6,), generator=gen)
-    atk = FisherAttack(model, eps, norm=norm, steps=steps, seed=seed)
+    atk = FisherAttack(model, eps, norm=norm, steps=steps, seed=seed, box=UNIT)
     x_adv = atk(x, y)
     assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
     assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
@@ -244,7 +245,7 @@ def test_one_step_direction_is_top_eigenvector(norm: str) -> None:
     x = 0.3 + 0.4 * torch.rand(8, 1, 8, 8)
     y = torch.randint(0, 5, (8,))
     eps = 0.05  # every coordinate moves by ≤ 0.05: no clipping
-    x_adv = FisherAttack(model, eps, norm=norm)(x, y)
+    x_adv = FisherAttack(model, eps, norm=norm, box=UNIT)(x, y)
     v = input_fisher_gram(model, x).top_eigenvector
     d = v if norm == "l2" else v.sign()
     step = (x_adv - x) / eps

@@ -15,6 +15,7 @@ from torch import nn
 
 from robustscope import data, models
 from robustscope.attacks import PGD
+from robustscope.data.box import UNBOUNDED, UNIT
 from robustscope.errors import ProbeError
 from robustscope.probes.base import ProbeData
 from robustscope.probes.confidence import confidence
@@ -177,7 +178,8 @@ def test_input_margin_linear_binary_is_exact_distance() -> None:
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(30, 6, generator=gen, dtype=torch.float64)
     y = (model(x)[:, 0] > 0).long().detach()  # all correct
-    res = margins(model, x, y, input_margin=True, deepfool_params={"overshoot": 0.02}).test
+    params = {"overshoot": 0.02, "box": "unbounded"}  # Gaussian inputs: no box
+    res = margins(model, x, y, input_margin=True, deepfool_params=params).test
     w, b = lin.weight.detach()[0], float(lin.bias.detach())
     exact = torch.tensor(
         [abs(float(w @ xi) + b) / float(w.norm()) for xi in x], dtype=torch.float64
@@ -195,6 +197,7 @@ def test_input_margin_failure_is_nan() -> None:
         lin.bias.fill_(1.0)  # constant score: every point class 1, no gradient to follow
     model = nn.Sequential(nn.Flatten(), lin)
     x = torch.randn(5, 4, dtype=torch.float64)
+    model.input_box = UNBOUNDED  # how a bare module declares its input box
     res = margins(model, x, torch.ones(5, dtype=torch.long), input_margin=True).test
     assert res.input_margin is not None and bool(torch.isnan(res.input_margin).all())
     assert res.input_margin_success_rate == 0.0
@@ -343,7 +346,7 @@ def test_generalization_gap_under_pgd(digits) -> None:
     assert res.adv_test_error == float((~robust).double().mean())
     assert res.adv_test_error_on_correct == float((~robust[z0.argmax(1) == yte]).double().mean())
     assert res.adv_loss_gap == pytest.approx(res.adv_test_loss - res.adv_train_loss)
-    assert res.attack_params == {"steps": 5, "seed": 3, "clip": (0.0, 1.0), "early_exit": False}
+    assert res.attack_params == {"steps": 5, "seed": 3, "early_exit": False}
 
 
 def test_generalization_gap_refuses_bad_attack_options(digits) -> None:
@@ -371,6 +374,7 @@ def test_run_probe_json_and_state_restored(digits) -> None:
         nn.Dropout(0.5),
         nn.Linear(16, 10),
     )
+    model.input_box = UNIT  # a bare module declares the box of its data (digits: [0, 1])
     model.train()
     model[1].weight.requires_grad_(False)
     before = _state(model)

@@ -47,7 +47,7 @@ def test_presets_validate_and_default_is_listed() -> None:
     [
         ({"dataset": "imagenet"}, "dataset: unknown name 'imagenet'; allowed: "),
         ({"methods": [{"method": "pgd", "eps": ["x/2"]}]}, "methods.0.eps"),
-        ({"methods": [{"method": "pgd", "eps": [-0.1]}]}, "ε must be ≥ 0"),
+        ({"methods": [{"method": "pgd", "eps": [-0.1]}]}, "ε must be finite and ≥ 0"),
         ({"train": {"model": "mlp"}}, "set by the study's dataset/models/methods/seeds"),
         ({"train": {"epochz": 3}}, "unknown training option(s) epochz"),
         ({"probes": {"run": [{"name": "nope"}]}}, "probes.run: unknown name 'nope'"),

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from robustscope.errors import RobustscopeError
+from robustscope.params import parse_eps_list, parse_ints, parse_number
 from robustscope.training.config import TrainConfig
 
 app = typer.Typer(
@@ -80,25 +81,8 @@ def _parse_nested(items: list[str], option: str) -> dict[str, dict[str, Any]]:
 
 
 def _number(text: str | None, option: str) -> float | None:
-    """A number given as ``0.03`` or as a fraction ``8/255`` (None stays None)."""
-    if text is None:
-        return None
-    num, sep, den = text.strip().partition("/")
-    try:
-        return float(num) / float(den) if sep else float(num)
-    except (ValueError, ZeroDivisionError):
-        raise RobustscopeError(
-            f"{option} expects a number such as 0.1 or 8/255, got {text!r}"
-        ) from None
-
-
-def _parse_ints(text: str | None, option: str) -> list[int]:
-    if not text:
-        return []
-    try:
-        return [int(t) for t in text.replace(" ", "").split(",") if t]
-    except ValueError:
-        raise RobustscopeError(f"{option} expects comma-separated integers, got {text!r}") from None
+    """An optional number option (``0.03`` or ``8/255``); None stays None."""
+    return None if text is None else parse_number(text, option)
 
 
 @app.command("datasets")
@@ -141,7 +125,7 @@ def models_cmd(
     """List the architectures with parameter counts and notes."""
     from robustscope import models
 
-    shape = tuple(_parse_ints(input_shape, "--input-shape")) if input_shape else None
+    shape = tuple(parse_ints(input_shape, "--input-shape")) if input_shape else None
     rows: list[dict[str, Any]] = []
     for entry in models.entries():
         use = shape or entry.default_input_shape
@@ -320,7 +304,7 @@ def train_cmd(
             nesterov=nesterov,
             weight_decay=weight_decay,
             schedule=schedule,
-            milestones=_parse_ints(milestones, "--milestones"),
+            milestones=parse_ints(milestones, "--milestones"),
             gamma=gamma,
             seed=seed,
             device=device,
@@ -419,13 +403,6 @@ def eval_cmd(
         )
 
 
-def _parse_floats(text: str, option: str) -> list[float]:
-    try:
-        return [float(t) for t in text.replace(" ", "").split(",") if t]
-    except ValueError:
-        raise RobustscopeError(f"{option} expects comma-separated numbers, got {text!r}") from None
-
-
 @app.command("attacks")
 def attacks_cmd(as_json: JsonFlag = False) -> None:
     """List the attacks."""
@@ -448,7 +425,9 @@ def attack_cmd(
     ],
     attack: Annotated[str, typer.Option(help="attack name (robustscope attacks)")] = "pgd",
     norm: Annotated[str, typer.Option(help="linf or l2")] = "linf",
-    eps: Annotated[str, typer.Option(help="comma-separated radii, e.g. 0,0.05,0.1")] = "0,0.05,0.1",
+    eps: Annotated[
+        str, typer.Option(help="comma-separated radii, e.g. 0,0.05,0.1 or 0,8/255,16/255")
+    ] = "0,0.05,0.1",
     steps: Annotated[int | None, typer.Option(help="iterations (attack default if unset)")] = None,
     restarts: Annotated[
         int | None, typer.Option(help="random restarts (attack default if unset)")
@@ -491,7 +470,7 @@ def attack_cmd(
         ds.x,
         ds.y,
         attack,
-        _parse_floats(eps, "--eps"),
+        parse_eps_list(eps, "--eps"),
         norm=norm,
         batch_size=batch_size,
         seed=seed,
@@ -786,6 +765,11 @@ def _model_and_data(
         raise RobustscopeError(
             f"dataset {name!r} has inputs {ds.input_shape} but the model expects "
             f"{meta.model.input_shape}; pass a matching --dataset"
+        )
+    if ds.box != meta.model.box:
+        raise RobustscopeError(
+            f"dataset {name!r} declares the input box {ds.box} but the model "
+            f"({checkpoint_path}) was built for {meta.model.box}; pass a matching --dataset"
         )
     return model, meta, ds
 

@@ -7,6 +7,17 @@ class RobustscopeError(Exception):
     """Base class of every error robustscope raises on purpose."""
 
 
+class ParameterError(RobustscopeError, ValueError):
+    """A number or list of numbers (ε, a step size, ...) cannot be parsed or is out of range.
+
+    Also a ``ValueError``, so pydantic validators report it as a validation error of the field.
+    """
+
+
+class AttackError(RobustscopeError):
+    """An attack got bad parameters or cannot attack the given model or inputs."""
+
+
 class DataError(RobustscopeError):
     """A dataset is missing, malformed or asked for with bad parameters."""
 

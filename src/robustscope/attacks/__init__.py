@@ -1,6 +1,7 @@
-"""The attack engine: threat models, attacks, and ε-sweep evaluation.
+"""The attack engine: threat models, attacks, success criteria and ε-sweep evaluation.
 
-Every attack is called as ``atk(x, y) -> x_adv`` on pixel-space inputs in [0, 1];
+Every attack is called as ``atk(x, y) -> x_adv`` on inputs in the model's input box
+(``[0, 1]`` pixel space for images, unbounded for vector data);
 ``evaluate(model, x, y, attack, epsilons)`` measures clean and robust accuracy
 over a list of ε in one call, with gradient-masking checks.
 """
@@ -14,12 +15,19 @@ from robustscope.attacks import gradient as _gradient  # noqa: F401
 from robustscope.attacks import minimal as _minimal  # noqa: F401
 from robustscope.attacks import square as _square  # noqa: F401
 from robustscope.attacks.apgd import APGD, APGDT, AutoAttackLite
-from robustscope.attacks.base import Attack, attack_mode
+from robustscope.attacks.base import Attack, attack_mode, resolve_box
+from robustscope.attacks.criteria import (
+    AllOf,
+    Confidence,
+    Criterion,
+    Misclassification,
+    TargetedMisclassification,
+)
 from robustscope.attacks.evaluate import FLAG_NAMES, Flag, RobustnessCurve, evaluate
 from robustscope.attacks.fisher import FisherAttack
 from robustscope.attacks.gradient import FGSM, PGD, CWLinf
 from robustscope.attacks.minimal import CW, DeepFool
-from robustscope.attacks.registry import available, create, get, register
+from robustscope.attacks.registry import ATTACKS, available, create, get, parameters, register
 from robustscope.attacks.scores import (
     ChallengeScore,
     NoiseRobustness,
@@ -32,21 +40,27 @@ from robustscope.attacks.threat import NORMS, ThreatModel
 __all__ = [
     "APGD",
     "APGDT",
+    "ATTACKS",
     "CW",
     "FGSM",
     "FLAG_NAMES",
     "NORMS",
     "PGD",
+    "AllOf",
     "Attack",
     "AutoAttackLite",
     "CWLinf",
     "ChallengeScore",
+    "Confidence",
+    "Criterion",
     "DeepFool",
     "FisherAttack",
     "Flag",
+    "Misclassification",
     "NoiseRobustness",
     "RobustnessCurve",
     "Square",
+    "TargetedMisclassification",
     "ThreatModel",
     "accuracy_independent_robustness",
     "attack_mode",
@@ -55,5 +69,7 @@ __all__ = [
     "create",
     "evaluate",
     "get",
+    "parameters",
     "register",
+    "resolve_box",
 ]

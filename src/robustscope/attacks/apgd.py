@@ -16,10 +16,11 @@ import torch
 from torch import nn
 
 from robustscope.attacks.base import Attack, LossFn
-from robustscope.attacks.gradient import BestKeeper, Clip, check_positive_int, make_threat
+from robustscope.attacks.gradient import BestKeeper
 from robustscope.attacks.losses import ce_loss, dlr_loss, dlr_targeted_loss, margin
 from robustscope.attacks.registry import register
-from robustscope.errors import RobustscopeError
+from robustscope.data.box import BoxLike
+from robustscope.errors import AttackError
 from robustscope.evaluation import predict
 
 __all__ = ["APGD", "APGDT", "APGD_LOSSES", "AutoAttackLite", "checkpoints", "halve_step"]
@@ -80,7 +81,7 @@ def _needs_classes(loss: str, fn: LossFn) -> LossFn:
 
     def checked(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if logits.shape[1] < need:
-            raise RobustscopeError(
+            raise AttackError(
                 f"apgd: loss {loss!r} needs a model with at least {need} classes, "
                 f"got {logits.shape[1]} logit(s); use loss 'ce' or 'cw'"
             )
@@ -160,7 +161,7 @@ class APGD(Attack):
         rho: ρ of condition 1 (0.75 in the paper).
         seed: seed of the random starts (None: the global RNG).
         n_target_classes: target classes of APGD-T (capped at K − 1; 9 in AutoAttack).
-        clip: the input box ``(clip_min, clip_max)``; ``(None, None)`` for unbounded inputs.
+        box: the input box (default: the model's declared box).
 
     Shape:
         ``x``: ``[N, ...]`` floating point; ``y``: ``[N]`` labels; output: like ``x``.
@@ -179,7 +180,7 @@ class APGD(Attack):
     def __init__(
         self,
         model: nn.Module,
-        eps: float,
+        eps: float | str,
         norm: str = "linf",
         steps: int = 100,
         restarts: int = 1,
@@ -188,23 +189,18 @@ class APGD(Attack):
         seed: int | None = None,
         n_target_classes: int = 9,
         *,
-        clip: Clip = (0.0, 1.0),
+        box: BoxLike | None = None,
     ) -> None:
-        super().__init__(model, seed=seed)
-        self.threat = make_threat(self.name, norm, eps, clip)
-        self.eps = self.threat.eps
-        self.norm = self.threat.norm
-        self.steps = check_positive_int(self.name, "steps", steps)
-        self.restarts = check_positive_int(self.name, "restarts", restarts)
+        super().__init__(model, eps=eps, norm=norm, box=box, seed=seed)
+        self.steps = self.positive_int("steps", steps)
+        self.restarts = self.positive_int("restarts", restarts)
         if loss not in APGD_LOSSES:
-            raise RobustscopeError(
+            raise AttackError(
                 f"{self.name}: unknown loss {loss!r}; valid losses: {', '.join(APGD_LOSSES)}"
             )
         self.loss = loss
-        if not (0 < rho <= 1):
-            raise RobustscopeError(f"{self.name}: rho must be in (0, 1], got {rho}")
-        self.rho = float(rho)
-        self.n_target_classes = check_positive_int(self.name, "n_target_classes", n_target_classes)
+        self.rho = self.real("rho", rho, strict=True, maximum=1.0)
+        self.n_target_classes = self.positive_int("n_target_classes", n_target_classes)
         self.checkpoints = checkpoints(self.steps)
 
     def _objective(self, target: torch.Tensor) -> LossFn:
@@ -234,7 +230,7 @@ class APGD(Attack):
             clean = self.model(x)
         k = clean.shape[1]
         if k < 4:
-            raise RobustscopeError(
+            raise AttackError(
                 f"{self.name}: loss 'dlr-targeted' needs a model with at least 4 classes, "
                 f"got {k} logit(s); use loss 'ce' or 'cw'"
             )
@@ -375,7 +371,7 @@ class APGDT(APGD):
         seed: int | None = None,
         n_target_classes: int = 9,
         *,
-        clip: Clip = (0.0, 1.0),
+        box: BoxLike | None = None,
     ) -> None:
         super().__init__(
             model,
@@ -387,7 +383,7 @@ class APGDT(APGD):
             rho=rho,
             seed=seed,
             n_target_classes=n_target_classes,
-            clip=clip,
+            box=box,
         )
 
 
@@ -413,7 +409,7 @@ class AutoAttackLite(Attack):
         steps: iterations of each APGD run (default 100).
         seed: seed of both attacks (None: the global RNG).
         n_target_classes: target classes of APGD-T (9 in AutoAttack).
-        clip: the input box ``(clip_min, clip_max)``.
+        box: the input box (default: the model's declared box).
 
     Example:
         >>> from robustscope import models
@@ -428,21 +424,17 @@ class AutoAttackLite(Attack):
     def __init__(
         self,
         model: nn.Module,
-        eps: float,
+        eps: float | str,
         norm: str = "linf",
         steps: int = 100,
         seed: int | None = None,
         n_target_classes: int = 9,
         *,
-        clip: Clip = (0.0, 1.0),
+        box: BoxLike | None = None,
     ) -> None:
-        super().__init__(model, seed=seed)
-        self.threat = make_threat(self.name, norm, eps, clip)
-        self.eps = self.threat.eps
-        self.norm = self.threat.norm
-        self.steps = check_positive_int(self.name, "steps", steps)
-        self.n_target_classes = check_positive_int(self.name, "n_target_classes", n_target_classes)
-        self.clip = clip
+        super().__init__(model, eps=eps, norm=norm, box=box, seed=seed)
+        self.steps = self.positive_int("steps", steps)
+        self.n_target_classes = self.positive_int("n_target_classes", n_target_classes)
 
     def _apgd(self, loss: str) -> APGD:
         return APGD(
@@ -454,7 +446,7 @@ class AutoAttackLite(Attack):
             loss=loss,
             seed=self.seed,
             n_target_classes=self.n_target_classes,
-            clip=self.clip,
+            box=self.box,
         )
 
     def run(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

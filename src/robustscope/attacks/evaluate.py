@@ -4,7 +4,9 @@
 measuring robustness (foolbox 3's ε-list pattern). Conventions, all recorded in
 the result:
 
-* ε is in pixel units on [0, 1] inputs, in the attack's norm;
+* ε is in the units of the inputs (pixel units on [0, 1] images), in the attack's norm;
+  every adversarial point lies in ``ball(x, ε) ∩ box`` with the input box the model
+  declares (:func:`robustscope.models.declared_box`) unless ``box=`` is given;
 * a point counts as robust at ε when it is correctly classified both clean and
   at the attack's output at ε; a point misclassified clean is a success at every ε;
 * ε values are attacked in increasing order and a point is attacked only while it
@@ -28,7 +30,6 @@ Gradient-masking checks (after AutoAttack's ``checks.py``) run on the first
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections.abc import Sequence
@@ -38,13 +39,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustscope.attacks.base import Attack, attack_mode
+from robustscope.attacks.base import Attack, attack_mode, resolve_box
 from robustscope.attacks.losses import ce_loss
-from robustscope.attacks.registry import create, get
+from robustscope.attacks.registry import create, get, parameters
 from robustscope.attacks.threat import ThreatModel, check_norm, flat_norms
+from robustscope.data.box import UNIT, Box, BoxLike
 from robustscope.device import model_device
-from robustscope.errors import RobustscopeError
+from robustscope.errors import AttackError, RobustscopeError
 from robustscope.evaluation import predict
+from robustscope.params import parse_eps_list
 from robustscope.progress import ProgressBar
 
 #: the named gradient-masking and sanity flags :func:`evaluate` can raise
@@ -99,6 +102,7 @@ class RobustnessCurve:
         warm_start: each ε after the smallest was attacked from the previous ε's final
             iterate (ε-continuation; see the module doc); False when nothing was continued
             (a single ε > 0, an attack without a start point, or ``warm_start=False``).
+        box: the input box the adversarial points were kept in.
     """
 
     attack: str
@@ -112,6 +116,7 @@ class RobustnessCurve:
     seconds: float = 0.0
     checks_run: list[str] = field(default_factory=list)
     warm_start: bool = False
+    box: Box = UNIT
 
     @property
     def n(self) -> int:
@@ -160,7 +165,8 @@ class RobustnessCurve:
             "conventions": {
                 "robust_accuracy": "fraction of all n points correctly classified under the attack",
                 "robust_accuracy_on_correct": "same, over the points correctly classified clean",
-                "epsilon": f"{self.norm} radius in pixel units of [0, 1] inputs",
+                "epsilon": f"{self.norm} radius in the units of the inputs",
+                "box": str(self.box),
                 "order": "ε attacked in increasing order; a point broken at ε counts as broken "
                 "at every larger ε",
                 "warm_start": (
@@ -180,13 +186,6 @@ def _key(eps: float) -> str:
     return f"{eps:g}"
 
 
-def _accepts(cls: type[Attack], name: str) -> bool:
-    return name in inspect.signature(cls.__init__).parameters
-
-
-Clip = tuple[float | None, float | None]
-
-
 @dataclass(frozen=True)
 class _AttackFactory:
     """Builds the evaluated attack (or another, e.g. Square for the checks) at a given ε."""
@@ -196,23 +195,24 @@ class _AttackFactory:
     norm: str
     seed: int | None
     params: dict[str, Any]
-    clip: Clip
+    box: Box
 
     def __call__(self, eps: float | None, name: str | None = None) -> Attack:
         name = name or self.name
-        cls = get(name)
+        accepted = parameters(name)
         kw = dict(self.params) if name == self.name else {}
         if eps is not None:
             kw["eps"] = eps
-        if _accepts(cls, "clip"):
-            kw["clip"] = self.clip
-        if _accepts(cls, "norm"):
-            kw["norm"] = self.norm
-        elif self.norm != "linf":
-            raise RobustscopeError(
-                f"attack {name!r} supports only the linf norm, not {self.norm!r}"
+        if "box" in accepted:
+            kw["box"] = self.box
+        if self.norm not in get(name).norms:
+            raise AttackError(
+                f"attack {name!r} supports the norm(s) {', '.join(get(name).norms)}, "
+                f"not {self.norm!r}"
             )
-        if _accepts(cls, "seed"):
+        if "norm" in accepted:
+            kw["norm"] = self.norm
+        if "seed" in accepted:
             kw.setdefault("seed", self.seed)
         return create(name, self.model, **kw)
 
@@ -231,7 +231,7 @@ def evaluate(
     x: torch.Tensor,
     y: torch.Tensor,
     attack: str = "pgd",
-    epsilons: Sequence[float] = (0.0, 0.05, 0.1),
+    epsilons: Sequence[float | str] | str = (0.0, 0.05, 0.1),
     *,
     norm: str = "linf",
     batch_size: int = 256,
@@ -239,7 +239,7 @@ def evaluate(
     checks: bool = True,
     check_n: int = 100,
     progress: bool = False,
-    clip: tuple[float | None, float | None] = (0.0, 1.0),
+    box: BoxLike | None = None,
     warm_start: bool = True,
     **params: Any,
 ) -> RobustnessCurve:
@@ -250,7 +250,8 @@ def evaluate(
         x, y: inputs ``[N, ...]`` and labels ``[N]``.
         attack: a registered attack name (``robustscope.attacks.available()``).
         epsilons: radii to evaluate (any order; 0 means clean accuracy; a repeated value is
-            attacked once and reported at each of its places).
+            attacked once and reported at each of its places): numbers, fractions such as
+            ``"8/255"``, or one comma-separated string (:mod:`robustscope.params`).
         norm: ``"linf"`` or ``"l2"``.
         batch_size: examples per attack call.
         seed: seed of the attack's randomness (same seed, same numbers on CPU); None draws
@@ -258,7 +259,7 @@ def evaluate(
         checks: run the gradient-masking checks (see :class:`Flag`) on the first
             ``check_n`` points; they cost about (number of ε + 2) attack runs on those points.
         progress: show a progress bar.
-        clip: the input box used by the sanity check of the returned points.
+        box: the input box (default: the one the model declares; see the module doc).
         warm_start: ε-continuation (module doc) for attacks that take a start point
             (``Attack.warm_start``); ignored for the others.
         **params: attack parameters (e.g. ``steps=20, restarts=2``).
@@ -274,15 +275,14 @@ def evaluate(
     check_norm(norm)
     if len(x) != len(y):
         raise RobustscopeError(f"x has {len(x)} examples but y has {len(y)}")
-    if any(not (e >= 0) or math.isinf(e) for e in epsilons):
-        raise RobustscopeError(f"epsilons must be finite and ≥ 0, got {list(epsilons)}")
+    eps_list = parse_eps_list(epsilons, "evaluate: epsilons", error=AttackError)
     cls = get(attack)
+    in_box = resolve_box(model, box, "evaluate")
     t0 = time.perf_counter()
     device = model_device(model)
     x = x.detach().to(device)
     y = y.detach().to(device, dtype=torch.long)
     clean = _correct(model, x, y, batch_size)
-    eps_list = [float(e) for e in epsilons]
     robust = torch.zeros(len(eps_list), len(x), dtype=torch.bool, device=device)
     flags: list[Flag] = []
     distances: torch.Tensor | None = None
@@ -294,7 +294,7 @@ def evaluate(
         and len({e for e in eps_list if e > 0}) >= 2
     )
     bar = ProgressBar(progress, f"{attack} ({norm})")
-    make = _AttackFactory(attack, model, norm, seed, dict(params), clip)
+    make = _AttackFactory(attack, model, norm, seed, dict(params), in_box)
 
     if cls.minimal_norm:
         distances = _minimal_distances(model, x, y, clean, make, norm, batch_size, bar)
@@ -323,7 +323,7 @@ def evaluate(
         for eps in distinct:
             if eps > 0:
                 atk = make(eps)
-                threat = ThreatModel(norm, eps, *clip)  # type: ignore[arg-type]
+                threat = ThreatModel(norm, eps, in_box)  # type: ignore[arg-type]
                 idx = alive.nonzero()[:, 0]
                 reached = x.clone() if continued and eps < distinct[-1] else None
                 for s in range(0, len(idx), batch_size):
@@ -377,6 +377,7 @@ def evaluate(
         seconds=time.perf_counter() - t0,
         checks_run=checks_run,
         warm_start=continued,
+        box=in_box,
     )
 
 
@@ -460,10 +461,10 @@ def _checks(
             )
 
     # at an ε that covers the whole box, (almost) every point must be breakable
-    lo, hi = make.clip
-    if lo is not None and hi is not None:
+    if make.box.bounded:
         checks_run.append("not_broken_at_large_eps")
-        big = (hi - lo) if norm == "linf" else (hi - lo) * math.sqrt(x[0].numel())
+        width = make.box.width
+        big = width if norm == "linf" else width * math.sqrt(x[0].numel())
         acc_big = float((clean & _correct(model, make(big)(x, y), y, batch_size)).double().mean())
         if acc_big > 0.05:
             flags.append(

@@ -36,11 +36,13 @@ from torch import nn
 
 from robustscope.attacks._jacobian import GradMethod, output_grads
 from robustscope.attacks.base import Attack, attack_mode
-from robustscope.attacks.gradient import BestKeeper, Clip, check_positive_int, make_threat
+from robustscope.attacks.gradient import BestKeeper
 from robustscope.attacks.losses import _binary_as_two, ce_loss
 from robustscope.attacks.registry import register
+from robustscope.data.box import BoxLike
 from robustscope.device import model_device
-from robustscope.errors import RobustscopeError
+from robustscope.errors import AttackError, RobustscopeError
+from robustscope.params import positive_int
 
 __all__ = [
     "FISHER_METHODS",
@@ -268,7 +270,7 @@ def input_fisher_power(
     """
     if not torch.is_floating_point(x):
         raise RobustscopeError(f"input_fisher_power: inputs must be floating point, got {x.dtype}")
-    iters = check_positive_int("input_fisher_power", "iters", iters)
+    iters = positive_int(iters, "input_fisher_power: iters", error=AttackError)
     device = model_device(model)
     xd = x.detach().to(device)
     n = len(xd)
@@ -358,7 +360,7 @@ class FisherAttack(Attack):
         method: ``"gram"`` (exact eigenvector, default) or ``"power"`` (power iteration).
         power_iters: maximum power iterations with ``method="power"``.
         seed: seed of the power iteration's start (the Gram method is deterministic).
-        clip: the input box ``(clip_min, clip_max)``; ``(None, None)`` for unbounded inputs.
+        box: the input box (default: the model's declared box).
 
     Shape:
         ``x``: ``[N, ...]`` floating point; ``y``: ``[N]``; output: like ``x``.
@@ -377,7 +379,7 @@ class FisherAttack(Attack):
     def __init__(
         self,
         model: nn.Module,
-        eps: float,
+        eps: float | str,
         norm: str = "l2",
         steps: int = 1,
         step_size: float | None = None,
@@ -385,25 +387,18 @@ class FisherAttack(Attack):
         power_iters: int = 100,
         seed: int | None = None,
         *,
-        clip: Clip = (0.0, 1.0),
+        box: BoxLike | None = None,
     ) -> None:
-        super().__init__(model, seed=seed)
-        self.threat = make_threat(self.name, norm, eps, clip)
-        self.eps = self.threat.eps
-        self.norm = self.threat.norm
-        self.steps = check_positive_int(self.name, "steps", steps)
+        super().__init__(model, eps=eps, norm=norm, box=box, seed=seed)
+        self.steps = self.positive_int("steps", steps)
         if method not in FISHER_METHODS:
-            raise RobustscopeError(
+            raise AttackError(
                 f"{self.name}: unknown method {method!r}; valid methods: {', '.join(FISHER_METHODS)}"
             )
         self.method: FisherMethod = method  # type: ignore[assignment]
-        self.power_iters = check_positive_int(self.name, "power_iters", power_iters)
+        self.power_iters = self.positive_int("power_iters", power_iters)
         default = self.eps if self.steps == 1 else 2.5 * self.eps / self.steps
-        if step_size is not None and not (step_size >= 0 and math.isfinite(step_size)):
-            raise RobustscopeError(
-                f"{self.name}: step_size must be finite and ≥ 0, got {step_size}"
-            )
-        self.step_size = default if step_size is None else float(step_size)
+        self.step_size = self.step_size_or(step_size, default)
 
     def direction(self, x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
         """The unit top eigenvector of F_x at ``x`` (input-shaped), by ``self.method``."""

@@ -13,9 +13,12 @@ plain PGD's last iterate, without copying the batch at every step.
 :mod:`robustscope.attacks.apgd` keeps the best iterate of every step (Croce & Hein's
 rule) through the same :class:`BestKeeper`.
 
-Every attack takes a keyword ``clip=(clip_min, clip_max)``, the input box
-(``(0.0, 1.0)`` for images; ``(None, None)`` for unbounded vector inputs such as
-the Tsipras et al. synthetic data).
+ε, the norm, the input ``box`` (by default the one the model declares: ``[0, 1]`` for
+images, unbounded for vector data such as the Tsipras et al. distribution) and the success
+``criterion`` are held by :class:`~robustscope.attacks.base.Attack`. The attacks here accept
+every criterion (:mod:`robustscope.attacks.criteria`): with a targeted one the labels given
+are the targets and the objective is taken towards them (``−CE`` to the target; CW: the
+target's margin).
 """
 
 from __future__ import annotations
@@ -26,49 +29,20 @@ import torch
 from torch import nn
 
 from robustscope.attacks.base import Attack, LossFn
-from robustscope.attacks.losses import ce_loss, cw_loss, kl_to_clean
+from robustscope.attacks.criteria import Criterion, Misclassification
+from robustscope.attacks.losses import ce_loss, cw_loss, cw_targeted_loss, kl_to_clean, neg_ce_loss
 from robustscope.attacks.registry import register
-from robustscope.attacks.threat import ThreatModel, check_norm, flat_norms
-from robustscope.errors import RobustscopeError
-from robustscope.evaluation import predict
+from robustscope.attacks.threat import ThreatModel, flat_norms
+from robustscope.data.box import BoxLike
+from robustscope.errors import AttackError
 
-__all__ = ["FGSM", "PGD", "PGD_LOSSES", "BestKeeper", "CWLinf", "Clip", "make_threat", "pgd_start"]
-
-Clip = tuple[float | None, float | None]
+__all__ = ["FGSM", "PGD", "PGD_LOSSES", "BestKeeper", "CWLinf", "pgd_start"]
 
 #: the objectives PGD can maximise
 PGD_LOSSES: tuple[str, ...] = ("ce", "cw", "kl")
 
 #: standard deviation of the Gaussian start of the KL loss (TRADES, Zhang et al. 2019)
 KL_START_STD = 1e-3
-
-
-def make_threat(name: str, norm: str, eps: float, clip: Clip) -> ThreatModel:
-    """The :class:`ThreatModel` of an attack, with errors that name the attack."""
-    check_norm(norm)
-    eps = float(eps)
-    if not (eps >= 0) or eps == float("inf"):
-        raise RobustscopeError(f"{name}: eps must be finite and ≥ 0, got {eps}")
-    if len(clip) != 2:
-        raise RobustscopeError(f"{name}: clip must be (clip_min, clip_max), got {clip!r}")
-    lo, hi = clip
-    if lo is not None and hi is not None and not lo < hi:
-        raise RobustscopeError(f"{name}: clip_min must be < clip_max, got {clip!r}")
-    return ThreatModel(norm, eps, lo, hi)  # type: ignore[arg-type]
-
-
-def check_positive_int(name: str, field: str, value: int) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise RobustscopeError(f"{name}: {field} must be an integer ≥ 1, got {value!r}")
-    return int(value)
-
-
-def _step_size(name: str, value: float | None, default: float) -> float:
-    if value is None:
-        return default
-    if not (value >= 0):
-        raise RobustscopeError(f"{name}: step_size must be ≥ 0, got {value}")
-    return float(value)
 
 
 def pgd_start(threat: ThreatModel, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
@@ -99,10 +73,12 @@ class BestKeeper:
     Attributes:
         x: ``[N, ...]`` the kept points.
         loss: ``[N]`` (float64) the objective of the kept point of unsuccessful examples.
-        found: ``[N]`` bool, a misclassified point was found.
+        found: ``[N]`` bool, an adversarial point (by ``criterion``) was found.
+        criterion: what counts as adversarial (default: misclassification).
     """
 
-    def __init__(self, x: torch.Tensor) -> None:
+    def __init__(self, x: torch.Tensor, criterion: Criterion | None = None) -> None:
+        self.criterion = criterion or Misclassification()
         self.x = x.clone()
         self.loss = torch.full((len(x),), float("-inf"), dtype=torch.float64, device=x.device)
         self.found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
@@ -126,7 +102,7 @@ class BestKeeper:
         y: torch.Tensor,
     ) -> torch.Tensor:
         """Offer candidates ``x_adv`` for the examples ``idx``; returns their ``found`` flags."""
-        misclassified = predict(logits) != y
+        misclassified = self.criterion(logits, y)
         open_ = ~self.found[idx]
         new = open_ & misclassified
         better = open_ & ~misclassified & (loss.to(torch.float64) > self.loss[idx])
@@ -158,7 +134,8 @@ class FGSM(Attack):
         random_start: start from a uniform random point of the ball (FGSM-RS).
         step_size: α; default ε, or 1.25 ε with ``random_start``.
         seed: seed of the random start (None: the global RNG).
-        clip: the input box ``(clip_min, clip_max)``; ``(None, None)`` for unbounded inputs.
+        box: the input box (default: the model's declared box).
+        criterion: what counts as adversarial; a targeted one takes ``−CE`` to the target.
 
     Shape:
         ``x``: ``[N, ...]`` floating point; ``y``: ``[N]`` labels; output: like ``x``.
@@ -174,36 +151,36 @@ class FGSM(Attack):
     """
 
     name: ClassVar[str] = "fgsm"
+    criteria: ClassVar[str] = "any"
 
     def __init__(
         self,
         model: nn.Module,
-        eps: float,
+        eps: float | str,
         norm: str = "linf",
         random_start: bool = False,
         step_size: float | None = None,
         seed: int | None = None,
         *,
-        clip: Clip = (0.0, 1.0),
+        box: BoxLike | None = None,
+        criterion: Criterion | None = None,
     ) -> None:
-        super().__init__(model, seed=seed)
-        self.threat = make_threat(self.name, norm, eps, clip)
-        self.eps = self.threat.eps
-        self.norm = self.threat.norm
+        super().__init__(model, eps=eps, norm=norm, box=box, seed=seed, criterion=criterion)
         self.random_start = bool(random_start)
         default = 1.25 * self.eps if self.random_start else self.eps
-        self.step_size = _step_size(self.name, step_size, default)
+        self.step_size = self.step_size_or(step_size, default)
 
     def run(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x0 = pgd_start(self.threat, x, self.generator(x.device)) if self.random_start else x
-        grad, _, _ = self.input_grad(x0, y, ce_loss)
+        grad, _, _ = self.input_grad(x0, y, neg_ce_loss if self.criterion.targeted else ce_loss)
         return self.threat.project(self.threat.step(x0, grad, self.step_size), x)
 
 
 @register("pgd")
 class PGD(Attack):
-    """Projected gradient descent (Madry et al. 2018, "Towards deep learning models
-    resistant to adversarial attacks"), with restarts and a choice of objective.
+    """Projected gradient descent (Madry et al. 2018) with restarts and a choice of objective.
+
+    Madry et al. 2018, "Towards deep learning models resistant to adversarial attacks".
 
     From a start ``x⁰`` (with ``random_start``: uniform in the ℓ∞ ball, or in ℓ2 a
     uniform direction at a radius uniform in ``[0, ε]`` — :func:`pgd_start`; else ``x``)::
@@ -253,7 +230,12 @@ class PGD(Attack):
         loss: ``"ce"``, ``"cw"`` or ``"kl"``.
         kappa: confidence κ of the ``"cw"`` loss.
         seed: seed of the random starts (None: the global RNG).
-        clip: the input box ``(clip_min, clip_max)``; ``(None, None)`` for unbounded inputs.
+        box: the input box (default: the model's declared box).
+        criterion: what counts as adversarial (the point kept and the early exit); a
+            targeted one turns ``"ce"`` into ``−CE`` to the target and ``"cw"`` into the
+            target's margin ``min(z_t − max_{j≠t} z_j, κ)``; ``"kl"`` is untargeted only.
+        early_exit: stop an example at its first adversarial iterate (evaluation); False
+            runs every step for every example and returns the last iterate (training).
 
     Shape:
         ``x``: ``[N, ...]`` floating point; ``y``: ``[N]`` labels; output: like ``x``.
@@ -270,11 +252,12 @@ class PGD(Attack):
 
     name: ClassVar[str] = "pgd"
     warm_start: ClassVar[bool] = True
+    criteria: ClassVar[str] = "any"
 
     def __init__(
         self,
         model: nn.Module,
-        eps: float,
+        eps: float | str,
         steps: int = 10,
         step_size: float | None = None,
         norm: str = "linf",
@@ -284,32 +267,35 @@ class PGD(Attack):
         kappa: float = 0.0,
         seed: int | None = None,
         *,
-        clip: Clip = (0.0, 1.0),
+        box: BoxLike | None = None,
+        criterion: Criterion | None = None,
         early_exit: bool = True,
     ) -> None:
-        super().__init__(model, seed=seed)
-        self.threat = make_threat(self.name, norm, eps, clip)
+        super().__init__(model, eps=eps, norm=norm, box=box, seed=seed, criterion=criterion)
         self.early_exit = bool(early_exit)
-        self.eps = self.threat.eps
-        self.norm = self.threat.norm
-        self.steps = check_positive_int(self.name, "steps", steps)
-        self.step_size = _step_size(self.name, step_size, 2.5 * self.eps / self.steps)
+        self.steps = self.positive_int("steps", steps)
+        self.step_size = self.step_size_or(step_size, 2.5 * self.eps / self.steps)
         self.random_start = bool(random_start)
-        self.restarts = check_positive_int(self.name, "restarts", restarts)
+        self.restarts = self.positive_int("restarts", restarts)
         if loss not in PGD_LOSSES:
-            raise RobustscopeError(
+            raise AttackError(
                 f"{self.name}: unknown loss {loss!r}; valid losses: {', '.join(PGD_LOSSES)}"
             )
+        if loss == "kl" and self.criterion.targeted:
+            raise AttackError(f"{self.name}: the 'kl' loss has no targeted form")
         self.loss = loss
-        self.kappa = float(kappa)
+        self.kappa = self.real("kappa", kappa)
 
     # --- pieces -----------------------------------------------------------------------------
 
     def _loss_fn(self, clean_logits: torch.Tensor | None) -> LossFn:
+        targeted = self.criterion.targeted
         if self.loss == "ce":
-            return ce_loss
+            return neg_ce_loss if targeted else ce_loss
         if self.loss == "cw":
             kappa = self.kappa
+            if targeted:
+                return lambda logits, t: cw_targeted_loss(logits, t, kappa)
             return lambda logits, y: cw_loss(logits, y, kappa)
         assert clean_logits is not None
         return lambda logits, y: kl_to_clean(logits, clean_logits)
@@ -339,7 +325,7 @@ class PGD(Attack):
         if not self.early_exit:
             x0 = start if start is not None else self._start(x, gen)
             return self._run_all_steps(x, y, x0, clean_logits)
-        keeper = BestKeeper(x)
+        keeper = BestKeeper(x, self.criterion)
         for r in range(self.restarts if self.random_start else 1):
             idx = keeper.remaining()
             if len(idx) == 0:
@@ -379,7 +365,7 @@ class PGD(Attack):
         gone = torch.zeros(len(idx), dtype=torch.bool, device=x.device)
         for _ in range(self.steps):
             grad, loss, logits = self.input_grad(x_adv, ys, self._loss_fn(cl))
-            new = (predict(logits) != ys) & ~gone
+            new = self.criterion(logits, ys) & ~gone
             if bool(new.any()):
                 keeper.found_at(idx[new], x_adv[new])
                 gone |= new
@@ -418,7 +404,8 @@ class CWLinf(PGD):
         kappa: confidence κ ≥ 0 (the objective stops growing at margin −κ).
         restarts: number of random restarts.
         seed: seed of the random starts (None: the global RNG).
-        clip: the input box ``(clip_min, clip_max)``.
+        box: the input box (default: the model's declared box).
+        criterion: what counts as adversarial (targeted: the target's margin).
 
     Example:
         >>> from robustscope import models
@@ -429,6 +416,7 @@ class CWLinf(PGD):
     """
 
     name: ClassVar[str] = "cw-linf"
+    norms: ClassVar[tuple[str, ...]] = ("linf",)
 
     def __init__(
         self,
@@ -440,7 +428,8 @@ class CWLinf(PGD):
         restarts: int = 1,
         seed: int | None = None,
         *,
-        clip: Clip = (0.0, 1.0),
+        box: BoxLike | None = None,
+        criterion: Criterion | None = None,
     ) -> None:
         super().__init__(
             model,
@@ -453,5 +442,6 @@ class CWLinf(PGD):
             loss="cw",
             kappa=kappa,
             seed=seed,
-            clip=clip,
+            box=box,
+            criterion=criterion,
         )

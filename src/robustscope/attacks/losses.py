@@ -15,6 +15,11 @@ def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, y, reduction="none")
 
 
+def neg_ce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``−CE(logits, target)`` per example: the objective a targeted attack maximises."""
+    return -ce_loss(logits, target)
+
+
 def _binary_as_two(logits: torch.Tensor) -> torch.Tensor:
     """A single score s as the two logits (0, s): same predictions, margins and gradients."""
     return torch.cat([torch.zeros_like(logits), logits], dim=1) if logits.shape[1] == 1 else logits
@@ -40,6 +45,14 @@ def cw_loss(logits: torch.Tensor, y: torch.Tensor, kappa: float = 0.0) -> torch.
     stops pushing it (Carlini & Wagner 2017, eq. for f_6; shi2020's CW-ℓ∞).
     """
     return torch.clamp(-margin(logits, y), max=kappa)
+
+
+def cw_targeted_loss(
+    logits: torch.Tensor, target: torch.Tensor, kappa: float = 0.0
+) -> torch.Tensor:
+    """Targeted Carlini–Wagner objective ``min(z_t − max_{j≠t} z_j, κ)`` (to maximise): the
+    target's margin, clipped at κ once the target wins by κ (Carlini & Wagner 2017, f_6)."""
+    return torch.clamp(margin(logits, target), max=kappa)
 
 
 def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

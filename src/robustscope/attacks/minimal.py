@@ -32,11 +32,11 @@ from torch import nn
 
 from robustscope.attacks._jacobian import GradMethod, output_grads
 from robustscope.attacks.base import Attack
-from robustscope.attacks.gradient import Clip, check_positive_int
 from robustscope.attacks.losses import _binary_as_two, margin
 from robustscope.attacks.registry import register
-from robustscope.attacks.threat import check_norm, flat_norms
-from robustscope.errors import RobustscopeError
+from robustscope.attacks.threat import flat_norms
+from robustscope.data.box import BoxLike
+from robustscope.errors import AttackError
 from robustscope.evaluation import predict
 
 __all__ = ["CW", "DeepFool", "MinimalAttack", "MinimalResult"]
@@ -61,15 +61,6 @@ class MinimalResult:
     norm: str
 
 
-def _check_clip(name: str, clip: Clip) -> tuple[float | None, float | None]:
-    if len(clip) != 2:
-        raise RobustscopeError(f"{name}: clip must be (clip_min, clip_max), got {clip!r}")
-    lo, hi = clip
-    if lo is not None and hi is not None and not lo < hi:
-        raise RobustscopeError(f"{name}: clip_min must be < clip_max, got {clip!r}")
-    return (None if lo is None else float(lo), None if hi is None else float(hi))
-
-
 def _per_example(s: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return s.reshape((len(s),) + (1,) * (like.ndim - 1))
 
@@ -83,15 +74,15 @@ class MinimalAttack(Attack):
     """Base of the minimal-norm attacks: :meth:`find` and ``last_result`` (see the module doc).
 
     Subclasses implement :meth:`minimize` (called with the model in attack mode, inputs on
-    its device) and set ``norm``.
+    its device); the base holds ``norm`` and ``box``.
     """
 
     minimal_norm: ClassVar[bool] = True
-    norm: str
 
-    def __init__(self, model: nn.Module, *, seed: int | None, clip: Clip) -> None:
-        super().__init__(model, seed=seed)
-        self.clip = _check_clip(self.name, clip)
+    def __init__(
+        self, model: nn.Module, *, norm: str, seed: int | None, box: BoxLike | None
+    ) -> None:
+        super().__init__(model, norm=norm, box=box, seed=seed)
         self.last_result: MinimalResult | None = None
 
     def find(self, x: torch.Tensor, y: torch.Tensor) -> MinimalResult:
@@ -127,10 +118,7 @@ class MinimalAttack(Attack):
         """The attack proper, on the model's device with the model in attack mode."""
 
     def _clip(self, x: torch.Tensor) -> torch.Tensor:
-        lo, hi = self.clip
-        if lo is None and hi is None:
-            return x
-        return x.clamp(lo, hi)
+        return self.box.clamp(x)
 
     def _result(self, x: torch.Tensor, x_adv: torch.Tensor, success: torch.Tensor) -> MinimalResult:
         """Unsuccessful examples get ``x`` back and distance inf."""
@@ -138,10 +126,6 @@ class MinimalAttack(Attack):
         dist = flat_norms(x_adv - x, self.norm)
         dist = torch.where(success, dist, torch.full_like(dist, math.inf))
         return MinimalResult(x_adv.detach(), dist.detach(), success.clone(), self.norm)
-
-    def __repr__(self) -> str:
-        params = {k: v for k, v in vars(self).items() if k not in ("model", "last_result")}
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
 
 
 #: foolbox's fixed extra step length that lets clipped DeepFool iterates cross the boundary
@@ -179,7 +163,7 @@ class DeepFool(MinimalAttack):
     2^−refine_steps`` of the minimal distance (1.00008× measured at 10 steps). Examples already
     misclassified are returned unchanged; finished examples are no longer computed on.
 
-    The box (not in the paper; ``box=``):
+    The box (not in the paper; ``box_rule=``):
 
     * ``"clip"`` (default, foolbox 3's rule): iterates are clipped to the box and every step
       is ``e = 1e-4`` longer (:data:`DEEPFOOL_ESCAPE`), without which the part of each step
@@ -204,7 +188,7 @@ class DeepFool(MinimalAttack):
     (:data:`REFINE_ULPS`; 7.6e-6 · max |z| in float32), so a refined point is not a
     rounding-level tie that another batch size could classify correctly. Each halving is one
     forward pass of the successful examples. On the Fashion-MNIST MLP it lowers the median
-    ℓ2 by 0.6 % (``"clip"``) to 8 % (``"freeze"``). ``refine_steps=0, box="clip"`` is the
+    ℓ2 by 0.6 % (``"clip"``) to 8 % (``"freeze"``). ``refine_steps=0, box_rule="clip"`` is the
     paper's algorithm with foolbox's box rule.
 
     Cost per step: one forward and ``min(candidates, K) − 1`` backward passes on the
@@ -221,10 +205,10 @@ class DeepFool(MinimalAttack):
             a mismatch is an error.
         candidates: number of candidate classes, the true one included (10, as the paper's
             code; all classes when K ≤ candidates).
-        box: ``"clip"`` or ``"freeze"``, how steps meet the input box (above).
+        box_rule: ``"clip"`` or ``"freeze"``, how steps meet the input box (above).
         refine_steps: bisection halvings along the segment after the search (0: none).
         seed: unused (DeepFool is deterministic); accepted for a uniform interface.
-        clip: the input box ``(clip_min, clip_max)``; ``(None, None)`` for unbounded inputs.
+        box: the input box (default: the model's declared box).
 
     Shape:
         ``x``: ``[N, ...]`` floating point; ``y``: ``[N]``; output: like ``x``.
@@ -248,41 +232,30 @@ class DeepFool(MinimalAttack):
         overshoot: float = 0.02,
         num_classes: int | None = None,
         candidates: int = 10,
-        box: BoxRule = "clip",
+        box_rule: BoxRule = "clip",
         refine_steps: int = 10,
         seed: int | None = None,
         *,
-        clip: Clip = (0.0, 1.0),
+        box: BoxLike | None = None,
         grad_method: GradMethod = "loop",
     ) -> None:
-        super().__init__(model, seed=seed, clip=clip)
-        self.norm = check_norm(norm)
-        self.steps = check_positive_int(self.name, "steps", steps)
-        if not (overshoot >= 0 and math.isfinite(overshoot)):
-            raise RobustscopeError(
-                f"{self.name}: overshoot must be finite and ≥ 0, got {overshoot}"
-            )
-        self.overshoot = float(overshoot)
+        super().__init__(model, norm=norm, seed=seed, box=box)
+        self.steps = self.positive_int("steps", steps)
+        self.overshoot = self.real("overshoot", overshoot)
         if num_classes is not None:
-            num_classes = check_positive_int(self.name, "num_classes", num_classes)
+            num_classes = self.positive_int("num_classes", num_classes)
         self.num_classes = num_classes
-        self.candidates = check_positive_int(self.name, "candidates", candidates)
-        if self.candidates < 2:
-            raise RobustscopeError(f"{self.name}: candidates must be ≥ 2, got {candidates}")
-        if box not in ("clip", "freeze"):
-            raise RobustscopeError(f"{self.name}: box must be 'clip' or 'freeze', got {box!r}")
-        self.box: BoxRule = box
-        if not isinstance(refine_steps, int) or isinstance(refine_steps, bool) or refine_steps < 0:
-            raise RobustscopeError(
-                f"{self.name}: refine_steps must be an integer ≥ 0, got {refine_steps!r}"
-            )
-        self.refine_steps = int(refine_steps)
+        self.candidates = self.positive_int("candidates", candidates, minimum=2)
+        if box_rule not in ("clip", "freeze"):
+            raise AttackError(f"{self.name}: box_rule must be 'clip' or 'freeze', got {box_rule!r}")
+        self.box_rule: BoxRule = box_rule
+        self.refine_steps = self.positive_int("refine_steps", refine_steps, minimum=0)
         self.grad_method: GradMethod = grad_method
 
     def _free_directions(self, w: torch.Tensor, xf: torch.Tensor) -> torch.Tensor:
         """Zero the components of the step directions ``w`` ``[m, c, d]`` that would push a
         coordinate of the current points ``xf`` ``[m, d]`` already on a box face outwards."""
-        lo, hi = self.clip
+        lo, hi = self.box
         frozen = torch.zeros_like(w, dtype=torch.bool)
         if lo is not None:
             frozen |= (xf <= lo)[:, None, :] & (w < 0)
@@ -294,7 +267,7 @@ class DeepFool(MinimalAttack):
         with torch.no_grad():
             raw = self.model(x)
         if self.num_classes is not None and raw.shape[1] != self.num_classes:
-            raise RobustscopeError(
+            raise AttackError(
                 f"{self.name}: num_classes={self.num_classes} but the model has "
                 f"{raw.shape[1]} logits"
             )
@@ -309,9 +282,9 @@ class DeepFool(MinimalAttack):
         x_adv = x.clone()
         r_tot = torch.zeros_like(x)
         scale = 1.0 + self.overshoot
-        bounded = self.clip != (None, None)
-        freeze = self.box == "freeze" and bounded
-        escape = DEEPFOOL_ESCAPE if self.box == "clip" and bounded else 0.0
+        bounded = not self.box.unbounded
+        freeze = self.box_rule == "freeze" and bounded
+        escape = DEEPFOOL_ESCAPE if self.box_rule == "clip" and bounded else 0.0
 
         for it in range(self.steps + 1):
             idx = active.nonzero()[:, 0]
@@ -424,8 +397,8 @@ class CW(MinimalAttack):
         abort_early: stop an example's round when its objective stalls.
         norm: must be ``"l2"`` (accepted so the evaluation can pass its norm).
         seed: unused (CW is deterministic); accepted for a uniform interface.
-        clip: the input box ``(clip_min, clip_max)``; ``(None, None)`` for unbounded inputs
-            (then x′ is optimised directly).
+        box: the input box (default: the model's declared box); bounded on both sides or
+            unbounded (then x′ is optimised directly).
 
     Shape:
         ``x``: ``[N, ...]`` floating point; ``y``: ``[N]``; output: like ``x``.
@@ -440,6 +413,7 @@ class CW(MinimalAttack):
     """
 
     name: ClassVar[str] = "cw"
+    norms: ClassVar[tuple[str, ...]] = ("l2",)
 
     def __init__(
         self,
@@ -453,41 +427,34 @@ class CW(MinimalAttack):
         norm: str = "l2",
         seed: int | None = None,
         *,
-        clip: Clip = (0.0, 1.0),
+        box: BoxLike | None = None,
     ) -> None:
-        super().__init__(model, seed=seed, clip=clip)
         if norm != "l2":
-            raise RobustscopeError(
+            raise AttackError(
                 f"{self.name}: the Carlini–Wagner attack here is ℓ2 only, got norm={norm!r} "
                 "(for ℓ∞ use 'cw-linf' or PGD with loss='cw')"
             )
-        self.norm = "l2"
-        for field, value in (("c_init", c_init), ("lr", lr)):
-            if not (value > 0 and math.isfinite(value)):
-                raise RobustscopeError(f"{self.name}: {field} must be finite and > 0, got {value}")
-        if not (kappa >= 0 and math.isfinite(kappa)):
-            raise RobustscopeError(f"{self.name}: kappa must be finite and ≥ 0, got {kappa}")
-        lo, hi = self.clip
-        if (lo is None) != (hi is None):
-            raise RobustscopeError(
-                f"{self.name}: clip must bound both sides or neither, got {clip!r}"
+        super().__init__(model, norm=norm, seed=seed, box=box)
+        if not (self.box.bounded or self.box.unbounded):
+            raise AttackError(
+                f"{self.name}: the box must bound both sides or neither, got {self.box}"
             )
-        self.c_init = float(c_init)
-        self.steps = check_positive_int(self.name, "steps", steps)
-        self.binary_steps = check_positive_int(self.name, "binary_steps", binary_steps)
-        self.lr = float(lr)
-        self.kappa = float(kappa)
+        self.c_init = self.real("c_init", c_init, strict=True)
+        self.steps = self.positive_int("steps", steps)
+        self.binary_steps = self.positive_int("binary_steps", binary_steps)
+        self.lr = self.real("lr", lr, strict=True)
+        self.kappa = self.real("kappa", kappa)
         self.abort_early = bool(abort_early)
 
     # tanh change of variables
     def _to_x(self, w: torch.Tensor) -> torch.Tensor:
-        lo, hi = self.clip
+        lo, hi = self.box
         if lo is None or hi is None:
             return w
         return lo + (hi - lo) * (torch.tanh(w) + 1) / 2
 
     def _to_w(self, x: torch.Tensor) -> torch.Tensor:
-        lo, hi = self.clip
+        lo, hi = self.box
         if lo is None or hi is None:
             return x.clone()
         u = ((x - lo) / (hi - lo) * 2 - 1).clamp(-1, 1) * 0.999999

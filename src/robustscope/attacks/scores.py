@@ -18,9 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustscope.attacks.base import Attack, attack_mode
+from robustscope.attacks.base import Attack, attack_mode, resolve_box
 from robustscope.attacks.registry import create
 from robustscope.attacks.threat import ThreatModel, check_norm, flat_norms
+from robustscope.data.box import BoxLike
 from robustscope.device import model_device
 from robustscope.evaluation import predict
 
@@ -64,15 +65,16 @@ def accuracy_independent_robustness(
     draws: int = 10,
     seed: int = 0,
     batch_size: int = 500,
-    clip: tuple[float | None, float | None] = (0.0, 1.0),
+    box: BoxLike | None = None,
 ) -> NoiseRobustness:
     """wu2020 eq. (4): E_{‖x_ε‖ ≤ C}[accuracy(x + x_ε)] − accuracy(x).
 
     Perturbations are uniform in the ball of radius C (uniform in the ℓ∞ cube, or
-    uniform in the ℓ2 ball), clipped to the input box, ``draws`` per example.
+    uniform in the ℓ2 ball), clipped to the input box (default: the model's declared box),
+    ``draws`` per example.
     """
     check_norm(norm)
-    threat = ThreatModel(norm, bound, *clip)  # type: ignore[arg-type]
+    threat = ThreatModel(norm, bound, resolve_box(model, box, "accuracy_independent_robustness"))  # type: ignore[arg-type]
     device = model_device(model)
     gen = torch.Generator(device=device).manual_seed(seed)
     x, y = x.to(device), y.to(device)

@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from robustscope.attacks.base import Attack
-from robustscope.attacks.gradient import Clip, check_positive_int, make_threat
 from robustscope.attacks.losses import margin
 from robustscope.attacks.registry import register
-from robustscope.errors import RobustscopeError
+from robustscope.data.box import BoxLike
+from robustscope.errors import AttackError
 from robustscope.evaluation import predict
 
 __all__ = ["Square", "square_fraction", "square_side"]
@@ -53,7 +53,7 @@ def _as_image(x: torch.Tensor) -> torch.Tensor:
         return x[:, None]
     if x.ndim == 2:
         return x[:, None, None, :]
-    raise RobustscopeError(
+    raise AttackError(
         f"square: inputs must be [N, C, H, W], [N, H, W] or [N, D], got shape {tuple(x.shape)}"
     )
 
@@ -89,7 +89,7 @@ class Square(Attack):
             setting; the paper tunes it per dataset).
         norm: ``"linf"`` only.
         seed: seed of the random search (None: the global RNG).
-        clip: the input box ``(clip_min, clip_max)``; ``(None, None)`` for unbounded inputs.
+        box: the input box (default: the model's declared box).
 
     Shape:
         ``x``: ``[N, C, H, W]``, ``[N, H, W]`` or ``[N, D]``; ``y``: ``[N]``; output: like ``x``.
@@ -105,31 +105,22 @@ class Square(Attack):
     """
 
     name: ClassVar[str] = "square"
+    norms: ClassVar[tuple[str, ...]] = ("linf",)
 
     def __init__(
         self,
         model: nn.Module,
-        eps: float,
+        eps: float | str,
         queries: int = 1000,
         p_init: float = 0.8,
         norm: str = "linf",
         seed: int | None = None,
         *,
-        clip: Clip = (0.0, 1.0),
+        box: BoxLike | None = None,
     ) -> None:
-        super().__init__(model, seed=seed)
-        if norm != "linf":
-            raise RobustscopeError(
-                f"square: only the linf norm is implemented, not {norm!r} "
-                "(use a white-box attack such as 'pgd' or 'apgd' for l2)"
-            )
-        self.threat = make_threat(self.name, norm, eps, clip)
-        self.eps = self.threat.eps
-        self.norm = self.threat.norm
-        self.queries = check_positive_int(self.name, "queries", queries)
-        if not (0 < p_init <= 1):
-            raise RobustscopeError(f"square: p_init must be in (0, 1], got {p_init}")
-        self.p_init = float(p_init)
+        super().__init__(model, eps=eps, norm=norm, box=box, seed=seed)
+        self.queries = self.positive_int("queries", queries)
+        self.p_init = self.real("p_init", p_init, strict=True, maximum=1.0)
 
     def _signs(
         self, shape: tuple[int, ...], like: torch.Tensor, gen: torch.Generator | None

@@ -1,7 +1,8 @@
 """Threat models: the set of allowed perturbations and the geometry attacks use in it.
 
 A :class:`ThreatModel` is the ε-ball of an ℓp norm around the clean input,
-intersected with the valid input box (``[0, 1]`` for images). It owns the three
+intersected with the valid input box (:class:`~robustscope.data.box.Box`: ``[0, 1]`` for
+images, unbounded for vector data; the box always comes from the data). It owns the three
 operations an iterative attack needs (as MadryLab's ``robustness`` attack steps):
 
 * :meth:`project` — back into ball ∩ box;
@@ -22,6 +23,7 @@ from typing import Literal
 
 import torch
 
+from robustscope.data.box import Box
 from robustscope.errors import RobustscopeError
 
 Norm = Literal["linf", "l2"]
@@ -53,15 +55,17 @@ def _per_example(s: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class ThreatModel:
-    """ε-ball of ``norm`` around the clean input, intersected with ``[clip_min, clip_max]``.
+    """ε-ball of ``norm`` around the clean input, intersected with the input ``box``.
 
     Attributes:
         norm: ``"linf"`` or ``"l2"``.
-        eps: radius ε ≥ 0, in pixel units ([0, 1] scale).
-        clip_min, clip_max: the input box; ``None`` for unbounded inputs (vector datasets).
+        eps: radius ε ≥ 0, in the units of the inputs (pixel units for images).
+        box: the input box (:data:`~robustscope.data.box.UNIT` for images,
+            :data:`~robustscope.data.box.UNBOUNDED` for vector data).
 
     Example:
-        >>> tm = ThreatModel("linf", 0.1)
+        >>> from robustscope.data.box import UNIT
+        >>> tm = ThreatModel("linf", 0.1, UNIT)
         >>> x = torch.rand(2, 1, 4, 4)
         >>> d = tm.project(x + 1.0, x) - x
         >>> bool(d.abs().max() <= 0.1 + 1e-6)
@@ -70,19 +74,18 @@ class ThreatModel:
 
     norm: Norm
     eps: float
-    clip_min: float | None = 0.0
-    clip_max: float | None = 1.0
+    box: Box
 
     def __post_init__(self) -> None:
         check_norm(self.norm)
         if not (self.eps >= 0):
             raise RobustscopeError(f"eps must be ≥ 0, got {self.eps}")
+        if not isinstance(self.box, Box):
+            raise RobustscopeError(f"box must be a robustscope.data.Box, got {self.box!r}")
 
     def clip(self, x: torch.Tensor) -> torch.Tensor:
         """Clamp to the input box (no-op for unbounded inputs)."""
-        if self.clip_min is None and self.clip_max is None:
-            return x
-        return x.clamp(self.clip_min, self.clip_max)
+        return self.box.clamp(x)
 
     def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The point of ball(x, ε) ∩ box reached by projecting ``x_adv`` (see module doc)."""
@@ -128,10 +131,10 @@ class ThreatModel:
         if self.norm != "linf":
             return None
         lo, hi = x - self.eps, x + self.eps
-        if self.clip_min is not None:
-            lo = lo.clamp_min(self.clip_min)
-        if self.clip_max is not None:
-            hi = hi.clamp_max(self.clip_max)
+        if self.box.lo is not None:
+            lo = lo.clamp_min(self.box.lo)
+        if self.box.hi is not None:
+            hi = hi.clamp_max(self.box.hi)
         return lo, hi
 
     def step_project(
@@ -167,9 +170,4 @@ class ThreatModel:
 
     def contains(self, x_adv: torch.Tensor, x: torch.Tensor, atol: float = 1e-6) -> torch.Tensor:
         """Per-example bool: inside the ε-ball (within ``atol``) and the box."""
-        ok = self.distance(x_adv, x) <= self.eps + atol
-        if self.clip_min is not None:
-            ok &= x_adv.reshape(len(x_adv), -1).amin(1) >= self.clip_min - atol
-        if self.clip_max is not None:
-            ok &= x_adv.reshape(len(x_adv), -1).amax(1) <= self.clip_max + atol
-        return ok
+        return (self.distance(x_adv, x) <= self.eps + atol) & self.box.contains(x_adv, atol)

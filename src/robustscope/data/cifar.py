@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from robustscope.data.box import UNIT
 from robustscope.data.dataset import ArrayDataset
 from robustscope.data.paths import ENV_DATA, Located, candidate_dirs, locate
 from robustscope.data.registry import DatasetInfo, register
@@ -354,6 +355,7 @@ def _info(name: str, label_mode: str = "fine") -> DatasetInfo:
         std=spec.std,
         augment="crop_flip",
         description=spec.description,
+        box=UNIT,
     )
 
 

@@ -5,16 +5,21 @@ Shape conventions:
 * image datasets: ``x`` is float32 ``[N, C, H, W]`` with values in [0, 1];
 * vector datasets (e.g. the synthetic ``tsipras`` distribution): ``x`` is
   float32 ``[N, D]`` (not clamped to [0, 1]; their threat model is ℓp in R^D);
+* ``box`` is the declared input domain (:mod:`robustscope.data.box`): ``[0, 1]`` for
+  images, unbounded for vectors unless the loader declares otherwise; every value of
+  ``x`` lies in it;
 * ``y`` is int64 ``[N]`` with values in ``[0, num_classes)``. Binary ±1 labels
   are stored as 0/1 with ``classes`` naming the signs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
 
+from robustscope.data.box import Box, box_for_layout
 from robustscope.errors import DataError
 
 
@@ -30,6 +35,10 @@ class ArrayDataset:
         name: registry name of the dataset (e.g. ``"fashion-mnist"``).
         split: ``"train"`` or ``"test"``.
         source: where the data came from (a folder, a package, ``"synthetic"``).
+        meta: anything else the loader records.
+        box: the input domain every value of ``x`` lies in (default: the lab's rule for the
+            layout, :func:`~robustscope.data.box.box_for_layout`; loaders pass the
+            dataset's declared box).
     """
 
     x: torch.Tensor
@@ -40,6 +49,7 @@ class ArrayDataset:
     split: str = "train"
     source: str = ""
     meta: dict[str, object] = field(default_factory=dict)
+    box: Box = None  # type: ignore[assignment]  # resolved in __post_init__
 
     def __post_init__(self) -> None:
         if self.x.dtype != torch.float32:
@@ -63,6 +73,14 @@ class ArrayDataset:
                 f"{self.name}: labels must lie in [0, {self.num_classes}), "
                 f"got [{int(self.y.min())}, {int(self.y.max())}]"
             )
+        box = box_for_layout(self.x.shape[1:]) if self.box is None else Box.parse(self.box)
+        object.__setattr__(self, "box", box)
+        if len(self.x) and not bool(box.contains(self.x).all()):
+            raise DataError(
+                f"{self.name}: inputs range over [{float(self.x.min()):g}, "
+                f"{float(self.x.max()):g}], outside the declared input box {box}; "
+                "rescale the data or declare its box"
+            )
 
     def __len__(self) -> int:
         return len(self.y)
@@ -78,17 +96,7 @@ class ArrayDataset:
 
     def subset(self, index: torch.Tensor | slice | list[int]) -> ArrayDataset:
         """The examples at ``index`` (a slice, index list or boolean mask), same metadata."""
-        x, y = self.x[index], self.y[index]
-        return ArrayDataset(
-            x=x,
-            y=y,
-            num_classes=self.num_classes,
-            classes=self.classes,
-            name=self.name,
-            split=self.split,
-            source=self.source,
-            meta=dict(self.meta),
-        )
+        return dataclasses.replace(self, x=self.x[index], y=self.y[index], meta=dict(self.meta))
 
     def head(self, n: int | None) -> ArrayDataset:
         """The first ``n`` examples (all when ``n`` is None or larger than the set)."""
@@ -98,13 +106,6 @@ class ArrayDataset:
 
     def to(self, device: torch.device | str) -> ArrayDataset:
         """A copy with both tensors on ``device``."""
-        return ArrayDataset(
-            x=self.x.to(device),
-            y=self.y.to(device),
-            num_classes=self.num_classes,
-            classes=self.classes,
-            name=self.name,
-            split=self.split,
-            source=self.source,
-            meta=dict(self.meta),
+        return dataclasses.replace(
+            self, x=self.x.to(device), y=self.y.to(device), meta=dict(self.meta)
         )

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from robustscope.data import download
+from robustscope.data.box import UNIT
 from robustscope.data.dataset import ArrayDataset
 from robustscope.data.paths import (
     ENV_DATA,
@@ -400,6 +401,7 @@ def _info(spec: IdxSpec) -> DatasetInfo:
         std=spec.std,
         augment="none",
         description=spec.description,
+        box=UNIT,
     )
 
 

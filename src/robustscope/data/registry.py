@@ -6,11 +6,13 @@ registers its datasets here with :func:`register`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from robustscope.data.box import Box
 from robustscope.data.dataset import ArrayDataset
 from robustscope.errors import DataError, unknown_name
 
@@ -31,6 +33,9 @@ class DatasetInfo:
             a single value applies to every channel/feature).
         augment: the standard training augmentation, ``"none"`` or ``"crop_flip"``.
         description: one line for listings.
+        box: the input domain (:mod:`robustscope.data.box`): ``UNIT`` ([0, 1]) for images,
+            ``UNBOUNDED`` for vectors; the box of every loaded split, of models trained on
+            the dataset, and of every attack on them.
         splits: the valid ``split`` values.
     """
 
@@ -42,6 +47,7 @@ class DatasetInfo:
     std: tuple[float, ...]
     augment: str
     description: str
+    box: Box
     splits: tuple[str, ...] = ("train", "test")
 
 
@@ -153,20 +159,21 @@ def load(
             ``label_mode`` for ``cifar100``, ``d``/``p``/``eta``/``n``/``seed`` for ``tsipras``).
 
     Returns:
-        an :class:`ArrayDataset`; images are float32 ``[N, C, H, W]`` in [0, 1],
-        labels int64.
+        an :class:`ArrayDataset` carrying the dataset's declared box; images are float32
+        ``[N, C, H, W]`` in [0, 1], labels int64.
 
     Raises:
         DataError: unknown name, bad split or parameter, missing or malformed files.
     """
     entry = _entry(name)
     _check_params(entry, params, entry.params)
-    splits = entry.info(**{k: v for k, v in params.items() if k in entry.info_params}).splits
-    if split not in splits:
+    facts = entry.info(**{k: v for k, v in params.items() if k in entry.info_params})
+    if split not in facts.splits:
         raise DataError(
-            f"dataset {name!r} has no split {split!r}; valid splits: {', '.join(splits)}"
+            f"dataset {name!r} has no split {split!r}; valid splits: {', '.join(facts.splits)}"
         )
-    return entry.loader(split, root, **params)
+    ds = entry.loader(split, root, **params)
+    return ds if ds.box == facts.box else dataclasses.replace(ds, box=facts.box)
 
 
 def available(root: str | Path | None = None) -> list[DatasetStatus]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from robustscope.data.box import UNIT
 from robustscope.data.dataset import ArrayDataset
 from robustscope.data.paths import ENV_DATA, Located, candidate_dirs, locate
 from robustscope.data.registry import DatasetInfo, register
@@ -126,6 +127,7 @@ def _info() -> DatasetInfo:
         std=(0.1980301, 0.2010156, 0.1970361),
         augment="crop_flip",
         description="SVHN: 32x32 colour house-number digits, 10 classes, 73k/26k (+531k extra)",
+        box=UNIT,
         splits=("train", "test", "extra"),
     )
 

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from robustscope.data.box import UNBOUNDED
 from robustscope.data.dataset import ArrayDataset
 from robustscope.data.registry import DatasetInfo, register
 from robustscope.errors import DataError
@@ -136,6 +137,7 @@ def _info(d: int = DEFAULT_D) -> DatasetInfo:
         std=(1.0,),
         augment="none",
         description="Tsipras et al. 2019 synthetic: y=±1, x1=±y w.p. p, x2..x(d+1)~N(ηy,1)",
+        box=UNBOUNDED,
     )
 
 

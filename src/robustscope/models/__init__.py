@@ -11,7 +11,7 @@ from __future__ import annotations
 from robustscope.models import resnet as _resnet  # noqa: F401
 from robustscope.models import simple as _simple  # noqa: F401
 from robustscope.models import vgg as _vgg  # noqa: F401
-from robustscope.models.base import Classifier, ModelSpec, Normalize
+from robustscope.models.base import Classifier, ModelSpec, Normalize, declared_box
 from robustscope.models.registry import (
     ModelEntry,
     available,
@@ -31,6 +31,7 @@ __all__ = [
     "available",
     "count_parameters",
     "create",
+    "declared_box",
     "entries",
     "from_spec",
     "get",

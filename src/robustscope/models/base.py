@@ -1,8 +1,10 @@
 """What every robustscope model is: normalization first, ``features`` then a linear head.
 
-Inputs are pixel-space tensors in [0, 1]; the optional per-channel mean/std
-normalization is the model's first layer, so attacks and probes all work in
-the same space and ε means the same thing everywhere (DESIGN.md, conventions).
+Inputs are pixel-space tensors in [0, 1] (images) or unbounded vectors; the optional
+per-channel mean/std normalization is the model's first layer, so attacks and probes all
+work in the same space and ε means the same thing everywhere (DESIGN.md, conventions).
+A model records the input box of the data it is for (``spec.box``, saved in checkpoints):
+:func:`declared_box` is where attacks, objectives and probes read it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from robustscope.data.box import Box, box_for_layout
 
 
 class Normalize(nn.Module):
@@ -60,6 +64,10 @@ class ModelSpec:
         input_shape: shape of one input, ``(C, H, W)`` or ``(D,)``.
         kwargs: architecture keyword arguments given to ``create``.
         mean, std: per-channel normalization applied as the first layer (None: none).
+        box: the input domain (:mod:`robustscope.data.box`) of the data the model is for;
+            ``None`` given to the constructor means the lab's rule for ``input_shape``
+            (images [0, 1], vectors unbounded), which is also what a checkpoint written
+            before boxes were recorded gets.
     """
 
     name: str
@@ -68,12 +76,18 @@ class ModelSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    box: Box = None  # type: ignore[assignment]  # resolved in __post_init__
+
+    def __post_init__(self) -> None:
+        box = box_for_layout(self.input_shape) if self.box is None else Box.parse(self.box)
+        object.__setattr__(self, "box", box)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["input_shape"] = list(self.input_shape)
         d["mean"] = list(self.mean) if self.mean is not None else None
         d["std"] = list(self.std) if self.std is not None else None
+        d["box"] = self.box.to_json()
         return d
 
     @classmethod
@@ -85,7 +99,32 @@ class ModelSpec:
             kwargs=dict(d.get("kwargs") or {}),
             mean=tuple(float(v) for v in d["mean"]) if d.get("mean") is not None else None,
             std=tuple(float(v) for v in d["std"]) if d.get("std") is not None else None,
+            box=Box.from_json(d["box"], what="model.box") if "box" in d else None,  # type: ignore[arg-type]
         )
+
+
+def declared_box(model: nn.Module) -> Box | None:
+    """The input box ``model`` declares: its ``input_box`` attribute when it has one (a
+    wrapper forwarding its inner model's, or a bare module told its box with
+    ``module.input_box = UNIT``), else its spec's box (models built by
+    :func:`robustscope.models.create` or loaded from a checkpoint); None when it declares
+    none (e.g. a bare ``nn.Sequential``).
+
+    Example:
+        >>> from robustscope.data.box import UNIT
+        >>> bare = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+        >>> declared_box(bare) is None
+        True
+        >>> bare.input_box = UNIT
+        >>> declared_box(bare)
+        Box(lo=0.0, hi=1.0)
+    """
+    box = getattr(model, "input_box", None)
+    if isinstance(box, Box):
+        return box
+    spec = getattr(model, "spec", None)
+    box = getattr(spec, "box", None)
+    return box if isinstance(box, Box) else None
 
 
 class Classifier(nn.Module):

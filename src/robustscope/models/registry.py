@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from robustscope.data.box import BoxLike
 from robustscope.errors import ModelError, unknown_name
 from robustscope.models.base import Classifier, ModelSpec, Normalize
 
@@ -73,6 +74,7 @@ def create(
     *,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    box: BoxLike | None = None,
     **kwargs: Any,
 ) -> Classifier:
     """Build architecture ``name`` for ``num_classes`` outputs and inputs of ``input_shape``.
@@ -82,6 +84,8 @@ def create(
         num_classes: number of logits K (≥ 2; ``linear`` also accepts 1 for a binary score).
         input_shape: one input's shape, ``(C, H, W)`` or ``(D,)``.
         mean, std: per-channel normalization applied as the model's first layer.
+        box: the input domain of the data (the dataset's declared ``box``); None: the lab's
+            rule for ``input_shape`` (:func:`~robustscope.data.box.box_for_layout`).
         **kwargs: architecture options (e.g. ``width`` for resnets); unknown ones are refused.
 
     Returns:
@@ -120,6 +124,7 @@ def create(
         kwargs=dict(kwargs),
         mean=tuple(float(v) for v in mean) if mean is not None else None,
         std=tuple(float(v) for v in std) if std is not None else None,
+        box=box,  # type: ignore[arg-type]  # parsed by ModelSpec
     )
     return model
 
@@ -127,7 +132,13 @@ def create(
 def from_spec(spec: ModelSpec) -> Classifier:
     """Rebuild a (freshly initialised) model from its recorded :class:`ModelSpec`."""
     return create(
-        spec.name, spec.num_classes, spec.input_shape, mean=spec.mean, std=spec.std, **spec.kwargs
+        spec.name,
+        spec.num_classes,
+        spec.input_shape,
+        mean=spec.mean,
+        std=spec.std,
+        box=spec.box,
+        **spec.kwargs,
     )
 
 

@@ -13,7 +13,6 @@ adversarial points.
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -25,10 +24,10 @@ from torch import nn
 from robustscope.attacks.base import Attack, attack_mode
 from robustscope.attacks.registry import create as create_attack
 from robustscope.attacks.registry import get as get_attack
+from robustscope.attacks.registry import parameters as attack_parameters
 from robustscope.errors import ProbeError, RobustscopeError
 from robustscope.evaluation import cross_entropy, predict
 from robustscope.probes.base import ProbeData, ProbeResult, batches, check_inputs, logits_of
-from robustscope.probes.margins import default_box
 from robustscope.probes.registry import register_probe
 
 __all__ = ["GapStats", "GeneralizationGapResult", "generalization_gap"]
@@ -148,12 +147,8 @@ class _SplitNumbers:
     adv_error_on_correct: float | None = None
 
 
-def _accepts(atk_cls: type[Attack], name: str) -> bool:
-    return name in inspect.signature(atk_cls.__init__).parameters
-
-
 def _make_attack(
-    model: nn.Module, name: str, eps: float, params: dict[str, Any], seed: int, x: torch.Tensor
+    model: nn.Module, name: str, eps: float, params: dict[str, Any], seed: int
 ) -> tuple[Attack, dict[str, Any]]:
     try:
         cls = get_attack(name)
@@ -165,11 +160,10 @@ def _make_attack(
             "use a fixed-budget attack such as 'pgd', 'fgsm' or 'apgd'"
         )
     kw = dict(params)
-    if _accepts(cls, "seed"):
+    accepted = attack_parameters(name)
+    if "seed" in accepted:
         kw.setdefault("seed", seed)
-    if _accepts(cls, "clip"):
-        kw.setdefault("clip", default_box(x))
-    if _accepts(cls, "early_exit"):
+    if "early_exit" in accepted:
         # the adversarial loss should be the maximised loss, not the loss at the first
         # misclassified iterate (the evaluation default)
         kw.setdefault("early_exit", False)
@@ -238,8 +232,8 @@ def generalization_gap(
         attack: a registered fixed-budget attack (e.g. ``"pgd"``), or None for clean only.
         eps: the attack's radius in pixel units (required with ``attack``).
         attack_params: further attack parameters (e.g. ``{"steps": 10, "norm": "linf"}``).
-            Defaults set here: ``seed`` (this function's), ``clip`` ([0, 1] for images,
-            unbounded for vectors) and, for attacks that have it, ``early_exit=False`` —
+            Defaults set here: ``seed`` (this function's) and, for attacks that have it,
+            ``early_exit=False`` —
             every step for every example, last iterate kept, so the adversarial loss is the
             maximised loss (as in PGD adversarial training) rather than the loss at the
             first misclassified iterate; pass ``early_exit=True`` for the evaluation rule.
@@ -270,7 +264,7 @@ def generalization_gap(
         atk: Attack | None = None
         used: dict[str, Any] | None = None
         if attack is not None and eps is not None:
-            atk, used = _make_attack(model, attack, float(eps), attack_params or {}, seed, x_test)
+            atk, used = _make_attack(model, attack, float(eps), attack_params or {}, seed)
         tr = _split_numbers(model, x_train, y_train, atk, batch_size)
         te = _split_numbers(model, x_test, y_test, atk, batch_size)
 
@@ -324,14 +318,14 @@ def _generalization_gap_probe(
     if attack in ("none", ""):
         return generalization_gap(model, x_train, y_train, x_test, y_test, batch_size=batch_size)
     try:
-        cls = get_attack(attack)
+        accepted = attack_parameters(attack)
     except RobustscopeError as exc:
         raise ProbeError(f"probe {_PROBE!r}: attack: {exc}") from None
     params: dict[str, Any] = {}
     for key, value in (("steps", steps), ("restarts", restarts)):
-        if _accepts(cls, key):
+        if key in accepted:
             params[key] = value
-    if _accepts(cls, "norm"):
+    if "norm" in accepted:
         params["norm"] = norm
     elif norm != "linf":
         raise ProbeError(f"probe {_PROBE!r}: attack {attack!r} supports only norm='linf'")

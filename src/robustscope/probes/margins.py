@@ -33,7 +33,7 @@ from robustscope.evaluation import cross_entropy, predict
 from robustscope.probes.base import ProbeData, ProbeResult, batches, check_inputs, logits_of
 from robustscope.probes.registry import register_probe
 
-__all__ = ["MarginStats", "MarginsResult", "default_box", "fixed_histogram", "margins"]
+__all__ = ["MarginStats", "MarginsResult", "fixed_histogram", "margins"]
 
 #: quantile levels reported as ``<quantity>_q05`` ... ``<quantity>_q95``
 QUANTILES = (0.05, 0.25, 0.75, 0.95)
@@ -65,12 +65,6 @@ def fixed_histogram(
     below, above = int((v < lo).sum()), int((v > hi).sum())
     counts, _ = np.histogram(np.clip(v, lo, hi), bins=edges)
     return torch.from_numpy(edges), torch.from_numpy(counts.astype(np.int64)), below, above
-
-
-def default_box(x: torch.Tensor) -> tuple[float | None, float | None]:
-    """The input box of the lab's conventions: [0, 1] for images ``[N, C, H, W]`` (or any
-    input with ≥ 3 dimensions), unbounded for vector data ``[N, D]``."""
-    return (0.0, 1.0) if x.ndim >= 3 else (None, None)
 
 
 def _quantiles(prefix: str, v: torch.Tensor) -> dict[str, float]:
@@ -200,10 +194,8 @@ def _input_margins(
     params: dict[str, Any],
     batch_size: int,
 ) -> tuple[torch.Tensor, str]:
-    kw = dict(params)
-    kw.setdefault("clip", default_box(x))
     try:
-        atk = create_attack("deepfool", model, **kw)
+        atk = create_attack("deepfool", model, **params)
     except (RobustscopeError, TypeError) as exc:
         raise ProbeError(f"probe 'margins': bad deepfool_params: {exc}") from None
     assert isinstance(atk, DeepFool)
@@ -316,8 +308,7 @@ def margins(
             ``steps × (K − 1)`` gradient passes per example.
         input_bins, input_max: bins and upper end of the input-margin histogram (from 0).
         deepfool_params: DeepFool's parameters (e.g. ``{"steps": 50, "overshoot": 0.02,
-            "norm": "l2"}``); the box ``clip`` defaults to [0, 1] for images and unbounded
-            for vector inputs.
+            "norm": "l2"}``); the input ``box`` defaults to the one the model declares.
         batch_size: examples per forward pass (and per DeepFool call).
         train: optional ``(x, y)`` of a training subset, measured the same way (``.train``).
 

@@ -34,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from robustscope.errors import RobustscopeError
+from robustscope.params import parse_eps_list
 
 __all__ = [
     "AttackEval",
@@ -45,29 +46,11 @@ __all__ = [
     "StudyError",
     "StudySpec",
     "load_spec",
-    "parse_eps",
 ]
 
 
 class StudyError(RobustscopeError):
     """A study spec is invalid, or a study cannot run or resume."""
-
-
-def parse_eps(value: float | int | str) -> float:
-    """ε given as a number or a fraction string such as ``"8/255"``."""
-    if isinstance(value, bool):
-        raise ValueError(f"ε must be a number such as 0.1 or '8/255', got {value!r}")
-    if isinstance(value, int | float):
-        eps = float(value)
-    else:
-        num, sep, den = str(value).strip().partition("/")
-        try:
-            eps = float(num) / float(den) if sep else float(num)
-        except (ValueError, ZeroDivisionError):
-            raise ValueError(f"ε must be a number such as 0.1 or '8/255', got {value!r}") from None
-    if not eps >= 0:
-        raise ValueError(f"ε must be ≥ 0, got {value!r}")
-    return eps
 
 
 class _Strict(BaseModel):
@@ -99,10 +82,9 @@ class MethodSpec(_Strict):
     @field_validator("eps", mode="before")
     @classmethod
     def _eps(cls, v: Any) -> list[float]:
-        items = v if isinstance(v, list | tuple) else [v]
-        if not items:
+        if isinstance(v, list | tuple) and not v:
             raise ValueError("give at least one ε")
-        return sorted({parse_eps(e) for e in items})
+        return sorted(set(parse_eps_list(v, "ε")))
 
     @field_validator("params")
     @classmethod
@@ -125,8 +107,7 @@ class AttackEval(_Strict):
     @field_validator("eps", mode="before")
     @classmethod
     def _eps(cls, v: Any) -> list[float]:
-        items = v if isinstance(v, list | tuple) else [v]
-        return sorted({parse_eps(e) for e in items})
+        return sorted(set(parse_eps_list(v, "ε")))
 
     def key(self) -> str:
         return self.label or f"{self.attack}-{self.norm}"

@@ -5,10 +5,11 @@ Each objective is a small class built by a registered factory (see
 :mod:`robustscope.training.objectives`); the loop calls ``objective(model, x, y)`` and
 differentiates the returned loss. Conventions shared by all of them:
 
-* **Threat model.** ``eps`` is in pixel units of [0, 1] inputs, in the norm ``norm``
-  (``"linf"`` or ``"l2"``). Adversarial points stay in ``ball(x, ε) ∩ box``, where the
-  box is ``clip``: by default ``[0, 1]`` for images (``[N, C, H, W]``) and unbounded for
-  vector data (``[N, D]``, e.g. the Tsipras et al. distribution) — the lab's convention.
+* **Threat model.** ``eps`` is in the units of the inputs (pixel units of [0, 1] images),
+  in the norm ``norm`` (``"linf"`` or ``"l2"``). Adversarial points stay in
+  ``ball(x, ε) ∩ box``, where the box is the one the model declares — the box of the
+  dataset it is trained on (``[0, 1]`` for images, unbounded for vector data such as the
+  Tsipras et al. distribution; :mod:`robustscope.data.box`) — unless ``box`` is given.
 * **Inner maximisation.** PGD-AT, TRADES and mixed batches use :class:`~robustscope.attacks.PGD` with ``early_exit=False``:
   Madry et al.'s PGD, every step for every example of the batch and the **last iterate**
   returned. It is not the evaluation attack :class:`~robustscope.attacks.PGD`, which stops
@@ -40,25 +41,21 @@ differentiates the returned loss. Conventions shared by all of them:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
-from robustscope.attacks.base import Attack
-from robustscope.attacks.gradient import (
-    FGSM,
-    PGD,
-    Clip,
-    check_positive_int,
-    make_threat,
-)
+from robustscope.attacks.base import Attack, resolve_box
+from robustscope.attacks.gradient import FGSM, PGD
 from robustscope.attacks.losses import kl_to_clean
-from robustscope.attacks.threat import NORMS
+from robustscope.attacks.threat import NORMS, ThreatModel
+from robustscope.data.box import UNBOUNDED, Box, BoxLike
 from robustscope.errors import RobustscopeError, TrainingError
 from robustscope.evaluation import cross_entropy
+from robustscope.params import parse_number, positive_int
 from robustscope.training.objectives import Objective, StepOutput, register
 
 __all__ = [
@@ -71,13 +68,12 @@ __all__ = [
     "SeededObjective",
     "Trades",
     "real",
-    "resolve_clip",
     "trades_kl",
 ]
 
 ATTACK_MODES: tuple[str, ...] = ("eval", "train")
 
-ClipParam = Sequence[float | None] | None
+BoxParam = BoxLike | None
 #: ``attack(model, x, y, seed) -> x_adv``: the inner maximisation as an objective calls it
 InnerAttack = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], torch.Tensor]
 
@@ -85,23 +81,14 @@ InnerAttack = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], torch.Tenso
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def resolve_clip(clip: ClipParam, x: torch.Tensor) -> Clip:
-    """The input box: ``clip`` if given, else ``(0, 1)`` for images and unbounded for vectors."""
-    if clip is None:
-        return (0.0, 1.0) if x.ndim >= 3 else (None, None)
-    lo, hi = clip
-    return (None if lo is None else float(lo), None if hi is None else float(hi))
-
-
-def _check_clip(method: str, clip: ClipParam) -> ClipParam:
-    if clip is None:
+def _check_box(method: str, box: BoxParam) -> Box | None:
+    """The ``box`` option of an objective: None (the model's declared box) or a box."""
+    if box is None:
         return None
-    if isinstance(clip, str) or len(clip) != 2:
-        raise TrainingError(f"method {method!r}: clip must be [min, max] or null, got {clip!r}")
-    lo, hi = (None if v is None else real(method, "clip", v) for v in clip)
-    if lo is not None and hi is not None and not lo < hi:
-        raise TrainingError(f"method {method!r}: clip must have min < max, got {clip!r}")
-    return (lo, hi)
+    try:
+        return Box.parse(box, what=f"method {method!r}: box")
+    except RobustscopeError as exc:
+        raise TrainingError(str(exc)) from None
 
 
 def _check_threat(method: str, norm: str, eps: Any) -> float:
@@ -117,9 +104,7 @@ def _check_threat(method: str, norm: str, eps: Any) -> float:
 
 
 def _positive_int(method: str, field: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise TrainingError(f"method {method!r}: {field} must be an integer ≥ 1, got {value!r}")
-    return value
+    return positive_int(value, f"method {method!r}: {field}", error=TrainingError)
 
 
 def _step(method: str, step_size: Any, default: float) -> float:
@@ -142,20 +127,9 @@ def _check_attack_mode(method: str, attack_mode: str) -> bool:
 
 
 def real(method: str, field: str, value: Any) -> float:
-    """A number parameter: an int/float, or a fraction written ``"8/255"`` (as in the papers)."""
-    if isinstance(value, bool):
-        raise TrainingError(f"method {method!r}: {field} must be a number, got {value!r}")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        num, sep, den = value.partition("/")
-        try:
-            return float(num) / float(den) if sep else float(num)
-        except (ValueError, ZeroDivisionError):
-            pass
-    raise TrainingError(
-        f"method {method!r}: {field} must be a number such as 0.03 or 8/255, got {value!r}"
-    )
+    """A number option of objective ``method`` (:func:`robustscope.params.parse_number`:
+    ``0.03`` or a fraction ``"8/255"`` as in the papers)."""
+    return parse_number(value, f"method {method!r}: {field}", error=TrainingError)
 
 
 def _objective_seed(seed: int) -> int:
@@ -188,7 +162,7 @@ class InnerMaximizer:
         eps, norm, steps, step_size, random_start: the attack's budget (``steps`` unused by FGSM).
         loss: ``"ce"`` or ``"kl"`` (PGD only).
         train_mode: run the attack with the model in train mode (running statistics kept).
-        clip: the input box; None for the lab's default (see :func:`resolve_clip`).
+        box: the input box; None: the one the attacked model declares.
     """
 
     owner: str
@@ -200,22 +174,23 @@ class InnerMaximizer:
     random_start: bool = True
     loss: str = "ce"
     train_mode: bool = False
-    clip: ClipParam = None
+    box: Box | None = None
 
     def __post_init__(self) -> None:
         # validate once, when the objective is built (the attack is rebuilt at every call)
         try:
-            self.make(nn.Identity(), torch.empty(0, 1, 1, 1), 0)
+            self._build(nn.Identity(), 0, self.box or UNBOUNDED)
         except RobustscopeError as exc:
             raise TrainingError(f"method {self.owner!r}: {exc}") from None
 
     def make(self, model: nn.Module, x: torch.Tensor, seed: int) -> Attack:
-        clip = resolve_clip(self.clip, x)
+        """The attack on ``model`` for this batch (``x``) with this batch's ``seed``."""
+        return self._build(model, seed, self.box)
+
+    def _build(self, model: nn.Module, seed: int, box: Box | None) -> Attack:
         atk: Attack
         if self.kind == "fgsm":
-            atk = FGSM(
-                model, self.eps, self.norm, self.random_start, self.step_size, seed, clip=clip
-            )
+            atk = FGSM(model, self.eps, self.norm, self.random_start, self.step_size, seed, box=box)
         else:
             atk = PGD(
                 model,
@@ -226,7 +201,7 @@ class InnerMaximizer:
                 self.random_start,
                 loss=self.loss,
                 seed=seed,
-                clip=clip,
+                box=box,
                 early_exit=False,
             )
         atk.train_mode = self.train_mode
@@ -246,7 +221,7 @@ def _pgd_inner(
     step_size: float | None,
     random_start: bool,
     attack_mode: str,
-    clip: ClipParam,
+    box: BoxParam,
     loss: str = "ce",
 ) -> InnerMaximizer:
     steps = _positive_int(method, "steps", steps)
@@ -261,7 +236,7 @@ def _pgd_inner(
         random_start=bool(random_start),
         loss=loss,
         train_mode=_check_attack_mode(method, attack_mode),
-        clip=_check_clip(method, clip),
+        box=_check_box(method, box),
     )
 
 
@@ -375,20 +350,17 @@ class MixedTraining(SeededObjective):
 class NoiseAugmentation(SeededObjective):
     """Cross-entropy at ``x + σ·N(0, I)`` (clamped to the input box); σ = 0 is standard training."""
 
-    def __init__(self, sigma: float, clip: ClipParam, seed: int) -> None:
+    def __init__(self, sigma: float, box: Box | None, seed: int) -> None:
         super().__init__(seed)
         self.sigma = float(sigma)
-        self.clip = clip
+        self.box = box
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
         seed = self.next_seed()
         if self.sigma > 0:
             gen = torch.Generator(device=x.device).manual_seed(seed)
             noise = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-            lo, hi = resolve_clip(self.clip, x)
-            x = x + self.sigma * noise
-            if lo is not None or hi is not None:
-                x = x.clamp(lo, hi)
+            x = resolve_box(model, self.box, "noise").clamp(x + self.sigma * noise)
         logits = model(x)
         return StepOutput(loss=cross_entropy(logits, y), logits=logits)
 
@@ -399,7 +371,7 @@ class FreeTraining:
 
     The loop calls the objective ``replays`` times per batch (attribute read by the loop)
     with an optimizer step after each call. Each call evaluates the cross-entropy at
-    ``clip(x + δ)`` with δ a leaf tensor; a gradient hook on δ receives ``∇_δ loss`` during
+    ``box.clamp(x + δ)`` with δ a leaf tensor; a gradient hook on δ receives ``∇_δ loss`` during
     the loop's ``loss.backward()`` — the same backward that gives the weights their
     gradient — and updates the persistent perturbation there::
 
@@ -411,12 +383,12 @@ class FreeTraining:
     """
 
     def __init__(
-        self, eps: float, norm: str, replays: int, step_size: float, clip: ClipParam
+        self, eps: float, norm: str, replays: int, step_size: float, box: Box | None
     ) -> None:
-        self.ball = make_threat("free", norm, eps, (None, None))
-        self.replays = check_positive_int("free", "replays", replays)
+        self.ball = ThreatModel(norm, eps, UNBOUNDED)  # type: ignore[arg-type]
+        self.replays = _positive_int("free", "replays", replays)
         self.step_size = float(step_size)
-        self.clip = clip
+        self.box = box
         self.delta: torch.Tensor | None = None
 
     def _delta_for(self, x: torch.Tensor) -> torch.Tensor:
@@ -445,10 +417,7 @@ class FreeTraining:
         n = len(x)
         delta = self._delta_for(x).clone().requires_grad_(True)
         delta.register_hook(lambda g: self._update(n, g))
-        lo, hi = resolve_clip(self.clip, x)
-        x_adv = x + delta
-        if lo is not None or hi is not None:
-            x_adv = x_adv.clamp(lo, hi)
+        x_adv = resolve_box(model, self.box, "free").clamp(x + delta)
         logits = model(x_adv)
         return StepOutput(loss=cross_entropy(logits, y), logits=logits)
 
@@ -483,7 +452,7 @@ def pgd(
     step_size: float | None = None,
     random_start: bool = True,
     attack_mode: str = "eval",
-    clip: ClipParam = None,
+    box: BoxParam = None,
     eps_warmup: float = 0.0,
     seed: int = 0,
 ) -> Objective:
@@ -503,12 +472,13 @@ def pgd(
         random_start: start PGD from a uniform random point of the ball.
         attack_mode: ``"eval"`` (default) or ``"train"``: the model's mode during the attack
             (see the module doc; running statistics are never changed by the attack).
-        clip: the input box ``[min, max]``; None: [0, 1] for images, unbounded for vectors.
+        box: the input box ``[lo, hi]`` (a side may be null) or ``"unbounded"``; None: the
+            one the model declares (its dataset's box).
         eps_warmup: fraction of training over which ε and the step size ramp linearly
             from 0 to their values (0: none); helps large ε train from scratch.
         seed: seed of the objective's generator (the run's seed by default).
     """
-    inner = _pgd_inner("pgd", eps, norm, steps, step_size, random_start, attack_mode, clip)
+    inner = _pgd_inner("pgd", eps, norm, steps, step_size, random_start, attack_mode, box)
     return _with_warmup(AdversarialTraining(inner, seed), "pgd", eps_warmup)
 
 
@@ -521,7 +491,7 @@ def trades(
     step_size: float | None = None,
     random_start: bool = True,
     attack_mode: str = "eval",
-    clip: ClipParam = None,
+    box: BoxParam = None,
     eps_warmup: float = 0.0,
     seed: int = 0,
 ) -> Objective:
@@ -547,7 +517,7 @@ def trades(
         step_size: α; default ``2.5 ε / steps``.
         random_start: the Gaussian start (without it the KL attack cannot leave x).
         attack_mode: ``"eval"`` (default; as Zhang et al.'s code) or ``"train"``.
-        clip: the input box; None: [0, 1] for images, unbounded for vectors.
+        box: the input box; None: the one the model declares (its dataset's box).
         eps_warmup: fraction of training over which ε and the step size ramp linearly
             from 0 to their values (0: none); helps large ε train from scratch.
         seed: seed of the objective's generator (the run's seed by default).
@@ -556,7 +526,7 @@ def trades(
     if not (beta >= 0):
         raise TrainingError(f"method 'trades': beta must be ≥ 0, got {beta!r}")
     inner = _pgd_inner(
-        "trades", eps, norm, steps, step_size, random_start, attack_mode, clip, loss="kl"
+        "trades", eps, norm, steps, step_size, random_start, attack_mode, box, loss="kl"
     )
     return _with_warmup(Trades(inner, beta, seed), "trades", eps_warmup)
 
@@ -567,7 +537,7 @@ def fgsm_rs(
     norm: str = "linf",
     step_size: float | None = None,
     attack_mode: str = "eval",
-    clip: ClipParam = None,
+    box: BoxParam = None,
     eps_warmup: float = 0.0,
     seed: int = 0,
 ) -> Objective:
@@ -586,7 +556,7 @@ def fgsm_rs(
         norm: ``"linf"`` or ``"l2"``.
         step_size: α; default ``1.25 ε``.
         attack_mode: ``"eval"`` (default) or ``"train"`` (as Wong et al.'s code).
-        clip: the input box; None: [0, 1] for images, unbounded for vectors.
+        box: the input box; None: the one the model declares (its dataset's box).
         eps_warmup: fraction of training over which ε and the step size ramp linearly
             from 0 to their values (0: none); helps large ε train from scratch.
         seed: seed of the objective's generator (the run's seed by default).
@@ -601,7 +571,7 @@ def fgsm_rs(
         step_size=_step("fgsm-rs", step_size, 1.25 * eps),
         random_start=True,
         train_mode=_check_attack_mode("fgsm-rs", attack_mode),
-        clip=_check_clip("fgsm-rs", clip),
+        box=_check_box("fgsm-rs", box),
     )
     return _with_warmup(AdversarialTraining(inner, seed), "fgsm-rs", eps_warmup)
 
@@ -612,12 +582,12 @@ def free(
     replays: int = 8,
     norm: str = "linf",
     step_size: float | None = None,
-    clip: ClipParam = None,
+    box: BoxParam = None,
 ) -> Objective:
     """Free adversarial training (Shafahi et al. 2019, "Adversarial training for free!").
 
     Each batch is replayed ``replays`` (m) times; every replay is one forward/backward at
-    ``clip(x + δ)`` whose backward also updates ``δ ← P_ball(δ + ε·sign(∇_δ))``, and one
+    ``box.clamp(x + δ)`` whose backward also updates ``δ ← P_ball(δ + ε·sign(∇_δ))``, and one
     optimizer step; δ carries over to the next replay and the next batch
     (:class:`FreeTraining`). Shafahi et al. use m = 8 on CIFAR-10 (the default) and divide
     the number of epochs by m to keep the cost of standard training — choose ``epochs``
@@ -628,7 +598,7 @@ def free(
         replays: m, the number of replays of each batch (≥ 1).
         norm: ``"linf"`` or ``"l2"``.
         step_size: step of δ; default ε (Shafahi et al.).
-        clip: the input box; None: [0, 1] for images, unbounded for vectors.
+        box: the input box; None: the one the model declares (its dataset's box).
     """
     eps = _check_threat("free", norm, eps)
     return FreeTraining(
@@ -636,7 +606,7 @@ def free(
         norm,
         _positive_int("free", "replays", replays),
         _step("free", step_size, eps),
-        _check_clip("free", clip),
+        _check_box("free", box),
     )
 
 
@@ -648,7 +618,7 @@ def mixed(
     step_size: float | None = None,
     random_start: bool = True,
     attack_mode: str = "eval",
-    clip: ClipParam = None,
+    box: BoxParam = None,
     eps_warmup: float = 0.0,
     seed: int = 0,
 ) -> Objective:
@@ -659,12 +629,12 @@ def mixed(
 
     Args: as :func:`pgd`.
     """
-    inner = _pgd_inner("mixed", eps, norm, steps, step_size, random_start, attack_mode, clip)
+    inner = _pgd_inner("mixed", eps, norm, steps, step_size, random_start, attack_mode, box)
     return _with_warmup(MixedTraining(inner, seed), "mixed", eps_warmup)
 
 
 @register("noise", "Gaussian-noise augmentation at sigma (terzi2021's contrast to AT)")
-def noise(sigma: float = 0.1, clip: ClipParam = None, seed: int = 0) -> Objective:
+def noise(sigma: float = 0.1, box: BoxParam = None, seed: int = 0) -> Objective:
     """Gaussian data augmentation: cross-entropy at ``x + σ·N(0, I)``, clamped to the input box.
 
     terzi2021 contrasts it with adversarial training: isotropic noise regularises the
@@ -674,12 +644,10 @@ def noise(sigma: float = 0.1, clip: ClipParam = None, seed: int = 0) -> Objectiv
 
     Args:
         sigma: standard deviation σ ≥ 0 of the noise, in pixel units.
-        clip: the input box; None: [0, 1] for images, unbounded for vectors.
-        eps_warmup: fraction of training over which ε and the step size ramp linearly
-            from 0 to their values (0: none); helps large ε train from scratch.
+        box: the input box; None: the one the model declares (its dataset's box).
         seed: seed of the objective's generator (the run's seed by default).
     """
     sigma = real("noise", "sigma", sigma)
     if not (sigma >= 0):
         raise TrainingError(f"method 'noise': sigma must be ≥ 0, got {sigma!r}")
-    return NoiseAugmentation(sigma, _check_clip("noise", clip), seed)
+    return NoiseAugmentation(sigma, _check_box("noise", box), seed)

@@ -56,7 +56,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from robustscope.data.box import Box
 from robustscope.errors import TrainingError
+from robustscope.models.base import declared_box
 
 __all__ = [
     "StepModel",
@@ -203,6 +205,11 @@ class StepModel(nn.Module):
         super().__init__()
         self.module = module
         self._wrappers = (train_forward, attack_forward)
+
+    @property
+    def input_box(self) -> Box | None:
+        """The wrapped model's declared input box (what attacks inside the objective use)."""
+        return declared_box(self.module)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         train_forward, attack_forward = self._wrappers

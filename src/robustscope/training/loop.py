@@ -112,7 +112,8 @@ def load_datasets(config: TrainConfig) -> tuple[ArrayDataset, ArrayDataset]:
 
 
 def build_model(config: TrainConfig, train_ds: ArrayDataset) -> models.Classifier:
-    """The (seeded) untrained model of ``config`` for inputs shaped like ``train_ds``."""
+    """The (seeded) untrained model of ``config`` for inputs shaped like ``train_ds``, declaring
+    the dataset's input box."""
     mean = std = None
     if config.normalize:
         info = data.info(config.dataset, **config.dataset_params)
@@ -124,6 +125,7 @@ def build_model(config: TrainConfig, train_ds: ArrayDataset) -> models.Classifie
         train_ds.input_shape,
         mean=mean,
         std=std,
+        box=train_ds.box,
         **config.model_kwargs,
     )
 

@@ -38,7 +38,7 @@ from robustscope import checkpoint
 from robustscope.attacks import evaluate as attack_evaluate
 from robustscope.data.dataset import ArrayDataset
 from robustscope.errors import TrainingError
-from robustscope.training.adversarial import real, resolve_clip
+from robustscope.params import parse_number
 from robustscope.training.config import TrainConfig
 
 __all__ = ["BEST_FILE", "STOP", "CatastrophicOverfittingDetector", "CollapseCriteria"]
@@ -144,10 +144,12 @@ class CatastrophicOverfittingDetector:
         return cls(
             head.x.to(device),
             head.y.to(device),
-            real("co", "eps", eps),
+            parse_number(eps, "co_params.eps", error=TrainingError),
             norm,
             steps,
-            None if step_size is None else real("co", "step_size", step_size),
+            None
+            if step_size is None
+            else parse_number(step_size, "co_params.step_size", error=TrainingError),
             criteria,
             early_stop=config.early_stop,
             run_dir=run_dir,
@@ -163,7 +165,6 @@ class CatastrophicOverfittingDetector:
             "batch_size": self.batch_size,
             "seed": self.seed,
             "checks": False,
-            "clip": resolve_clip(None, self.x),
         }
         pgd = attack_evaluate(model, self.x, self.y, "pgd", [self.eps], **common, **self.pgd_params)
         fgsm = attack_evaluate(model, self.x, self.y, "fgsm", [self.eps], **common)

@@ -38,7 +38,7 @@ from robustscope.attacks import evaluate as attack_evaluate
 from robustscope.data.dataset import ArrayDataset
 from robustscope.errors import RobustscopeError, TrainingError, unknown_name
 from robustscope.evaluation import cross_entropy, predict
-from robustscope.training.adversarial import real, resolve_clip
+from robustscope.params import parse_number
 from robustscope.training.config import TrainConfig
 
 __all__ = [
@@ -227,9 +227,13 @@ def pgd(
             "tracking 'pgd' needs eps: the method has none, so set track_params "
             "{'pgd': {'eps': ...}} (CLI: --track-param pgd.eps=0.1)"
         )
-    eps_value = real("track pgd", "eps", eps)
+    eps_value = parse_number(eps, "track_params.pgd.eps", error=TrainingError)
     norm_value = norm or str(config.method_params.get("norm", "linf"))
-    step = None if step_size is None else real("track pgd", "step_size", step_size)
+    step = (
+        None
+        if step_size is None
+        else parse_number(step_size, "track_params.pgd.step_size", error=TrainingError)
+    )
     options: dict[str, Any] = {"steps": steps, "restarts": restarts}
     if step is not None:
         options["step_size"] = step
@@ -245,13 +249,12 @@ def pgd(
             batch_size=batch_size,
             seed=seed,
             checks=False,
-            clip=resolve_clip(None, x),
             **options,
         )
         return {"accuracy": next(iter(curve.robust_accuracy.values()))}
 
     try:  # fail now, not after the first epoch, on bad attack options
-        PGD(nn.Identity(), eps_value, norm=norm_value, seed=seed, **options)
+        PGD(nn.Identity(), eps_value, norm=norm_value, seed=seed, box="unbounded", **options)
     except (RobustscopeError, TypeError, ValueError) as exc:
         raise TrainingError(f"tracking 'pgd': {exc}") from None
     return measure
