@@ -16,7 +16,7 @@ from robustscope.attacks import attack_mode, evaluate
 from robustscope.cli import app
 from robustscope.errors import TrainingError
 from robustscope.training import TrainConfig, make_objective, train
-from robustscope.training.adversarial import FreeTraining, MixedTraining, Trades
+from robustscope.training.objectives import FreeTraining, MixedTraining, Trades
 from robustscope.training.overfitting import (
     BEST_FILE,
     CatastrophicOverfittingDetector,

@@ -1,7 +1,7 @@
 """Training: one loop, pluggable objectives, schedules, checkpoints and exact resume.
 
-Objectives (``robustscope.training.available()``): ``standard``, and the adversarial ones of
-:mod:`robustscope.training.adversarial` — ``pgd`` (Madry et al. 2018), ``trades`` (Zhang et
+Objectives (``robustscope.training.available()``, the package
+:mod:`robustscope.training.objectives`): ``standard``, and the adversarial ones — ``pgd`` (Madry et al. 2018), ``trades`` (Zhang et
 al. 2019), ``fgsm-rs`` (Wong et al. 2020), ``free`` (Shafahi et al. 2019), ``mixed``
 (tsipras2019 App. B) and ``noise`` (Gaussian augmentation). Measurements during training:
 :mod:`robustscope.training.tracking` and :mod:`robustscope.training.overfitting`.
