@@ -226,7 +226,8 @@ def input_fisher_quadratic_form(
     device = model_device(model)
     xd, vd = x.detach().to(device), v.detach().to(device, x.dtype)
     with attack_mode(model), _forward_ad():
-        lp, jv = torch.func.jvp(lambda t: _log_probs(model, t), (xd,), (vd,))
+        out = torch.func.jvp(lambda t: _log_probs(model, t), (xd,), (vd,))
+        lp, jv = out[0], out[1]
     lp = lp.detach().double()
     return fisher_quadratic_form(lp.exp(), jv.detach()).cpu(), lp.cpu()
 
@@ -328,7 +329,8 @@ def input_fisher_power(
 
     start = gaussian_start((d,), seed, dtype=xd.dtype, device=xd.device).expand(n, d)
     with attack_mode(model), _forward_ad():
-        logp, vjp_fn = torch.func.vjp(f, xd)
+        linear = torch.func.vjp(f, xd)
+        logp, vjp_fn = linear[0], linear[1]
         p = logp.detach().exp()
 
         def fisher_times(v: torch.Tensor) -> torch.Tensor:
