@@ -395,12 +395,12 @@ class FisherAttack(Attack):
     Shape:
         ``x``: ``[N, ...]`` floating point; ``y``: ``[N]``; output: like ``x``.
 
-    Example:
+    Example (vector inputs, no box):
         >>> from robustscope import models
-        >>> model = models.create("mlp", 10, (1, 8, 8))
-        >>> x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
-        >>> x_adv = FisherAttack(model, eps=0.5)(x, y)
-        >>> bool(((x_adv - x).flatten(1).norm(dim=1) <= 0.5 + 1e-5).all())
+        >>> model = models.create("mlp", 3, (5,))
+        >>> x, y = torch.randn(4, 5), torch.tensor([0, 1, 2, 0])
+        >>> x_adv = FisherAttack(model, eps=0.5, clip=(None, None))(x, y)
+        >>> bool(((x_adv - x).norm(dim=1) <= 0.5 + 1e-5).all())
         True
     """
 

@@ -42,21 +42,6 @@ from robustscope.errors import RobustscopeError
 from robustscope.probes.base import ProbeData
 from robustscope.registry import Registry
 
-__all__ = [
-    "TRANSFORMS",
-    "Transform",
-    "TransformError",
-    "TransformRecord",
-    "Transformed",
-    "apply",
-    "available",
-    "create",
-    "records_of",
-    "register_transform",
-    "save",
-    "transform_checkpoint",
-]
-
 
 class TransformError(RobustscopeError):
     """A transform is unknown, got bad parameters, or cannot transform the given model."""
