@@ -343,7 +343,7 @@ def test_clipped_training_equals_the_behaviour_before_the_refactor() -> None:
     result = train(cfg, None, **QUIET)
     ref = load_file(str(DATA / "spectral_clip_cnn_07a139a.safetensors"))
     with safe_open(str(DATA / "spectral_clip_cnn_07a139a.safetensors"), framework="pt") as f:
-        ref_norms = eval(f.metadata()["max_norms"])  # a list of floats written by repr
+        ref_norms = json.loads(f.metadata()["max_norms"])  # a list of floats written by repr
     state = result.model.state_dict()
     assert sorted(state) == sorted(ref)
     for k, v in ref.items():
