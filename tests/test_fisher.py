@@ -17,6 +17,7 @@ from robustscope.attacks.fisher import (
     fisher_top,
     input_fisher_gram,
     input_fisher_power,
+    input_fisher_quadratic_form,
 )
 from robustscope.attacks.losses import ce_loss
 from robustscope.attacks.registry import create as create_attack
@@ -190,6 +191,42 @@ def test_power_method_agrees_with_exact(seed: int, k: int) -> None:
     torch.testing.assert_close(pt.eigenvector, fg.top_eigenvector, rtol=0, atol=1e-4)
     top = fisher_top(model, x, "power", iters=400, seed=seed)
     torch.testing.assert_close(top.eigenvalue, ev[:, 0], rtol=1e-5, atol=1e-14)
+
+
+def test_power_method_is_independent_of_the_batch() -> None:
+    # each example stops on its own and the start does not depend on the batch: an example's
+    # result is the same alone, in a batch, and at another position of another batch
+    model = tiny_model(4, 12, 4).double()
+    x = torch.rand((5, 12), generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    batch = input_fisher_power(model, x, iters=300, tol=1e-9, seed=2)
+    for i in range(len(x)):
+        alone = input_fisher_power(model, x[i : i + 1], iters=300, tol=1e-9, seed=2)
+        torch.testing.assert_close(
+            alone.eigenvalue, batch.eigenvalue[i : i + 1], rtol=1e-12, atol=0
+        )
+        torch.testing.assert_close(
+            alone.eigenvector, batch.eigenvector[i : i + 1], rtol=0, atol=1e-12
+        )
+    order = torch.tensor([3, 1, 4])
+    other = input_fisher_power(model, x[order], iters=300, tol=1e-9, seed=2)
+    torch.testing.assert_close(other.eigenvalue, batch.eigenvalue[order], rtol=1e-12, atol=0)
+    state = torch.random.get_rng_state()
+    input_fisher_power(model, x, iters=3, seed=2)
+    assert torch.equal(state, torch.random.get_rng_state())  # a seed never touches the global RNG
+
+
+def test_quadratic_form_by_jvp_matches_brute_force() -> None:
+    model = tiny_model(6, 8, 5).double()
+    gen = torch.Generator().manual_seed(6)
+    x = torch.rand((3, 8), generator=gen, dtype=torch.float64)
+    v = torch.randn((3, 8), generator=gen, dtype=torch.float64)
+    q, logp = input_fisher_quadratic_form(model, x, v)
+    for i, fx in enumerate(brute_force_fisher(model, x)):
+        assert float(q[i]) == pytest.approx(float(v[i] @ fx @ v[i]), rel=1e-10)
+    torch.testing.assert_close(q, input_fisher_gram(model, x).quadratic_form(v).cpu())
+    assert logp.shape == (3, 5) and torch.allclose(
+        logp.exp().sum(1), torch.ones(3, dtype=torch.float64)
+    )
 
 
 def test_unknown_method_refused() -> None:

@@ -16,13 +16,15 @@ import pytest
 import torch
 from torch import nn
 
-from robustscope import models, probes
+from robustscope import models, plugins, probes
 from robustscope.attacks.fisher import input_fisher_gram
 from robustscope.errors import ProbeError, TrainingError
 from robustscope.probes import ProbeData, ProbeResult, input_fisher, run_probe
 from robustscope.training import TrainConfig, train
 
 QUIET: dict[str, Any] = {"progress": False, "log": None}
+
+plugins.load()  # tracked probes as training measurements (the CLI and studies do this)
 
 
 def _tiny(k: int = 4, seed: int = 0) -> nn.Module:
@@ -218,7 +220,7 @@ def test_tracked_weight_probe_runs_once_per_epoch(monkeypatch: pytest.MonkeyPatc
         return adapter(*args, **kw)
 
     monkeypatch.setitem(
-        registry._PROBES, "layer_spectra", dataclasses.replace(info, adapter=counting)
+        registry.PROBES._entries, "layer_spectra", dataclasses.replace(info, adapter=counting)
     )
     cfg = TrainConfig(**TINY_DIGITS, track=["layer_spectra"], track_n=16)
     history = train(cfg, None, **QUIET).history
@@ -287,13 +289,27 @@ def test_cli_probe_json_matches_python(tmp_path: Path) -> None:
     assert "Traceback" not in bad.stderr
 
 
-def test_training_finds_probes_without_importing_them() -> None:
+def test_probes_become_measurements_only_at_the_composition_point() -> None:
+    """Importing training and probes registers nothing in training; robustscope.plugins.load()
+    (called by the CLI and studies) makes every tracked probe a measurement."""
     code = (
-        "from robustscope.training import TrainConfig; "
-        "from robustscope.training.tracking import make_measure; "
-        "m = make_measure('input_fisher', TrainConfig(dataset='digits', model='mlp')); "
-        "print(callable(m))"
+        "import sys\n"
+        "import robustscope.training, robustscope.probes\n"
+        "from robustscope.training import TrainConfig\n"
+        "from robustscope.training.tracking import make_measure\n"
+        "from robustscope.errors import TrainingError\n"
+        "cfg = TrainConfig(dataset='digits', model='mlp')\n"
+        "try:\n"
+        "    make_measure('input_fisher', cfg)\n"
+        "except TrainingError as exc:\n"
+        "    print('refused:', exc)\n"
+        "from robustscope import plugins\n"
+        "plugins.load()\n"
+        "print(callable(make_measure('input_fisher', cfg)))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "True"
+    first, last = proc.stdout.strip().splitlines()[0], proc.stdout.strip().splitlines()[-1]
+    assert first.startswith("refused: unknown tracking measurement 'input_fisher'")
+    assert "robustscope.plugins.load()" in first
+    assert last == "True"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from robustscope import checkpoint, models
+from robustscope import models
 from robustscope.errors import ModelError, ProbeError
 from robustscope.models.spectral import (
     clip_operator_norm_,
@@ -28,12 +27,10 @@ from robustscope.models.spectral import (
 from robustscope.probes.base import ProbeData
 from robustscope.probes.registry import run_probe
 from robustscope.probes.spectra import SpectraResult, compare_spectra, layer_spectra
-from robustscope.training import TrainConfig, train
 
 SETTINGS = settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )
-QUIET: dict[str, Any] = {"progress": False, "log": None}
 F64 = torch.float64
 
 
@@ -504,63 +501,3 @@ def test_compare_spectra_uses_circular_stds_for_topk_layers_and_checks_layers() 
     other = layer_spectra(models.create("cnn", 10, (1, 8, 8), width=0.25), (1, 8, 8))
     with pytest.raises(ProbeError, match="different layers"):
         compare_spectra(a, other)
-
-
-# --- training with spectral clipping (wen2020 B.4.2) ---------------------------------------
-
-
-def clip_config(**kw: Any) -> TrainConfig:
-    base: dict[str, Any] = {
-        "dataset": "digits",
-        "model": "cnn",
-        "model_kwargs": {"width": 0.25},
-        "train_subset": 300,
-        "test_subset": 100,
-        "epochs": 2,
-        "batch_size": 32,
-        "lr": 0.05,
-        "seed": 0,
-        "device": "cpu",
-        "spectral_clip": 0.8,
-    }
-    base.update(kw)
-    return TrainConfig(**base)
-
-
-def test_training_with_spectral_clip_keeps_every_layer_below_the_bound() -> None:
-    result = train(clip_config(), None, **QUIET)
-    model = result.model
-    shapes = layer_input_shapes(model, (1, 8, 8))
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            norm = float(svd(module.weight.detach().double())[0])
-        elif isinstance(module, nn.Conv2d):
-            geo = conv_geometry(module, shapes[name][-2:])
-            norm = float(svd(operator_matrix(module.weight.detach().double(), geo))[0])
-        else:
-            continue
-        assert norm <= 0.8 * (1 + 1e-6), name
-    rows = result.history
-    assert all("spectral_clip/max_norm" in r for r in rows)
-    assert rows[0]["spectral_clip/max_norm"] > 0.8  # the bound was active
-    with pytest.raises(ValueError, match="greater than 0"):
-        clip_config(spectral_clip=0.0)
-
-
-def test_resume_with_spectral_clip_is_bit_identical(tmp_path: Path) -> None:
-    cfg = clip_config(epochs=3)
-    straight = train(cfg, tmp_path / "straight", **QUIET)
-    first = train(cfg, tmp_path / "resumed", stop_after_epochs=1, **QUIET)
-    assert first.completed_epochs == 1
-    torch.manual_seed(12345)  # a resumed process starts with an unrelated global RNG state
-    third = train(cfg, tmp_path / "resumed", resume=True, **QUIET)
-    assert third.finished
-    a, b = straight.model.state_dict(), third.model.state_dict()
-    for k in a:
-        assert torch.equal(a[k], b[k]), f"{k} differs after resume"
-    assert [r["spectral_clip/max_norm"] for r in straight.history] == [
-        r["spectral_clip/max_norm"] for r in third.history
-    ]
-    loaded, _ = checkpoint.load(tmp_path / "resumed")
-    for k, v in loaded.state_dict().items():
-        assert torch.equal(v, a[k])

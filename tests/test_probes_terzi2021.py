@@ -83,6 +83,22 @@ def test_power_iteration_reports_its_stop() -> None:
     assert long.scalars()["power_rel_change_max"] <= 1e-6
 
 
+def test_top_eigenpair_is_independent_of_the_batch() -> None:
+    # one start shared by every example and a per-example stop: an example's λ₁ and v_λ₁ are
+    # the same alone and inside any batch
+    model, x = _mlp(), _x(5)
+    batch = representation_fisher(model, x, power_iters=400, power_tol=1e-10, batch_size=5)
+    for i in range(len(x)):
+        alone = representation_fisher(model, x[i : i + 1], power_iters=400, power_tol=1e-10)
+        assert torch.equal(alone.power_iterations, batch.power_iterations[i : i + 1])
+        torch.testing.assert_close(
+            alone.lambda_max, batch.lambda_max[i : i + 1], rtol=1e-12, atol=0
+        )
+        torch.testing.assert_close(
+            alone.top_eigenvector, batch.top_eigenvector[i : i + 1], rtol=0, atol=1e-12
+        )
+
+
 @pytest.mark.parametrize("mode", ["jvp", "vjp"])
 def test_hutchinson_is_unbiased_within_its_standard_error(mode: str) -> None:
     model, x = _mlp(8), _x(6)

@@ -803,7 +803,10 @@ def _validation_message(exc: ValidationError) -> str:
 
 def main() -> None:
     """Console entry point: run the app, turning robustscope errors into one-line messages."""
+    from robustscope import plugins
+
     try:
+        plugins.load()
         app()
     except RobustscopeError as exc:
         err_console.print(f"[bold red]error:[/bold red] {exc}", soft_wrap=True)

@@ -22,6 +22,7 @@ from robustscope.attacks.registry import register
 from robustscope.data.box import BoxLike
 from robustscope.errors import AttackError
 from robustscope.evaluation import predict
+from robustscope.numerics import per_example
 
 __all__ = ["APGD", "APGDT", "APGD_LOSSES", "AutoAttackLite", "checkpoints", "halve_step"]
 
@@ -68,10 +69,6 @@ def halve_step(
     cond1 = increases.to(torch.float64) < rho * window
     cond2 = ~reduced_last & (f_best <= f_best_last)
     return cond1 | cond2
-
-
-def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return v.reshape((len(v),) + (1,) * (like.ndim - 1))
 
 
 def _needs_classes(loss: str, fn: LossFn) -> LossFn:
@@ -298,7 +295,7 @@ class APGD(Attack):
                 return
             st.increases += (f_new > st.f).long()
             improved = f_new > st.f_best
-            ib = _bcast(improved, new)
+            ib = per_example(improved, new)
             st.best = torch.where(ib, new, st.best)
             st.best_grad = torch.where(ib, g_new, st.best_grad)
             st.f_best = torch.where(improved, f_new, st.f_best)
@@ -314,7 +311,7 @@ class APGD(Attack):
                     st.f_best,
                     st.f_best_ckpt,
                 )
-                rb = _bcast(reduce, st.cur)
+                rb = per_example(reduce, st.cur)
                 st.eta = torch.where(reduce, st.eta / 2, st.eta)
                 st.cur = torch.where(rb, st.best, st.cur)
                 st.prev = torch.where(rb, st.best, st.prev)

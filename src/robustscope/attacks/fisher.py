@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar, Literal
@@ -42,6 +44,13 @@ from robustscope.attacks.registry import register
 from robustscope.data.box import BoxLike
 from robustscope.device import model_device
 from robustscope.errors import AttackError, RobustscopeError
+from robustscope.numerics import (
+    fisher_quadratic_form,
+    fix_sign,
+    gaussian_start,
+    per_example,
+    power_iteration,
+)
 from robustscope.params import positive_int
 
 __all__ = [
@@ -52,19 +61,11 @@ __all__ = [
     "fisher_top",
     "input_fisher_gram",
     "input_fisher_power",
+    "input_fisher_quadratic_form",
 ]
 
 FisherMethod = Literal["gram", "power"]
 FISHER_METHODS: tuple[str, ...] = ("gram", "power")
-
-
-def _fix_sign(v: torch.Tensor) -> torch.Tensor:
-    """Flip each row of ``v`` ``[N, d]`` so that its entry of largest magnitude is positive."""
-    if v.shape[1] == 0:
-        return v
-    pick = v.gather(1, v.abs().argmax(dim=1, keepdim=True))
-    sign = torch.where(pick < 0, -1.0, 1.0).to(v.dtype)
-    return v * sign
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,10 @@ class FisherTop:
     Attributes:
         eigenvalue: ``[N]`` float64, λ_max(F_x) (the spectral norm of shi2020 eq. 8).
         eigenvector: ``[N, ...]`` (input-shaped, the input's dtype), unit ℓ2 norm, sign fixed
-            so that its entry of largest magnitude is positive; zero where λ_max = 0.
-        iterations: power iterations used (0 for the exact Gram method).
+            so that its entry of largest magnitude is positive
+            (:func:`robustscope.numerics.fix_sign`); zero where λ_max = 0.
+        iterations: the largest number of power iterations an example used (0 for the
+            exact Gram method).
     """
 
     eigenvalue: torch.Tensor
@@ -166,8 +169,7 @@ class FisherGram:
         norms = v.norm(dim=2, keepdim=True)
         rel = vals[:, :k, None] > 1e-12 * vals[:, :1, None].clamp_min(1e-300)
         v = torch.where(rel & (norms > 0), v / norms.clamp_min(1e-300), torch.zeros_like(v))
-        v = _fix_sign(v.flatten(0, 1)).reshape(n, k, *self.input_shape)
-        return v
+        return fix_sign(v.flatten(0, 1)).reshape(n, k, *self.input_shape)
 
     @property
     def top_eigenvector(self) -> torch.Tensor:
@@ -177,7 +179,7 @@ class FisherGram:
     def quadratic_form(self, v: torch.Tensor) -> torch.Tensor:
         """``[N]`` float64: ``vᵀ F_x v = Σ_j p_j ⟨∇ₓ log p_j, v⟩²`` for input-shaped ``v``."""
         proj = torch.einsum("nkd,nd->nk", self.grads.flatten(2), v.flatten(1).double())
-        return (self.probs * proj**2).sum(1)
+        return fisher_quadratic_form(self.probs, proj)
 
     def top(self) -> FisherTop:
         """The top eigenpair as a :class:`FisherTop`."""
@@ -186,6 +188,50 @@ class FisherGram:
 
 def _log_probs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return F.log_softmax(_binary_as_two(model(x)), dim=1)
+
+
+@contextmanager
+def _forward_ad() -> Iterator[None]:
+    """Gradients on, and quiet: torch's forward-AD decompositions call the deprecated
+    ``torch.jit.script`` on first use."""
+    with torch.enable_grad(), warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*torch.jit.script.*", category=DeprecationWarning
+        )
+        yield
+
+
+def input_fisher_quadratic_form(
+    model: nn.Module, x: torch.Tensor, v: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(vᵀ F_x v, log p(x))`` per example, exactly, by one Jacobian-vector product.
+
+    One forward-mode JVP of ``log p`` along v gives the K directional derivatives
+    ``∇ₓ log p_k · v``, and :func:`robustscope.numerics.fisher_quadratic_form` sums
+    ``p_k (∇ₓ log p_k · v)²`` (shi2020 eq. 6; no d × d matrix). The model runs in eval mode
+    with frozen parameters (restored afterwards).
+
+    Args:
+        model: maps ``[N, ...]`` inputs to logits (binary single scores read as (0, s)).
+        x: ``[N, ...]`` points; v: ``[N, ...]`` directions.
+
+    Returns:
+        ``([N], [N, K])`` float64 on the CPU.
+
+    Example:
+        >>> model = nn.Linear(3, 2)
+        >>> x, v = torch.rand(4, 3), torch.rand(4, 3)
+        >>> q, _ = input_fisher_quadratic_form(model, x, v)
+        >>> bool(torch.allclose(q, input_fisher_gram(model, x).quadratic_form(v)))
+        True
+    """
+    device = model_device(model)
+    xd, vd = x.detach().to(device), v.detach().to(device, x.dtype)
+    with attack_mode(model), _forward_ad():
+        out = torch.func.jvp(lambda t: _log_probs(model, t), (xd,), (vd,))
+        lp, jv = out[0], out[1]
+    lp = lp.detach().double()
+    return fisher_quadratic_form(lp.exp(), jv.detach()).cpu(), lp.cpu()
 
 
 def input_fisher_gram(
@@ -252,11 +298,13 @@ def input_fisher_power(
 
     Matrix-free: with ``ℓ(x) = log p(x)`` (``[K]``) and J its input Jacobian,
     ``F_x v = Jᵀ (p ⊙ J v)`` costs one Jacobian-vector product (forward-mode,
-    ``torch.func.jvp``) and one vector-Jacobian product (``torch.func.vjp``). From a
-    Gaussian start, ``v ← F_x v / ‖F_x v‖`` until every example's Rayleigh quotient
-    ``λ = vᵀF_x v = Σ_j p_j (J v)_j²`` changes by less than ``tol`` (relative) or
-    ``iters`` iterations. Convergence is geometric in ``λ₂/λ₁``; prefer the exact
-    :func:`input_fisher_gram`, this is its cross-check.
+    ``torch.func.jvp``) and one vector-Jacobian product (``torch.func.vjp``).
+    :func:`robustscope.numerics.power_iteration` runs ``v ← F_x v / ‖F_x v‖`` from one
+    Gaussian start shared by every example (seeded by ``seed``), each example stopping once
+    its Rayleigh quotient ``λ = vᵀF_x v`` changes by at most ``tol`` (relative) or after
+    ``iters`` products — so an example's result does not depend on the rest of the batch.
+    Convergence is geometric in ``λ₂/λ₁``; prefer the exact :func:`input_fisher_gram`, this
+    is its cross-check.
 
     Args:
         model: maps ``[N, ...]`` inputs to logits (or a binary score ``[N, 1]``).
@@ -271,45 +319,29 @@ def input_fisher_power(
     if not torch.is_floating_point(x):
         raise RobustscopeError(f"input_fisher_power: inputs must be floating point, got {x.dtype}")
     iters = positive_int(iters, "input_fisher_power: iters", error=AttackError)
-    device = model_device(model)
-    xd = x.detach().to(device)
-    n = len(xd)
-    gen = None if seed is None else torch.Generator(device=device).manual_seed(seed)
-    v = torch.randn(xd.shape, generator=gen, device=device, dtype=xd.dtype)
-
-    def unit(t: torch.Tensor) -> torch.Tensor:
-        nrm = t.flatten(1).norm(dim=1).clamp_min(1e-300)
-        return t / nrm.reshape((n,) + (1,) * (t.ndim - 1))
+    if not tol >= 0:
+        raise RobustscopeError(f"input_fisher_power: tol must be ≥ 0, got {tol!r}")
+    xd = x.detach().to(model_device(model))
+    n, d = len(xd), math.prod(xd.shape[1:])
+    if n == 0:
+        return FisherTop(torch.zeros(0, dtype=torch.float64, device=xd.device), x[:0], 0)
 
     def f(inp: torch.Tensor) -> torch.Tensor:
         return _log_probs(model, inp)
 
-    v = unit(v)
-    lam = torch.zeros(n, dtype=torch.float64, device=device)
-    used = 0
-    with attack_mode(model), torch.enable_grad(), warnings.catch_warnings():
-        # torch's forward-AD decompositions call the deprecated torch.jit.script on first use
-        warnings.filterwarnings(
-            "ignore", message=".*torch.jit.script.*", category=DeprecationWarning
-        )
-        vjp_out = torch.func.vjp(f, xd)
-        logp, vjp_fn = vjp_out[0], vjp_out[1]
+    start = gaussian_start((d,), seed, dtype=xd.dtype, device=xd.device).expand(n, d)
+    with attack_mode(model), _forward_ad():
+        linear = torch.func.vjp(f, xd)
+        logp, vjp_fn = linear[0], linear[1]
         p = logp.detach().exp()
-        for it in range(iters):
-            used = it + 1
-            jv = torch.func.jvp(f, (xd,), (v,))[1]
-            new_lam = (p * jv**2).sum(1).double()
-            (fv,) = vjp_fn(p * jv)
-            converged = (new_lam - lam).abs() <= tol * new_lam.abs().clamp_min(1e-300)
-            lam = new_lam
-            if it > 0 and bool(converged.all()):
-                break
-            v = unit(fv.detach())
-        jv = torch.func.jvp(f, (xd,), (v,))[1]
-        lam = (p * jv**2).sum(1).double()
-    vec = _fix_sign(v.detach().flatten(1)).reshape(xd.shape)
-    vec = torch.where((lam > 0).reshape((n,) + (1,) * (vec.ndim - 1)), vec, torch.zeros_like(vec))
-    return FisherTop(lam.detach(), vec.to(x.dtype), used)
+
+        def fisher_times(v: torch.Tensor) -> torch.Tensor:
+            jv = torch.func.jvp(f, (xd,), (v.reshape(xd.shape),))[1]
+            return vjp_fn(p * jv)[0].reshape(n, d)
+
+        top = power_iteration(fisher_times, start, iters=iters, tol=tol)
+    vec = top.vector.reshape(xd.shape).to(x.dtype)
+    return FisherTop(top.value, vec, int(top.iterations.max()))
 
 
 def fisher_top(
@@ -365,12 +397,12 @@ class FisherAttack(Attack):
     Shape:
         ``x``: ``[N, ...]`` floating point; ``y``: ``[N]``; output: like ``x``.
 
-    Example:
+    Example (vector inputs: the model declares the unbounded box):
         >>> from robustscope import models
-        >>> model = models.create("mlp", 10, (1, 8, 8))
-        >>> x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+        >>> model = models.create("mlp", 3, (5,))
+        >>> x, y = torch.randn(4, 5), torch.tensor([0, 1, 2, 0])
         >>> x_adv = FisherAttack(model, eps=0.5)(x, y)
-        >>> bool(((x_adv - x).flatten(1).norm(dim=1) <= 0.5 + 1e-5).all())
+        >>> bool(((x_adv - x).norm(dim=1) <= 0.5 + 1e-5).all())
         True
     """
 
@@ -422,8 +454,7 @@ class FisherAttack(Attack):
                 z_plus, z_minus = self.model(plus), self.model(minus)
             l_plus, l_minus = ce_loss(z_plus, yi), ce_loss(z_minus, yi)
             take_minus = l_minus > l_plus
-            m = take_minus.reshape((-1,) + (1,) * (x.ndim - 1))
-            x_new = torch.where(m, minus, plus)
+            x_new = torch.where(per_example(take_minus, x), minus, plus)
             logits = torch.where(take_minus[:, None], z_minus, z_plus)
             loss = torch.where(take_minus, l_minus, l_plus)
             x_cur[idx] = x_new

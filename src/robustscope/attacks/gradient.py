@@ -35,6 +35,7 @@ from robustscope.attacks.registry import register
 from robustscope.attacks.threat import ThreatModel, flat_norms
 from robustscope.data.box import BoxLike
 from robustscope.errors import AttackError
+from robustscope.numerics import per_example
 
 __all__ = ["FGSM", "PGD", "PGD_LOSSES", "BestKeeper", "CWLinf", "pgd_start"]
 
@@ -59,7 +60,7 @@ def pgd_start(threat: ThreatModel, x: torch.Tensor, gen: torch.Generator | None)
     g = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
     r = torch.rand(len(x), generator=gen, device=x.device, dtype=x.dtype) * threat.eps
     norms = flat_norms(g, "l2").clamp_min(1e-12)
-    delta = g * (r / norms).reshape((len(x),) + (1,) * (x.ndim - 1))
+    delta = g * per_example(r / norms, x)
     return threat.project(x + delta, x)
 
 

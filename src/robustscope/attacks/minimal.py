@@ -38,6 +38,7 @@ from robustscope.attacks.threat import flat_norms
 from robustscope.data.box import BoxLike
 from robustscope.errors import AttackError
 from robustscope.evaluation import predict
+from robustscope.numerics import per_example
 
 __all__ = ["CW", "DeepFool", "MinimalAttack", "MinimalResult"]
 
@@ -59,10 +60,6 @@ class MinimalResult:
     distance: torch.Tensor
     success: torch.Tensor
     norm: str
-
-
-def _per_example(s: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return s.reshape((len(s),) + (1,) * (like.ndim - 1))
 
 
 def _adversarial(logits: torch.Tensor, y: torch.Tensor, kappa: float = 0.0) -> torch.Tensor:
@@ -122,7 +119,7 @@ class MinimalAttack(Attack):
 
     def _result(self, x: torch.Tensor, x_adv: torch.Tensor, success: torch.Tensor) -> MinimalResult:
         """Unsuccessful examples get ``x`` back and distance inf."""
-        x_adv = torch.where(_per_example(success, x), x_adv, x)
+        x_adv = torch.where(per_example(success, x), x_adv, x)
         dist = flat_norms(x_adv - x, self.norm)
         dist = torch.where(success, dist, torch.full_like(dist, math.inf))
         return MinimalResult(x_adv.detach(), dist.detach(), success.clone(), self.norm)
@@ -336,7 +333,7 @@ class DeepFool(MinimalAttack):
         hi = torch.ones_like(lo)
         for _ in range(self.refine_steps):
             mid = (lo + hi) / 2
-            xm = self._clip(x + _per_example(mid, x) * delta)
+            xm = self._clip(x + per_example(mid, x) * delta)
             z = _binary_as_two(self.model(xm))
             tau = REFINE_ULPS * torch.finfo(z.dtype).eps * z.abs().amax(1)
             adv = margin(z, y) < -tau

@@ -25,6 +25,7 @@ import torch
 
 from robustscope.data.box import Box
 from robustscope.errors import RobustscopeError
+from robustscope.numerics import per_example
 
 Norm = Literal["linf", "l2"]
 NORMS: tuple[str, ...] = ("linf", "l2")
@@ -46,11 +47,6 @@ def flat_norms(v: torch.Tensor, norm: str) -> torch.Tensor:
     if norm == "l2":
         return flat.norm(p=2, dim=1)
     raise RobustscopeError(f"unknown norm {norm!r}; valid norms: {', '.join(NORMS)}")
-
-
-def _per_example(s: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Reshape ``[N]`` to broadcast against ``like`` (``[N, ...]``)."""
-    return s.reshape((len(s),) + (1,) * (like.ndim - 1))
 
 
 @dataclass(frozen=True)
@@ -95,7 +91,7 @@ class ThreatModel:
         else:
             n = flat_norms(delta, "l2")
             factor = torch.clamp(self.eps / (n + _TINY), max=1.0)
-            delta = delta * _per_example(factor, delta)
+            delta = delta * per_example(factor, delta)
         return self.clip(x + delta)
 
     def random_start(
@@ -109,7 +105,7 @@ class ThreatModel:
             g = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             d = g[0].numel()
             r = torch.rand(len(x), generator=generator, device=x.device, dtype=x.dtype) ** (1.0 / d)
-            delta = g / _per_example(flat_norms(g, "l2") + _TINY, g) * _per_example(r * self.eps, g)
+            delta = g / per_example(flat_norms(g, "l2") + _TINY, g) * per_example(r * self.eps, g)
         return self.project(x + delta, x)
 
     def step(
@@ -117,10 +113,10 @@ class ThreatModel:
     ) -> torch.Tensor:
         """One steepest-ascent step of length ``step_size`` in this norm (not yet projected)."""
         if isinstance(step_size, torch.Tensor) and step_size.ndim == 1:
-            step_size = _per_example(step_size, x_adv)
+            step_size = per_example(step_size, x_adv)
         if self.norm == "linf":
             return x_adv + step_size * grad.sign()
-        n = _per_example(flat_norms(grad, "l2"), grad)
+        n = per_example(flat_norms(grad, "l2"), grad)
         return x_adv + step_size * grad / (n + _TINY)
 
     def bounds(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -150,7 +146,7 @@ class ThreatModel:
         if bounds is None or self.norm != "linf":
             return self.project(self.step(x_adv, grad, step_size), x)
         if isinstance(step_size, torch.Tensor) and step_size.ndim == 1:
-            step_size = _per_example(step_size, x_adv)
+            step_size = per_example(step_size, x_adv)
         plain = (
             grad.shape != x_adv.shape
             or grad.dtype != x_adv.dtype

@@ -14,7 +14,8 @@ from typing import Any
 
 from robustscope.data.box import Box
 from robustscope.data.dataset import ArrayDataset
-from robustscope.errors import DataError, unknown_name
+from robustscope.errors import DataError
+from robustscope.registry import Registry
 
 AUGMENT_KINDS = ("none", "crop_flip")
 
@@ -86,7 +87,10 @@ class _Entry:
     info_params: tuple[str, ...]
 
 
-_REGISTRY: dict[str, _Entry] = {}
+#: every dataset by name
+DATASETS: Registry[_Entry] = Registry(
+    "dataset", error=DataError, describe=lambda entry: entry.info().description
+)
 
 
 def register(
@@ -107,21 +111,16 @@ def register(
         params: keyword parameters ``load`` accepts for this dataset.
         info_params: the subset of ``params`` that change :func:`info` (and are passed to it).
     """
-    if name in _REGISTRY:
-        raise DataError(f"dataset {name!r} registered twice")
-    _REGISTRY[name] = _Entry(name, loader, info, locate, tuple(params), tuple(info_params))
+    DATASETS.register(name, _Entry(name, loader, info, locate, tuple(params), tuple(info_params)))
 
 
 def names() -> list[str]:
     """All registered dataset names, sorted."""
-    return sorted(_REGISTRY)
+    return DATASETS.names()
 
 
 def _entry(name: str) -> _Entry:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise DataError(unknown_name("dataset", name, list(_REGISTRY))) from None
+    return DATASETS.get(name)
 
 
 def _check_params(entry: _Entry, params: dict[str, Any], allowed: tuple[str, ...]) -> None:
@@ -180,7 +179,7 @@ def available(root: str | Path | None = None) -> list[DatasetStatus]:
     """Every registered dataset, whether it is present here, and where (or why not)."""
     out = []
     for n in names():
-        entry = _REGISTRY[n]
+        entry = DATASETS.get(n)
         present, location = entry.locate(root)
         out.append(DatasetStatus(n, present, location, entry.info().description))
     return out

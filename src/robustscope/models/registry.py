@@ -10,8 +10,9 @@ from typing import Any
 import torch
 
 from robustscope.data.box import BoxLike
-from robustscope.errors import ModelError, unknown_name
+from robustscope.errors import ModelError
 from robustscope.models.base import Classifier, ModelSpec, Normalize
+from robustscope.registry import Registry
 
 Builder = Callable[..., Classifier]
 
@@ -33,7 +34,10 @@ class ModelEntry:
     default_input_shape: tuple[int, ...]
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
+#: every architecture by name
+MODELS: Registry[ModelEntry] = Registry(
+    "model", error=ModelError, describe=lambda entry: entry.notes
+)
 
 
 def register(
@@ -42,9 +46,7 @@ def register(
     """Decorator registering ``builder`` under ``name``."""
 
     def deco(builder: Builder) -> Builder:
-        if name in _REGISTRY:
-            raise ModelError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelEntry(name, builder, notes, default_input_shape)
+        MODELS.register(name, ModelEntry(name, builder, notes, default_input_shape))
         return builder
 
     return deco
@@ -52,19 +54,16 @@ def register(
 
 def entries() -> list[ModelEntry]:
     """All registered architectures, sorted by name."""
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+    return [entry for _, entry in MODELS.items()]
 
 
 def available() -> list[str]:
     """Names of all registered architectures."""
-    return sorted(_REGISTRY)
+    return MODELS.names()
 
 
 def get(name: str) -> ModelEntry:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ModelError(unknown_name("model", name, list(_REGISTRY))) from None
+    return MODELS.get(name)
 
 
 def create(

@@ -36,15 +36,12 @@ from robustscope.probes.spectra import (
     layer_spectra,
 )
 from robustscope.probes.taylor import TaylorSplitResult, taylor_split
-from robustscope.probes.tracking import register_tracked_probes
 from robustscope.probes.weights import (
     WeightInformationResult,
     WeightNormsResult,
     weight_information,
     weight_norms,
 )
-
-register_tracked_probes()
 
 __all__ = [
     "CCKLResult",

@@ -22,10 +22,11 @@ from typing import Any
 
 from torch import nn
 
-from robustscope.errors import ProbeError, unknown_name
+from robustscope.errors import ProbeError
 from robustscope.probes.base import ProbeData, ProbeResult
+from robustscope.registry import Registry, first_line
 
-__all__ = ["ProbeInfo", "available_probes", "get_probe", "register_probe", "run_probe"]
+__all__ = ["PROBES", "ProbeInfo", "available_probes", "get_probe", "register_probe", "run_probe"]
 
 ProbeAdapter = Callable[..., ProbeResult]
 
@@ -52,7 +53,8 @@ class ProbeInfo:
     options: tuple[str, ...]
 
 
-_PROBES: dict[str, ProbeInfo] = {}
+#: every probe by name
+PROBES: Registry[ProbeInfo] = Registry("probe", error=ProbeError, describe=lambda info: info.doc)
 
 
 def register_probe(
@@ -65,12 +67,10 @@ def register_probe(
     """Register ``adapter(model, data, **options)`` under ``name`` (see the module doc)."""
 
     def deco(adapter: ProbeAdapter) -> ProbeAdapter:
-        if name in _PROBES:
-            raise ProbeError(f"probe {name!r} registered twice")
         params = inspect.signature(adapter).parameters
         options = tuple(k for k in params if k not in ("model", "data"))
-        line = doc or (adapter.__doc__ or "").strip().split("\n")[0]
-        _PROBES[name] = ProbeInfo(name, line, adapter, splits, tracked, options)
+        line = doc or first_line(adapter)
+        PROBES.register(name, ProbeInfo(name, line, adapter, splits, tracked, options))
         return adapter
 
     return deco
@@ -78,15 +78,12 @@ def register_probe(
 
 def available_probes() -> dict[str, str]:
     """Registered probe names with a one-line description."""
-    return {k: _PROBES[k].doc for k in sorted(_PROBES)}
+    return PROBES.available()
 
 
 def get_probe(name: str) -> ProbeInfo:
     """The :class:`ProbeInfo` of ``name``; unknown names are refused with the valid ones."""
-    try:
-        return _PROBES[name]
-    except KeyError:
-        raise ProbeError(unknown_name("probe", name, list(_PROBES))) from None
+    return PROBES.get(name)
 
 
 def run_probe(name: str, model: nn.Module, data: ProbeData, **options: Any) -> ProbeResult:

@@ -55,6 +55,7 @@ from torch import nn
 from robustscope.attacks.base import attack_mode
 from robustscope.device import model_device
 from robustscope.errors import ProbeError
+from robustscope.numerics import gaussian_start, power_iteration
 from robustscope.probes.base import ProbeData, ProbeResult, batches, check_inputs
 from robustscope.probes.registry import register_probe
 
@@ -168,28 +169,13 @@ def _param_dtype(model: nn.Module, fallback: torch.dtype) -> torch.dtype:
     return fallback
 
 
-def _fix_sign(v: torch.Tensor) -> torch.Tensor:
-    """Flip each row of ``[N, D]`` so that its largest-magnitude entry is positive."""
-    idx = v.abs().argmax(dim=1, keepdim=True)
-    sign = torch.sign(v.gather(1, idx))
-    return v * torch.where(sign == 0, torch.ones_like(sign), sign)
-
-
-def _draws(
-    gen: torch.Generator, n: int, probes: int, probe_dim: int, d: int, dtype: torch.dtype
-) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """Per example, in order: ``probes`` Rademacher vectors, then a Gaussian start vector.
-
-    Drawing example by example from one CPU generator makes the values independent of the
-    batch size and of the device.
-    """
-    rad, start = [], []
-    for _ in range(n):
-        if probes:
-            r = torch.randint(0, 2, (probes, probe_dim), generator=gen, dtype=torch.int64)
-            rad.append(r.to(dtype) * 2 - 1)
-        start.append(torch.randn(d, generator=gen, dtype=torch.float64).to(dtype))
-    return (torch.stack(rad) if probes else None), torch.stack(start)
+def _rademacher(
+    gen: torch.Generator, n: int, probes: int, probe_dim: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """``[n, probes, probe_dim]`` Rademacher vectors, drawn example by example from one CPU
+    generator: the values do not depend on the batch size or the device."""
+    r = [torch.randint(0, 2, (probes, probe_dim), generator=gen) for _ in range(n)]
+    return torch.stack(r).to(dtype) * 2 - 1
 
 
 def representation_fisher(
@@ -217,9 +203,12 @@ def representation_fisher(
         mode: ``"jvp"`` (products with the input directions), ``"vjp"`` (with the feature
             directions) or ``"auto"`` (``jvp`` if d < m, the faster one — module doc).
         power_iters: maximum power iterations for λ₁ (one Jv and one Jᵀu each).
-        power_tol: an example stops once its λ changes by at most this, relatively.
-        seed: seed of the Hutchinson probes and of the power iteration's start (a local
-            generator; the result does not depend on ``batch_size``).
+        power_tol: an example stops once its λ changes by at most this, relatively
+            (:func:`robustscope.numerics.power_iteration`).
+        seed: seed of the Hutchinson probes and of the power iteration's start (local
+            generators). The start is one Gaussian vector shared by every example, so λ₁
+            and its eigenvector do not depend on the batch or on the other examples; the
+            probes are drawn example by example, so they do not depend on ``batch_size``.
         batch_size: examples per pass.
 
     Returns:
@@ -264,6 +253,7 @@ def representation_fisher(
     dtype = _param_dtype(model, x.dtype)
     d = math.prod(x.shape[1:])
     gen = torch.Generator().manual_seed(int(seed))
+    start = gaussian_start((d,), int(seed), dtype=dtype)
 
     def f(t: torch.Tensor) -> torch.Tensor:
         return features(t).flatten(1)
@@ -279,20 +269,21 @@ def representation_fisher(
             m = prod.m
             if chosen == "auto":
                 chosen = "jvp" if d < m else "vjp"
-            rad, start = _draws(gen, b, n_probes, d if chosen == "jvp" else m, d, dtype)
             if method == "exact":
                 tr = _exact_trace(prod, chosen)
             else:
-                assert rad is not None
+                rad = _rademacher(gen, b, n_probes, d if chosen == "jvp" else m, dtype)
                 est = prod.squared_norms(rad.to(device).transpose(0, 1), chosen)
                 tr = est.mean(0)
                 ses.append((est.std(0) / math.sqrt(n_probes)).cpu())
             traces.append(tr.cpu())
-            lam, vec, change, it = _power(prod, start.to(device), power_iters, power_tol)
-            lams.append(lam.cpu())
-            vecs.append(vec.cpu())
-            changes.append(change.cpu())
-            steps.append(it.cpu())
+            top = power_iteration(
+                prod.gram, start.to(device).expand(b, d), iters=power_iters, tol=power_tol
+            )
+            lams.append(top.value.cpu())
+            vecs.append(top.vector.detach().cpu())
+            changes.append(top.rel_change.cpu())
+            steps.append(top.iterations.cpu())
 
     trace = torch.cat(traces)
     lam_all = torch.cat(lams)
@@ -321,7 +312,7 @@ class _Products:
     independent: the model is in eval mode).
 
     ``vjp(u) = Jᵀu`` for ``u [B, m]``; ``jvp(v) = Jv`` for ``v [B, ...]`` (input-shaped), the
-    VJP of the linear map ``u ↦ Jᵀu`` (module doc).
+    VJP of the linear map ``u ↦ Jᵀu`` (module doc); ``gram(v) = JᵀJv``.
     """
 
     def __init__(self, f: FeatureFn, xb: torch.Tensor) -> None:
@@ -342,6 +333,10 @@ class _Products:
 
     def jvp(self, v: torch.Tensor) -> torch.Tensor:
         return self._jvp(v.reshape(self.xb.shape))[0]
+
+    def gram(self, v: torch.Tensor) -> torch.Tensor:
+        """``JᵀJ v`` for ``v [B, d]``, as ``[B, d]``: the matrix S of every example."""
+        return self.vjp(self.jvp(v)).detach().reshape(self.b, self.d)
 
     def squared_norms(self, vectors: torch.Tensor, mode: str) -> torch.Tensor:
         """``[c, B]`` float64: ``‖J v_k‖²`` (``jvp``; ``vectors [c, B, d]``) or ``‖Jᵀ u_k‖²``
@@ -373,49 +368,6 @@ def _exact_trace(prod: _Products, mode: str) -> torch.Tensor:
         for k in range(m):
             total += prod.squared_norms(eye[k].expand(1, b, m), "vjp")[0]
     return total
-
-
-def _power(
-    prod: _Products, start: torch.Tensor, iters: int, tol: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Power iteration on JᵀJ per example: (λ, unit vector ``[B, d]``, relative change,
-    iterations per example).
-
-    λ is the Rayleigh quotient ``‖Jv‖²`` of the returned unit vector v. An example stops
-    (its v and λ frozen) as soon as its own λ changes by at most ``tol``, so its result does
-    not depend on the other examples of the batch.
-    """
-    b = prod.b
-    dev = prod.xb.device
-
-    def unit(t: torch.Tensor) -> torch.Tensor:
-        flat = t.reshape(b, -1)
-        return flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-300)
-
-    v = unit(start)
-    lam = torch.zeros(b, dtype=torch.float64, device=dev)
-    change = torch.full((b,), math.nan, dtype=torch.float64, device=dev)
-    steps = torch.zeros(b, dtype=torch.int64, device=dev)
-    done = torch.zeros(b, dtype=torch.bool, device=dev)
-    for it in range(iters):
-        jv = prod.jvp(v)
-        new = jv.detach().double().pow(2).sum(1)
-        if it > 0:
-            rel = torch.where(
-                new > 0, (new - lam).abs() / new.clamp_min(1e-300), torch.zeros_like(new)
-            )
-            change = torch.where(done, change, rel)
-        lam = torch.where(done, lam, new)
-        steps = torch.where(done, steps, steps + 1)
-        if it > 0:
-            done = done | (change <= tol)
-        if bool(done.all()) or it == iters - 1:
-            break
-        w = prod.vjp(jv)
-        v = torch.where(done[:, None], v, unit(w.detach()))
-    vec = _fix_sign(v.detach())
-    vec = torch.where((lam > 0)[:, None], vec, torch.zeros_like(vec))
-    return lam, vec, change, steps
 
 
 @register_probe(

@@ -28,6 +28,10 @@ kernel     (asked for) the ``C_out × (C_in·kh·kw)`` reshaped      not the ope
            kernel, a common proxy for "the weight matrix"
 ========== ===================================================== =================
 
+``auto`` takes the first five rows in this order, as
+:func:`robustscope.models.spectral.exact_method` (the one chooser, which spectral-norm
+clipping asks too) decides them.
+
 The trade-off for zero-padded convolutions with overlapping windows: their operator is
 block-Toeplitz with no known fast exact full spectrum, and on CIFAR sizes it is 16k–65k
 dimensional (a dense SVD takes minutes to hours). ``auto`` therefore reports for them the
@@ -184,7 +188,7 @@ def _stable_rank(frob: float, top: float) -> float:
     return frob**2 / top**2 if top > 0 else math.nan
 
 
-def _complete(
+def _spectrum(
     name: str,
     kind: str,
     method: str,
@@ -194,21 +198,28 @@ def _complete(
     cols: int,
     *,
     exact: bool = True,
+    frobenius: float | None = None,
+    residual: float | None = None,
+    approx: torch.Tensor | None = None,
 ) -> LayerSpectrum:
+    """The :class:`LayerSpectrum` of ``values``: all ``min(rows, cols)`` singular values
+    (``frobenius`` None: computed from them), or the top-k with the exact ``frobenius``."""
     values = values.detach().double().cpu().sort(descending=True).values
-    lo, mean, std = _stats(values)
-    frob = float(values.square().sum().sqrt())
+    count = min(rows, cols)
+    complete = frobenius is None
+    frob = float(values.square().sum().sqrt()) if frobenius is None else frobenius
+    lo, mean, std = _stats(values) if complete else (None, None, None)
     top = float(values[0])
     return LayerSpectrum(
         name=name,
         kind=kind,
         method=method,
         exact=exact,
-        complete=True,
+        complete=complete,
         input_shape=shape,
         rows=rows,
         cols=cols,
-        count=len(values),
+        count=count,
         singular_values=values,
         max=top,
         min=lo,
@@ -216,6 +227,9 @@ def _complete(
         std=std,
         frobenius=frob,
         stable_rank=_stable_rank(frob, top),
+        residual=residual,
+        approx_singular_values=approx,
+        approx_std=_stats(approx)[2] if approx is not None else None,
     )
 
 
@@ -242,7 +256,7 @@ def _conv_spectrum(
 
     if method == "kernel":
         mat = spectral.dense_conv_weight(w, geo.groups).reshape(geo.out_channels, -1)
-        return _complete(
+        return _spectrum(
             name, "conv2d", "kernel", torch.linalg.svdvals(mat), shape, *mat.shape, exact=False
         )
     if method == "circular":
@@ -252,22 +266,18 @@ def _conv_spectrum(
                 f"{name!r} to divide its input {hw}; use method='auto'"
             )
         n_out = (hw[0] // geo.stride[0]) * (hw[1] // geo.stride[1]) * geo.out_channels
-        return _complete(
+        return _spectrum(
             name, "conv2d", "circular", circular(), shape, n_out, cols, exact=geo.circular_exact
         )
-    if method == "auto" and geo.circular_exact:
-        return _complete(name, "conv2d", "fft", circular(), shape, rows, cols)
-    if method == "auto" and geo.disjoint_patches:
-        return _complete(
-            name, "conv2d", "patch", spectral.patch_singular_values(w, geo), shape, rows, cols
-        )
-    small = min(rows, cols) <= max_dense and rows * cols <= 4 * max_dense**2
-    if method == "dense" or (method == "auto" and small):
+    chosen: spectral.ExactMethod = "dense" if method == "dense" else "topk"
+    if method == "auto":
+        chosen = spectral.exact_method(module, shape, max_dense=max_dense)
+    if chosen != "topk":
         try:
-            mat = spectral.operator_matrix(w, geo)
+            values = spectral.exact_singular_values(module, shape, chosen)
         except ModelError as exc:
             raise ProbeError(f"layer_spectra: layer {name!r}: {exc}") from None
-        return _complete(name, "conv2d", "dense", torch.linalg.svdvals(mat), shape, rows, cols)
+        return _spectrum(name, "conv2d", chosen, values, shape, rows, cols)
     top = spectral.operator_top_singular_values(
         module, shape, min(k, min(rows, cols)), tol=tol, seed=seed
     )
@@ -276,29 +286,17 @@ def _conv_spectrum(
             f"layer_spectra: the top-k iteration of layer {name!r} stopped at relative "
             f"residual {float(top.residuals.max()):.2e} > tol = {tol}; raise tol"
         )
-    values = top.values.double().cpu()
-    frob = float(spectral.operator_frobenius_sq(w, geo).clamp_min(0).sqrt())
-    approx = circular().double().cpu() if divides else None
-    return LayerSpectrum(
-        name=name,
-        kind="conv2d",
-        method="topk",
-        exact=True,
-        complete=False,
-        input_shape=shape,
-        rows=rows,
-        cols=cols,
-        count=min(rows, cols),
-        singular_values=values,
-        max=float(values[0]),
-        min=None,
-        mean=None,
-        std=None,
-        frobenius=frob,
-        stable_rank=_stable_rank(frob, float(values[0])),
+    return _spectrum(
+        name,
+        "conv2d",
+        "topk",
+        top.values,
+        shape,
+        rows,
+        cols,
+        frobenius=float(spectral.operator_frobenius_sq(w, geo).clamp_min(0).sqrt()),
         residual=float(top.residuals.max()),
-        approx_singular_values=approx,
-        approx_std=_stats(approx)[2] if approx is not None else None,
+        approx=circular().double().cpu() if divides else None,
     )
 
 
@@ -369,10 +367,9 @@ def layer_spectra(
                 continue
             shape = shapes[name]
             if isinstance(module, nn.Linear):
-                w = module.weight.detach().double()
-                out.append(
-                    _complete(name, "linear", "svdvals", torch.linalg.svdvals(w), shape, *w.shape)
-                )
+                values = spectral.exact_singular_values(module, shape, "svdvals")
+                rows, cols = module.weight.shape
+                out.append(_spectrum(name, "linear", "svdvals", values, shape, rows, cols))
             else:
                 assert isinstance(module, nn.Conv2d)
                 out.append(_conv_spectrum(name, module, shape, method, k, max_dense, tol, seed))

@@ -15,7 +15,6 @@ derivatives.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustscope.attacks.base import attack_mode
+from robustscope.attacks.fisher import input_fisher_quadratic_form
 from robustscope.attacks.losses import _binary_as_two
 from robustscope.device import model_device
 from robustscope.errors import ProbeError
@@ -32,29 +32,9 @@ from robustscope.probes.registry import register_probe
 __all__ = ["TaylorSplitResult", "fisher_quadratic_form", "taylor_split"]
 
 
-def fisher_quadratic_form(
-    model: nn.Module, x: torch.Tensor, v: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(vᵀ F_x v, log p(x))`` per example, exactly, by one JVP (float64 results).
-
-    Args:
-        model: maps ``[N, ...]`` inputs to logits (binary single scores read as (0, s)).
-        x: ``[N, ...]`` points; v: ``[N, ...]`` directions.
-    """
-    device = model_device(model)
-    xd, vd = x.detach().to(device), v.detach().to(device, x.dtype)
-
-    def logp(inp: torch.Tensor) -> torch.Tensor:
-        return F.log_softmax(_binary_as_two(model(inp)), dim=1)
-
-    with attack_mode(model), torch.enable_grad(), warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=".*torch.jit.script.*", category=DeprecationWarning
-        )
-        out = torch.func.jvp(logp, (xd,), (vd,))
-        lp, jv = out[0], out[1]
-    lp, jv = lp.detach().double(), jv.detach().double()
-    return (lp.exp() * jv**2).sum(1).cpu(), lp.cpu()
+fisher_quadratic_form = input_fisher_quadratic_form
+"""``(vᵀ F_x v, log p(x))`` per example by one JVP: the attack layer's
+:func:`~robustscope.attacks.fisher.input_fisher_quadratic_form` (this module's name for it)."""
 
 
 @dataclass(frozen=True)

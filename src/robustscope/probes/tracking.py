@@ -1,8 +1,8 @@
 """Every tracked probe as a measurement of training's tracking hook (``--track NAME``).
 
-Importing :mod:`robustscope.probes` registers, for each probe with ``tracked=True``, a
-measurement of the same name in :mod:`robustscope.training.tracking` whose options are the
-probe's options. During training it runs on each fixed subset in turn (train, then test)
+:func:`register_tracked_probes` (called by :func:`robustscope.plugins.load`, the one
+composition point) registers, for each probe with ``tracked=True``, a measurement of the
+same name in :mod:`robustscope.training.tracking` whose options are the probe's options. During training it runs on each fixed subset in turn (train, then test)
 and adds the probe's :meth:`~robustscope.probes.ProbeResult.scalars` to the epoch's history
 as ``track/<split>/<probe>_<scalar>``, e.g. ``track/test/input_fisher_frobenius_mean`` or
 ``track/train/margins_margin_mean`` (a per-split probe's ``test/`` prefix is dropped: the
@@ -18,7 +18,7 @@ from torch import nn
 
 from robustscope.errors import TrainingError
 from robustscope.probes.base import ProbeData
-from robustscope.probes.registry import _PROBES, ProbeInfo, run_probe
+from robustscope.probes.registry import PROBES, ProbeInfo, run_probe
 from robustscope.training.config import TrainConfig
 from robustscope.training.tracking import Measure, available_measures, register_measure
 
@@ -40,7 +40,6 @@ def _factory(info: ProbeInfo) -> Any:
             scalars = run_probe(info.name, model, ProbeData(test=(x, y)), **options).scalars()
             return {k.removeprefix("test/"): v for k, v in scalars.items()}
 
-        measure.data_independent = not info.splits  # type: ignore[attr-defined]
         return measure
 
     factory.__doc__ = info.doc
@@ -51,8 +50,10 @@ def register_tracked_probes() -> list[str]:
     """Register every tracked probe not yet known to the tracking hook; returns their names."""
     known = set(available_measures())
     added = []
-    for name, info in sorted(_PROBES.items()):
+    for name, info in PROBES.items():
         if info.tracked and name not in known:
-            register_measure(name, f"probe: {info.doc}")(_factory(info))
+            register_measure(name, f"probe: {info.doc}", data_independent=not info.splits)(
+                _factory(info)
+            )
             added.append(name)
     return added

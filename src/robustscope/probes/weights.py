@@ -50,6 +50,7 @@ from torch.func import functional_call, grad, vmap
 from robustscope.attacks.base import attack_mode
 from robustscope.device import model_device
 from robustscope.errors import ProbeError
+from robustscope.numerics import per_example
 from robustscope.probes.base import ProbeData, ProbeResult, batches, check_inputs
 from robustscope.probes.registry import register_probe
 
@@ -169,7 +170,7 @@ def fisher_diagonal(
         out = _two_logits(functional_call(model, (p, buffers), (xi[None],)))
         return torch.log_softmax(out, dim=-1)[0].gather(0, k[None])[0]
 
-    per_example = vmap(grad(log_prob), in_dims=(None, 0, 0))
+    example_grads = vmap(grad(log_prob), in_dims=(None, 0, 0))
     acc = {name: torch.zeros_like(p, dtype=torch.float64) for name, p in params.items()}
     with attack_mode(model), torch.enable_grad():
         for s in batches(len(x), batch_size):
@@ -187,11 +188,11 @@ def fisher_diagonal(
                     for k in range(probs.shape[1])
                 ]
             for labels, weight in pairs:
-                grads = per_example(params, xb, labels)
+                grads = example_grads(params, xb, labels)
                 for name, g in grads.items():
                     sq = g.detach().double().pow(2)
                     if weight is not None:
-                        sq = sq * weight.reshape((-1,) + (1,) * (sq.ndim - 1))
+                        sq = sq * per_example(weight, sq)
                     acc[name] += sq.sum(0)
     return {name: (a / len(x)).cpu() for name, a in acc.items()}
 

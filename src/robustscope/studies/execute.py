@@ -97,10 +97,11 @@ def execute_run(
         run_dir: the run's directory (checkpoints; resumed from when present).
         progress: show training progress bars.
     """
-    from robustscope import attacks, data, probes
+    from robustscope import attacks, data, plugins, probes
     from robustscope.studies.store import collect_provenance
     from robustscope.training import train
 
+    plugins.load()  # tracked probes and training hooks (also in a Ray worker's process)
     outcome = RunOutcome(run_id=run.run_id, checkpoint=str(run_dir))
     try:
         outcome.provenance = collect_provenance(

@@ -14,20 +14,21 @@ measurement maps a model and a fixed subset ``(x, y)`` to named scalars. The
 measurement on the first ``track_n`` training examples (un-augmented) and the first
 ``track_n`` test examples after every ``track_every``-th epoch and after the last one, and
 adds the results to the epoch's history row as ``track/<split>/<name>_<key>``, e.g.
-``track/test/pgd_accuracy``. The probes of a later issue register further measurements
-(e.g. ``input_fisher``) here by name.
+``track/test/pgd_accuracy``. The probes (a later layer) become measurements of the same
+names (e.g. ``input_fisher``) when :func:`robustscope.plugins.load` registers them.
 
 Measurements must leave the model as they found it (mode, parameters, BatchNorm
 statistics) and must not draw from the global RNG (attacks take a ``seed``), so tracking
-never changes the trained weights. A measure with the attribute ``data_independent = True``
-(a function of the weights alone, e.g. the ``layer_spectra`` probe) is computed once per
-tracked epoch and its values are written under both splits' keys.
+never changes the trained weights. A measure registered with ``data_independent=True`` (a
+function of the weights alone, e.g. the ``layer_spectra`` probe) is computed once per tracked
+epoch and its values are written under both splits' keys.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -36,12 +37,14 @@ from torch import nn
 from robustscope.attacks import PGD
 from robustscope.attacks import evaluate as attack_evaluate
 from robustscope.data.dataset import ArrayDataset
-from robustscope.errors import RobustscopeError, TrainingError, unknown_name
+from robustscope.errors import RobustscopeError, TrainingError
 from robustscope.evaluation import cross_entropy, predict
 from robustscope.params import parse_number
+from robustscope.registry import Registry, first_line
 from robustscope.training.config import TrainConfig
 
 __all__ = [
+    "MEASURES",
     "Measure",
     "MeasureFactory",
     "Tracker",
@@ -56,14 +59,34 @@ Measure = Callable[[nn.Module, torch.Tensor, torch.Tensor], dict[str, float]]
 MeasureFactory = Callable[..., Measure]
 """``factory(config, **options) -> Measure``."""
 
-_MEASURES: dict[str, tuple[MeasureFactory, str]] = {}
+
+@dataclass(frozen=True)
+class MeasureEntry:
+    """A registered measurement: its factory and whether it reads the data at all."""
+
+    factory: MeasureFactory
+    data_independent: bool = False
 
 
-def register_measure(name: str, doc: str = "") -> Callable[[MeasureFactory], MeasureFactory]:
-    """Register a measurement factory ``factory(config, **options) -> Measure`` under ``name``."""
+#: every tracking measurement by name (the probes' are added by robustscope.plugins.load)
+MEASURES: Registry[MeasureEntry] = Registry(
+    "tracking measurement",
+    error=TrainingError,
+    describe=lambda entry: first_line(entry.factory),
+)
+
+
+def register_measure(
+    name: str, doc: str = "", *, data_independent: bool = False
+) -> Callable[[MeasureFactory], MeasureFactory]:
+    """Register a measurement factory ``factory(config, **options) -> Measure`` under ``name``.
+
+    ``data_independent``: the measure is a function of the weights alone (it is run once
+    per tracked epoch, its values written under both splits' keys).
+    """
 
     def deco(factory: MeasureFactory) -> MeasureFactory:
-        _MEASURES[name] = (factory, doc or (factory.__doc__ or "").strip().split("\n")[0])
+        MEASURES.register(name, MeasureEntry(factory, data_independent), doc=doc)
         return factory
 
     return deco
@@ -71,23 +94,25 @@ def register_measure(name: str, doc: str = "") -> Callable[[MeasureFactory], Mea
 
 def available_measures() -> dict[str, str]:
     """Registered measurement names with a one-line description."""
-    return {k: _MEASURES[k][1] for k in sorted(_MEASURES)}
+    return MEASURES.available()
 
 
 def make_measure(name: str, config: TrainConfig, **options: Any) -> Measure:
     """Build the measurement ``name``; unknown names or options are refused."""
-    if name not in _MEASURES:
-        # The probes (a later layer) register themselves here when imported: discover them
-        # by name without this layer depending on theirs.
-        import importlib
-
-        importlib.import_module("robustscope.probes")
-    if name not in _MEASURES:
-        raise TrainingError(unknown_name("tracking measurement", name, list(_MEASURES)))
     try:
-        return _MEASURES[name][0](config, **options)
+        entry = MEASURES.get(name)
+    except TrainingError as exc:
+        raise TrainingError(
+            f"{exc} (the probes become measurements when robustscope.plugins.load() runs; "
+            "the CLI and studies call it)"
+        ) from None
+    try:
+        measure = entry.factory(config, **options)
     except TypeError as exc:
         raise TrainingError(f"tracking {name!r}: bad options {options}: {exc}") from None
+    if entry.data_independent:
+        measure.data_independent = True  # type: ignore[attr-defined]
+    return measure
 
 
 class Tracker:

@@ -1,0 +1,51 @@
+"""Post-hoc transforms of trained models (the layer after probes, before studies).
+
+``apply(model, create("spectral_clip", bound=1.0))`` returns a transformed copy and the
+record of what was applied; :func:`save` / :func:`transform_checkpoint` keep that record in
+the checkpoint's ``transforms`` metadata. Transforms (``available()``):
+
+* ``spectral_clip`` — wen2020 B.4.2's spectral-norm clipping (:mod:`.spectral_clip`).
+
+wu2020's M1/M2/M3 (drop rarely active units, drop trailing singular values, both) plug in
+the same way: a frozen dataclass subclass of :class:`Transform`, registered with
+:func:`register_transform`, with ``needs_data = True`` where it measures the model first.
+
+The training hook it provides (``spectral_clip``, :mod:`robustscope.training.hooks`) is
+registered by :func:`robustscope.plugins.load`, the one composition point.
+"""
+
+from __future__ import annotations
+
+from robustscope.posthoc.base import (
+    TRANSFORMS,
+    Transform,
+    Transformed,
+    TransformError,
+    TransformRecord,
+    apply,
+    available,
+    create,
+    records_of,
+    register_transform,
+    save,
+    transform_checkpoint,
+)
+from robustscope.posthoc.spectral_clip import SpectralClip, clip_spectral_norms, spectral_clip_hook
+
+__all__ = [
+    "TRANSFORMS",
+    "SpectralClip",
+    "Transform",
+    "TransformError",
+    "TransformRecord",
+    "Transformed",
+    "apply",
+    "available",
+    "clip_spectral_norms",
+    "create",
+    "records_of",
+    "register_transform",
+    "save",
+    "spectral_clip_hook",
+    "transform_checkpoint",
+]

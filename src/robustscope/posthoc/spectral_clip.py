@@ -1,0 +1,145 @@
+"""Spectral-norm clipping of every Linear/Conv2d layer (wen2020 B.3, B.4.2, D.3).
+
+wen2020 control the capacity of adversarially trained networks by "spectral normalization
+(Sedghi et al., 2018) [that] renormalizes the spectral norms of the weight matrices of a NN
+to a designated value" (B.4.2), on networks without BatchNorm (B.3), "every epoch rather
+than every iteration" (D.3). The :class:`SpectralClip` transform bounds the operator norm
+of every Linear/Conv2d layer the model's forward pass reaches — a convolution's operator on
+the input size it sees in the model — by scaling each layer above the bound down to it
+(:func:`robustscope.models.spectral.clip_operator_norm_`, which documents the reading of
+the paper; the norms are exact, chosen per layer by
+:func:`robustscope.models.spectral.exact_method`).
+
+Training applies the same transform after every epoch when ``TrainConfig.spectral_clip``
+is set: :func:`spectral_clip_hook` is the ``spectral_clip`` epoch hook
+(:mod:`robustscope.training.hooks`, registered by :func:`robustscope.plugins.load`), which
+records the largest norm before clipping as ``spectral_clip/max_norm`` in the history row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from robustscope.models import spectral
+from robustscope.posthoc.base import Transform, TransformError, register_transform
+from robustscope.probes.base import ProbeData
+from robustscope.training.config import TrainConfig
+from robustscope.training.hooks import EpochCallback
+
+__all__ = ["SpectralClip", "clip_spectral_norms", "spectral_clip_hook"]
+
+
+def clip_spectral_norms(
+    model: nn.Module,
+    bound: float,
+    input_shapes: dict[str, tuple[int, ...]],
+    *,
+    tol: float = 1e-9,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Clip the operator norm of every Linear/Conv2d layer of ``model`` listed in
+    ``input_shapes`` (from :func:`robustscope.models.spectral.layer_input_shapes`) to
+    ``bound``, in place; each layer's norm before clipping, in module order. Deterministic
+    (exact methods or a seeded iteration)."""
+    return {
+        name: spectral.clip_operator_norm_(module, bound, input_shapes[name], tol=tol, seed=seed)
+        for name, module in spectral.linear_layers(model)
+        if name in input_shapes
+    }
+
+
+@register_transform(
+    "spectral_clip", doc="scale every Linear/Conv2d layer's operator norm down to a bound (wen2020)"
+)
+@dataclass(frozen=True)
+class SpectralClip(Transform):
+    """Bound the spectral norm of every Linear/Conv2d layer's operator (wen2020 B.4.2).
+
+    A layer whose operator norm σ_max exceeds ``bound`` has its weight multiplied by
+    ``bound / σ_max`` (its singular-value distribution keeps its shape); the others are left
+    bit for bit; biases are not changed.
+
+    Attributes:
+        bound: the bound (> 0).
+        tol: relative residual of the iteration for convolutions without a structured exact
+            method (:func:`robustscope.models.spectral.operator_norm`).
+        seed: seed of that iteration's start.
+        input_shape: the model's per-example input shape (default: ``model.spec.input_shape``
+            of a robustscope model).
+
+    Details recorded: ``norms_before`` (layer → σ_max before), ``max_norm_before`` and
+    ``clipped`` (the layers that were scaled).
+
+    Example:
+        >>> from robustscope import models
+        >>> from robustscope.posthoc import apply
+        >>> model = models.create("mlp", 10, (1, 8, 8), widths=[16])
+        >>> out = apply(model, SpectralClip(0.5))
+        >>> layers = spectral.linear_layers(out.model)
+        >>> all(spectral.operator_norm(m) <= 0.5 * (1 + 1e-6) for _, m in layers)  # float32 weights
+        True
+    """
+
+    bound: float
+    tol: float = 1e-9
+    seed: int = 0
+    input_shape: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not (
+            isinstance(self.bound, int | float) and math.isfinite(self.bound) and self.bound > 0
+        ):
+            raise TransformError(
+                f"transform 'spectral_clip': bound must be a finite number > 0, got {self.bound!r}"
+            )
+        if not self.tol > 0:
+            raise TransformError(f"transform 'spectral_clip': tol must be > 0, got {self.tol!r}")
+        if self.input_shape is not None:
+            object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
+
+    def params(self) -> dict[str, Any]:
+        out = super().params()
+        if self.input_shape is not None:
+            out["input_shape"] = list(self.input_shape)
+        return out
+
+    def apply_(self, model: nn.Module, data: ProbeData | None = None) -> dict[str, Any]:
+        shapes = spectral.layer_input_shapes(model, _input_shape(model, self.input_shape))
+        norms = clip_spectral_norms(model, self.bound, shapes, tol=self.tol, seed=self.seed)
+        return {
+            "max_norm_before": max(norms.values(), default=0.0),
+            "clipped": [name for name, sigma in norms.items() if sigma > self.bound],
+            "norms_before": norms,
+        }
+
+
+def _input_shape(model: nn.Module, given: Sequence[int] | None) -> tuple[int, ...]:
+    if given is not None:
+        return tuple(given)
+    spec = getattr(model, "spec", None)
+    shape = getattr(spec, "input_shape", None)
+    if shape is None:
+        raise TransformError(
+            f"transform 'spectral_clip': {type(model).__name__} has no spec.input_shape; "
+            "pass input_shape=(C, H, W) (the per-example input shape)"
+        )
+    return tuple(shape)
+
+
+def spectral_clip_hook(config: TrainConfig) -> EpochCallback:
+    """The training hook of ``config.spectral_clip``: :class:`SpectralClip` after every
+    epoch, recording the largest norm before clipping as ``spectral_clip/max_norm``."""
+    if config.spectral_clip is None:
+        raise TransformError("the spectral_clip hook needs TrainConfig.spectral_clip to be set")
+    clip = SpectralClip(config.spectral_clip)
+
+    def hook(model: nn.Module, epoch: int, row: dict[str, Any]) -> dict[str, Any]:
+        details = clip.apply_(model)
+        return {"spectral_clip/max_norm": details["max_norm_before"]}
+
+    return hook
