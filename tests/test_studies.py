@@ -120,7 +120,7 @@ def test_plan_tracks_pgd_at_the_largest_eps() -> None:
 
 
 def test_store_round_trip(tmp_path: Path) -> None:
-    with studies.open(tmp_path, create=True) as store:
+    with studies.open_store(tmp_path, create=True) as store:
         store.add_study("s", {"a": 1})
         store.upsert_run("r1", "s", {"label": "one", "model": "m"}, method="pgd", eps=0.1, seed=0)
         store.upsert_run("r2", "s", {"label": "two"}, method="standard", eps=0.0, seed=0)
@@ -131,7 +131,7 @@ def test_store_round_trip(tmp_path: Path) -> None:
         arrays = {"h": np.arange(6, dtype=np.float32).reshape(2, 3), "v": np.array([0.1, np.nan])}
         store.add_probe("r1", "margins", "test", {"mean": 0.3}, arrays)
         store.set_status("r1", "done", checkpoint="runs/r1", train_time_s=3.0)
-    with studies.open(tmp_path / "results.sqlite") as store:
+    with studies.open_store(tmp_path / "results.sqlite") as store:
         assert store.study()["spec"] == {"a": 1}
         runs = {r["run_id"]: r for r in store.runs()}
         assert runs["r1"]["status"] == "done" and runs["r1"]["attempts"] == 1
@@ -162,20 +162,20 @@ def test_store_round_trip(tmp_path: Path) -> None:
 
 def test_store_refuses_other_schema_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no results store"):
-        studies.open(tmp_path)
+        studies.open_store(tmp_path)
     path = tmp_path / "results.sqlite"
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     conn.close()
     with pytest.raises(StoreError, match=r"results.sqlite: results store schema version"):
-        studies.open(path)
+        studies.open_store(path)
 
 
 def test_store_survives_sigkill_mid_write(tmp_path: Path) -> None:
     code = f"""
 import sys
 from robustscope import studies
-store = studies.open({str(tmp_path)!r}, create=True)
+store = studies.open_store({str(tmp_path)!r}, create=True)
 store.add_study("s", {{}})
 store.upsert_run("r", "s", {{}})
 i = 0
@@ -190,7 +190,7 @@ while True:
     time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    with studies.open(tmp_path) as store:
+    with studies.open_store(tmp_path) as store:
         assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         names = store.metrics_table().columns
         per_tx: dict[str, int] = {}
@@ -207,17 +207,19 @@ def test_smoke_study_local_then_rerun_skips(tmp_path: Path) -> None:
     lines: list[str] = []
     summary = run_study(SMOKE, out, device="cpu", progress=False, echo=lines.append)
     assert summary.planned == 2 and summary.done == 2 and not summary.failed
-    with studies.open(out) as store:
+    with studies.open_store(out) as store:
         runs = store.runs_table()
         assert set(runs["status"]) == {"done"}
         metrics = store.metrics_table()
-        assert set(metrics.columns) >= {
-            "clean_accuracy",
-            "pgd-linf/0.1/robust_accuracy",
-            "pgd-linf/0.1/robust_accuracy_on_correct",
-            "train/test_accuracy",
-        }
-        assert (metrics["pgd-linf/0.2/robust_accuracy"] <= metrics["clean_accuracy"]).all()
+        assert {"clean_accuracy", "train/test_accuracy", "train_time_s"} <= set(metrics.columns)
+        rob = store.robustness_table()
+        assert len(rob) == 2 * 3 and set(rob["label"]) == {"pgd-linf"}  # 2 runs × 3 ε
+        assert set(rob["attack_eps"]) == {0.0, 0.1, 0.2} and set(rob["n"]) == {100}
+        assert set(rob["params"]) == {'{"steps":5}'} and set(rob["attack"]) == {"pgd"}
+        clean = rob.join(metrics["clean_accuracy"], on="run_id")
+        at0 = clean[clean.attack_eps == 0]
+        assert (at0["robust_accuracy"] == at0["clean_accuracy"]).all()  # ε = 0 is clean
+        assert (clean["robust_accuracy"] <= clean["clean_accuracy"]).all()
         history = store.history_table()
         assert len(history) == 4 and "track/test/input_fisher_frobenius_mean" in history.columns
         probes = store.probes_table()
@@ -256,7 +258,7 @@ def test_smoke_study_local_then_rerun_skips(tmp_path: Path) -> None:
     remeasure = _spec(evaluation={**SMOKE.evaluation.model_dump(), "n": 50})
     third = run_study(remeasure, out, device="cpu", progress=False, echo=None)
     assert third.done == 2 and third.skipped == 0
-    with studies.open(out) as store:
+    with studies.open_store(out) as store:
         assert all(r["attempts"] == 2 for r in store.runs())
 
 
@@ -298,7 +300,7 @@ def test_study_sigkill_then_resume(tmp_path: Path) -> None:
     assert done >= 1, "the study never finished a run"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    with studies.open(out) as store:
+    with studies.open_store(out) as store:
         before = {r["run_id"]: r for r in store.runs()}
     finished_before = {k for k, r in before.items() if r["status"] == "done"}
     assert finished_before and len(before) == 3
@@ -307,7 +309,7 @@ def test_study_sigkill_then_resume(tmp_path: Path) -> None:
     assert proc.returncode == 0, stderr
     summary = json.loads(stdout)
     assert summary["skipped"] == len(finished_before) and summary["failed"] == {}
-    with studies.open(out) as store:
+    with studies.open_store(out) as store:
         after = {r["run_id"]: r for r in store.runs()}
         assert all(r["status"] == "done" for r in after.values())
         for rid in finished_before:  # not executed again
@@ -324,6 +326,6 @@ def test_smoke_study_on_ray(tmp_path: Path) -> None:
     finally:
         ray.shutdown()
     assert summary.done == 2 and not summary.failed
-    with studies.open(tmp_path / "ray") as store:
+    with studies.open_store(tmp_path / "ray") as store:
         assert set(store.runs_table()["status"]) == {"done"}
         assert "clean_accuracy" in store.metrics_table().columns
