@@ -366,10 +366,12 @@ def test_wide_tables_one_row_per_run(tmp_path: Path) -> None:
         assert (row["robust_accuracy"], row["robust_accuracy_on_correct"]) == (0.2, 0.4)
         assert math.isnan(rob[(rob.run_id == "r2") & (rob.attack_eps == 0.2)].iloc[0, -1])
 
-        long = store.attack_results_long()
-        assert len(long) == 12 and list(long.columns) == [
-            "run_id", "label", "attack", "norm", "params", "attack_eps", "quantity", "value", "n",
-        ]  # fmt: skip
+        long = store.attack_results_long()  # as stored: the quantities as rows
+        assert len(long) == 12 and list(long.columns[-3:]) == ["quantity", "value", "n"]
+        assert set(long.columns) == {*rob.columns, "quantity", "value"} - {
+            "robust_accuracy",
+            "robust_accuracy_on_correct",
+        }
         # the storage convention: REAL ε and values, NaN as NULL, n an INTEGER
         kinds = store.conn.execute(
             "SELECT DISTINCT typeof(attack_eps), typeof(value), typeof(n) FROM attack_results "
@@ -377,12 +379,8 @@ def test_wide_tables_one_row_per_run(tmp_path: Path) -> None:
         ).fetchall()
         assert kinds == [("real", "null", "integer"), ("real", "real", "integer")]
         wide = store.attack_results_table()
-        assert list(wide.columns) == [
-            "pgd-linf/0.1/robust_accuracy",
-            "pgd-linf/0.2/robust_accuracy",
-            "pgd-linf/0.1/robust_accuracy_on_correct",
-            "pgd-linf/0.2/robust_accuracy_on_correct",
-        ]
+        quantities = ("robust_accuracy", "robust_accuracy_on_correct")  # label, quantity, ε
+        assert list(wide.columns) == [f"pgd-linf/{e}/{q}" for q in quantities for e in (0.1, 0.2)]
         assert wide.loc["r1", "pgd-linf/0.1/robust_accuracy"] == 0.1
         flags = store.attack_flags_long()
         assert flags.values.tolist() == [

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,8 +19,8 @@ import pytest
 import yaml
 
 from robustscope import studies
-from robustscope.studies import StudyError, load_spec, plan, preset, run_study
-from robustscope.studies.store import SCHEMA_VERSION, StoreError
+from robustscope.studies import StudyError, load_spec, plan, preset, record, run_study
+from robustscope.studies.store import SCHEMA_VERSION, Claimant, StoreError
 
 SMOKE = preset("smoke")
 
@@ -329,3 +330,67 @@ def test_smoke_study_on_ray(tmp_path: Path) -> None:
     with studies.open_store(tmp_path / "ray") as store:
         assert set(store.runs_table()["status"]) == {"done"}
         assert "clean_accuracy" in store.metrics_table().columns
+
+
+# ----------------------------------------------------------------------------- two drivers
+
+
+def test_two_study_processes_on_one_directory_train_each_run_once(tmp_path: Path) -> None:
+    spec = _spec(
+        name="twice",
+        methods=[{"method": "pgd", "eps": [0.0, 0.05, 0.1, 0.2], "params": {"steps": 3}}],
+    )
+    path = tmp_path / "twice.yaml"
+    path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    out = tmp_path / "study"
+    args = ["study", "--spec", str(path), "--out", str(out), "--device", "cpu", "--no-report"]
+    procs = [_cli(*args, "--json"), _cli(*args, "--json")]
+    results = [p.communicate(timeout=600) for p in procs]
+    done = 0
+    for proc, (stdout, stderr) in zip(procs, results, strict=True):
+        # a process finding every run left held by the other stops with a message (exit 2)
+        assert proc.returncode in (0, 2), stderr
+        if proc.returncode == 2:
+            assert "held by another robustscope study process" in stderr, stderr
+        else:
+            summary = json.loads(stdout)
+            assert summary["failed"] == {}
+            done += summary["done"]
+    assert done == 4  # the two processes trained four runs between them
+    with studies.open_store(out) as store:
+        runs = store.runs()
+        assert len(runs) == 4
+        assert all(r["status"] == "done" and r["attempts"] == 1 for r in runs)  # once each
+        assert store.claims_table().empty
+        assert len(store.robustness_table()) == 4 * 3
+
+
+def test_cli_names_the_holder_when_everything_is_held(tmp_path: Path) -> None:
+    """Every run claimed by another live process (a sleeping one, heartbeat fresh): the
+    second `robustscope study` stops at once, naming the holder."""
+    spec = _spec(name="held")
+    out = tmp_path / "held"
+    with studies.open_store(out, create=True) as store:
+        record.register_study(store, spec, plan(spec, device="cpu"))
+        sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+        holder = Claimant("other-driver", socket.gethostname(), sleeper.pid)
+        for r in store.runs():
+            assert store.claim_run(r["run_id"], holder).outcome == "claimed"
+    path = tmp_path / "held.yaml"
+    path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    try:
+        proc = _cli(
+            "study", "--spec", str(path), "--out", str(out), "--device", "cpu", "--no-report"
+        )
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    flat = " ".join(stderr.split())  # rich wraps long lines
+    assert proc.returncode == 2, stderr
+    assert flat.startswith("error:")
+    assert "all 2 run(s) left are held by another robustscope study process" in flat
+    assert f"host {socket.gethostname()}, pid {sleeper.pid}, since " in flat
+    assert "taken over at once on its host" in flat
+    with studies.open_store(out) as store:
+        assert all(r["attempts"] == 0 for r in store.runs())

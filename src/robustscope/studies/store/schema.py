@@ -35,6 +35,8 @@ from robustscope.studies.store.vocab import (
 __all__ = ["check_or_init", "refuse_unreadable", "robustscope_version", "utc_now"]
 
 # One statement per entry: executescript() would commit the enclosing transaction.
+# Every run_id column references runs, every study column studies; deleting one cascades.
+_RUN = "run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE"
 _V2_TABLES = {
     "meta": "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "studies": """CREATE TABLE studies (
@@ -59,26 +61,26 @@ _V2_TABLES = {
         train_time_s REAL,
         created REAL,
         updated REAL)""",
-    "history": """CREATE TABLE history (
-        run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    "history": f"""CREATE TABLE history (
+        {_RUN},
         epoch INTEGER NOT NULL,
         key TEXT NOT NULL,
         value REAL,
         PRIMARY KEY (run_id, epoch, key))""",
-    "metrics": """CREATE TABLE metrics (
-        run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    "metrics": f"""CREATE TABLE metrics (
+        {_RUN},
         name TEXT NOT NULL,
         value REAL,
         PRIMARY KEY (run_id, name))""",
-    "probes": """CREATE TABLE probes (
-        run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    "probes": f"""CREATE TABLE probes (
+        {_RUN},
         probe TEXT NOT NULL,
         split TEXT NOT NULL,
         key TEXT NOT NULL,
         value REAL,
         PRIMARY KEY (run_id, probe, split, key))""",
-    "artifacts": """CREATE TABLE artifacts (
-        run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    "artifacts": f"""CREATE TABLE artifacts (
+        {_RUN},
         probe TEXT NOT NULL,
         split TEXT NOT NULL,
         key TEXT NOT NULL,
@@ -104,8 +106,8 @@ _V2_INDEXES = (
 # norm, params and n are NULL only in rows migrated from v2 whose attack the spec no
 # longer lists (unknown); rows written by this code always have them.
 _V3_TABLES = {
-    "attack_results": """CREATE TABLE attack_results (
-        run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    "attack_results": f"""CREATE TABLE attack_results (
+        {_RUN},
         label TEXT NOT NULL,
         attack TEXT NOT NULL,
         norm TEXT,
@@ -115,8 +117,8 @@ _V3_TABLES = {
         value REAL,
         n INTEGER,
         PRIMARY KEY (run_id, label, attack_eps, quantity))""",
-    "attack_flags": """CREATE TABLE attack_flags (
-        run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    "attack_flags": f"""CREATE TABLE attack_flags (
+        {_RUN},
         label TEXT NOT NULL,
         flag TEXT NOT NULL,
         message TEXT,
