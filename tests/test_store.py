@@ -28,6 +28,7 @@ from robustscope.studies.store import (
     StoreError,
     export,
     open_store,
+    vocab,
 )
 
 NAN, INF = math.nan, math.inf
@@ -449,6 +450,18 @@ def test_empty_store_tables(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- schema
+
+
+def test_a_new_store_has_the_tables_of_the_vocabulary(tmp_path: Path) -> None:
+    with open_store(tmp_path, create=True) as store:
+        rows = store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        assert sorted(n for (n,) in rows) == sorted(vocab.TABLES)
+        columns = {
+            table: [r[1] for r in store.conn.execute(f"PRAGMA table_info({table})")]
+            for table in ("attack_results", "attack_flags")
+        }
+    assert columns["attack_results"] == list(vocab.ATTACK_RESULT_COLUMNS)
+    assert columns["attack_flags"] == list(vocab.ATTACK_FLAG_COLUMNS)
 
 
 def test_schema_version_and_foreign_files_are_refused(tmp_path: Path) -> None:

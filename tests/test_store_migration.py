@@ -27,7 +27,11 @@ from robustscope.studies.store import schema
 from robustscope.studies.store.vocab import (
     QUANTITIES,
     SCHEMA_VERSION,
+    LegacyAttackMetric,
+    LegacyFlagMetric,
+    attack_column,
     canonical_params,
+    parse_legacy_metric,
     same_eps,
 )
 
@@ -232,3 +236,40 @@ def test_the_version_2_code_refuses_a_migrated_store(study: Path) -> None:
 
 def test_quantities_are_the_v2_suffixes() -> None:
     assert QUANTITIES == ("robust_accuracy", "robust_accuracy_on_correct")
+
+
+@pytest.mark.parametrize(
+    ("label", "eps", "quantity"),
+    [
+        ("pgd-linf", 0.0, "robust_accuracy"),
+        ("cw-linf-linf", 8 / 255, "robust_accuracy_on_correct"),
+        ("my/odd label", 1e-7, "robust_accuracy"),
+        ("pgd-l2", 1.5, "robust_accuracy"),
+    ],
+)
+def test_legacy_names_read_back(label: str, eps: float, quantity: str) -> None:
+    """v2 wrote ``<label>/<ε:g>/<quantity>`` (the display name the views still use)."""
+    parsed = parse_legacy_metric(attack_column(label, eps, quantity))
+    assert isinstance(parsed, LegacyAttackMetric)
+    assert (parsed.label, parsed.quantity) == (label, quantity) and same_eps(parsed.eps, eps)
+    assert parse_legacy_metric(f"{label}/flag/zero_gradients") == LegacyFlagMetric(
+        label, "zero_gradients"
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "clean_accuracy",
+        "train_time_s",
+        "train/track/test/robust_accuracy",  # a training value, whatever its last part
+        "pgd-linf/abc/robust_accuracy",
+        "pgd-linf/nan/robust_accuracy",
+        "pgd-linf/-0.1/robust_accuracy",
+        "pgd-linf/0.1/accuracy",
+        "pgd-linf/flag/",
+        "/0.1/robust_accuracy",
+    ],
+)
+def test_other_names_are_not_attack_results(name: str) -> None:
+    assert parse_legacy_metric(name) is None

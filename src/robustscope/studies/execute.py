@@ -26,7 +26,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from robustscope.studies.plan import RunPlan
 from robustscope.studies.spec import StudySpec
 from robustscope.studies.store import vocab
 from robustscope.studies.store.records import AttackFlag, AttackResult
+
+if TYPE_CHECKING:
+    from robustscope.attacks import RobustnessCurve
 
 __all__ = ["ProbeOutput", "RunOutcome", "attack_result", "execute_run"]
 
@@ -89,7 +92,7 @@ def _float(value: Any) -> float | None:
     return out
 
 
-def attack_result(curve: Any, label: str) -> AttackResult:
+def attack_result(curve: RobustnessCurve, label: str) -> AttackResult:
     """The stored form of an :class:`robustscope.attacks.RobustnessCurve`: its attack, norm,
     parameters, n, robust accuracies (over all points and over the correctly classified
     ones) at each distinct ε, and its flags, under the study's ``label`` for it."""

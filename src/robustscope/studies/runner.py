@@ -113,6 +113,8 @@ def _run_local(
 def _run_ray(
     todo: list[RunPlan], spec: StudySpec, out: Path, address: str | None
 ) -> Iterator[RunOutcome]:
+    if not todo:
+        return
     try:
         import ray
     except ImportError:

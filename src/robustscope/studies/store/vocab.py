@@ -48,6 +48,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATUSES",
     "STORE_FILE",
+    "TABLES",
     "TRAIN_PREFIX",
     "TRAIN_TIME_S",
     "LegacyAttackMetric",
@@ -75,6 +76,11 @@ STORE_FILE = "results.sqlite"
 ARTIFACTS_DIR = "artifacts"
 #: the values of ``runs.status``
 STATUSES = ("pending", "running", "done", "failed")
+#: the tables of a version-3 store (``docs/store.md`` documents each)
+TABLES = (
+    "meta", "studies", "runs", "history", "metrics", "probes", "artifacts", "provenance",
+    "attack_results", "attack_flags", "claims",
+)  # fmt: skip
 
 # --- metric names (table ``metrics``) ----------------------------------------------------------
 
