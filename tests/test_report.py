@@ -27,12 +27,14 @@ from robustscope.report import (
     StudyData,
     compute_findings,
     load_study,
+    summarize,
     summary_rows,
     write_report,
 )
-from robustscope.report.data import natural_key, robust_columns
+from robustscope.report.data import natural_key
 from robustscope.report.findings import derived_columns, spearman
-from robustscope.report.stats import by_eps, main_robust_column, match_eps, series
+from robustscope.report.stats import by_eps, main_robust_column, series
+from robustscope.studies.store.vocab import ATTACK_RESULT_COLUMNS
 
 EPS = [0.0, 0.05, 0.1, 0.2]
 SEEDS = [0, 1]
@@ -44,6 +46,16 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NORMAL_QUANTILES = np.array([NormalDist().inv_cdf((k + 0.5) / 400) for k in range(400)])
 
 
+def _attack_row(
+    rid: str, label: str, eps: float, quantity: str, value: float, attack: str = "pgd"
+) -> dict[str, Any]:
+    """One row of the long attack-results frame (``Store.attack_results_long()``)."""
+    row = {"run_id": rid, "label": label, "attack": attack, "norm": "linf", "params": "{}",
+           "attack_eps": eps, "quantity": quantity, "value": value, "n": 100}  # fmt: skip
+    assert list(row) == list(ATTACK_RESULT_COLUMNS)
+    return row
+
+
 def _study(good: bool = True, *, label: str = "cnn", failed: bool = True) -> StudyData:
     """A synthetic study: one model, PGD at ε ∈ EPS × 2 seeds, every probe the report reads.
 
@@ -51,6 +63,8 @@ def _study(good: bool = True, *, label: str = "cnn", failed: bool = True) -> Stu
     quantity moves with ``s`` the way the papers say (good) or the opposite way (bad)."""
     rng = np.random.default_rng(0)
     runs, metrics, probes, history = [], {}, {}, []
+    attacks: list[dict[str, Any]] = []
+    flags: list[dict[str, Any]] = []
     arrays: dict[tuple[str, str, str], np.ndarray] = {}
     for i, eps in enumerate(EPS):
         s = i if good else len(EPS) - 1 - i
@@ -75,12 +89,19 @@ def _study(good: bool = True, *, label: str = "cnn", failed: bool = True) -> Stu
             m = {"clean_accuracy": 0.9 - 0.05 * s + jitter, "train_time_s": 10.0 + i}
             for a in ATTACK_EPS:
                 acc = m["clean_accuracy"] if a == 0 else 0.25 + 0.2 * s - a + jitter
-                m[f"pgd-linf/{a:g}/robust_accuracy"] = acc
-                m[f"pgd-linf/{a:g}/robust_accuracy_on_correct"] = acc / m["clean_accuracy"]
+                attacks.append(_attack_row(rid, "pgd-linf", a, "robust_accuracy", acc))
+                on_correct = acc / m["clean_accuracy"]
+                attacks.append(
+                    _attack_row(rid, "pgd-linf", a, "robust_accuracy_on_correct", on_correct)
+                )
                 if a > 0:
-                    m[f"cw-linf-linf/{a:g}/robust_accuracy"] = acc - 0.01
+                    cw = acc - 0.01
+                    attacks.append(
+                        _attack_row(rid, "cw-linf-linf", a, "robust_accuracy", cw, "cw-linf")
+                    )
             if not good and i == len(EPS) - 1:
-                m["pgd-linf/flag/zero_gradients"] = 1.0
+                flags.append({"run_id": rid, "label": "pgd-linf", "flag": "zero_gradients",
+                              "message": "3 points have zero gradients", "value": 3.0})  # fmt: skip
             metrics[rid] = m
             p = {
                 "input_fisher/frobenius_mean": 10.0 if s == 0 else 1.0 / (s + 1),
@@ -195,6 +216,8 @@ def _study(good: bool = True, *, label: str = "cnn", failed: bool = True) -> Stu
         arrays=arrays,
         provenance={"torch_version": "2.x", "host": "test"},
         info={"created": 1.7e9},
+        attacks=pd.DataFrame(attacks),
+        flags=pd.DataFrame(flags) if flags else None,
     )
 
 
@@ -516,20 +539,43 @@ def test_series_borrow_the_standard_run_and_seed_statistics() -> None:
 
 
 def test_robust_columns_eps_matching_and_layer_order() -> None:
-    cols = ["clean_accuracy", "pgd-linf/0.1/robust_accuracy", "pgd-linf/0/robust_accuracy",
-            "pgd-linf/0.0313725/robust_accuracy", "pgd-linf/flag/x", "cw/0.1/robust_accuracy",
-            "pgd-linf/0.1/robust_accuracy_on_correct"]  # fmt: skip
-    found = robust_columns(cols)
-    assert [(c.attack, c.eps) for c in found] == [
-        ("pgd-linf", 0.0), ("pgd-linf", 0.0313725), ("pgd-linf", 0.1), ("cw", 0.1)
+    rows = [
+        _attack_row("r", "pgd-linf", 0.1, "robust_accuracy", 0.3),
+        _attack_row("r", "pgd-linf", 0.0, "robust_accuracy", 0.9),
+        _attack_row("r", "pgd-linf", 8 / 255, "robust_accuracy", 0.7),
+        _attack_row("r", "cw", 0.1, "robust_accuracy", 0.2),
+        _attack_row("r", "pgd-linf", 0.1, "robust_accuracy_on_correct", 0.33),
+    ]
+    data = StudyData.from_frames(runs=[{"run_id": "r", "eps": 0.1}], attacks=pd.DataFrame(rows))
+    found = data.robust_columns()
+    assert [(c.label, c.eps) for c in found] == [
+        ("cw", 0.1), ("pgd-linf", 0.0), ("pgd-linf", 8 / 255), ("pgd-linf", 0.1)
     ]  # fmt: skip
-    assert match_eps(8 / 255, {c.eps: c.column for c in found[:3]}) == cols[3]
-    assert match_eps(0.05, {c.eps: c.column for c in found[:3]}) is None
+    assert [c.column for c in found][:3] == [
+        "cw/0.1/robust_accuracy", "pgd-linf/0/robust_accuracy", "pgd-linf/0.0313725/robust_accuracy",
+    ]  # fmt: skip
+    assert [c.column for c in data.robust_columns(on_correct=True)] == [
+        "pgd-linf/0.1/robust_accuracy_on_correct"
+    ]
+    table = data.table()
+    assert table.loc["r", "pgd-linf/0.0313725/robust_accuracy"] == 0.7
+    # ε given as 0.0313725 (six digits, as printed) finds the exact 8/255 of the store
+    assert data.first_attack() == "cw"  # no spec: the first label found
+    data.spec["evaluation"] = {"attacks": [{"attack": "pgd", "norm": "linf"}]}
+    picked = main_robust_column(data, 0.0313725)
+    assert picked is not None and (picked.label, picked.eps) == ("pgd-linf", 8 / 255)
+    assert main_robust_column(data, 0.05) is None
     names = ["head", "body.10", "body.2", "body.0"]
     assert sorted(names, key=natural_key) == ["body.0", "body.2", "body.10", "head"]
     data = _study(failed=False)
-    assert main_robust_column(data) == "pgd-linf/0.1/robust_accuracy"
-    assert main_robust_column(data, 0.2) == "pgd-linf/0.2/robust_accuracy"
+    main = main_robust_column(data)
+    assert main is not None and main.column == "pgd-linf/0.1/robust_accuracy"
+    at = main_robust_column(data, 0.2)
+    assert at is not None and (at.label, at.eps, at.quantity) == (
+        "pgd-linf",
+        0.2,
+        "robust_accuracy",
+    )
     assert main_robust_column(data, 0.3) is None
 
 
@@ -546,14 +592,18 @@ def test_summary_rows() -> None:
     assert first["Fisher ‖F‖_F"] == 10.0
     failed = next(r for r in rows if r["status"] == "failed")
     assert math.isnan(failed["clean"]) and math.isnan(failed["Fisher ‖F‖_F"])
+    assert math.isnan(failed["pgd-linf ε=0.1"])
+    summary = summarize(_study(good=True))
+    assert summary.rows == rows and summary.attack == "pgd-linf"
+    assert summary.robust == {"pgd-linf ε=0.05": 0.05, "pgd-linf ε=0.1": 0.1, "pgd-linf ε=0.2": 0.2}
 
 
 def test_load_study_from_the_store(tmp_path: Path) -> None:
-    from robustscope.studies import store as store_mod
+    from robustscope.studies import AttackFlag, AttackResult, open_store
 
     spec = {"name": "tiny", "description": "tiny & quick"}
     margins = np.array([0.5, -1.0, 2.0])
-    with store_mod.open(tmp_path, create=True) as st:
+    with open_store(tmp_path, create=True) as st:
         st.add_study("tiny", spec)
         for rid, eps, clean in (("a", 0.0, 0.9), ("b", 0.1, 0.8)):
             method = "standard" if eps == 0 else "pgd"
@@ -561,6 +611,12 @@ def test_load_study_from_the_store(tmp_path: Path) -> None:
             st.upsert_run(rid, "tiny", config, method=method, eps=eps, seed=0)
             st.add_history(rid, [{"epoch": 1, "test_accuracy": clean - 0.1}])
             st.add_metrics(rid, {"clean_accuracy": clean})
+            flag = (AttackFlag("zero_gradients", "2 points"),) if eps else ()
+            st.set_attack_results(
+                rid,
+                [AttackResult("pgd-linf", "pgd", "linf", {}, 100, (0.0, 0.1), (clean, eps),
+                              (1.0, eps / clean), flag)],
+            )  # fmt: skip
             st.add_probe(
                 rid, "margins", "all", {"test/margin_mean": 2.0 - eps}, {"test/margin": margins}
             )
@@ -578,9 +634,16 @@ def test_load_study_from_the_store(tmp_path: Path) -> None:
     table = data.table()
     assert list(table["label"]) == ["mlp standard ε=0", "mlp pgd ε=0.1"]
     assert list(table["family"]) == ["pgd", "pgd"]
+    assert table["pgd-linf/0.1/robust_accuracy"].tolist() == [0.0, 0.1]
+    assert table["pgd-linf/flag/zero_gradients"].fillna(0).tolist() == [0.0, 1.0]
+    assert summary_rows(data)[1]["pgd-linf ε=0.1"] == 0.1
     text = write_report(tmp_path).read_text()  # data=None: read from the store
     assert _parse(text).errors == [] and "mlp pgd ε=0.1" in text and "tiny &amp; quick" in text
-    assert compute_findings(data)[0].evidence.startswith("mlp · pgd: 90.0 → 80.0 %")
+    findings = compute_findings(data)
+    assert findings[0].evidence.startswith("mlp · pgd: 90.0 → 80.0 %")
+    assert findings[1].claim.startswith("Robust accuracy (pgd-linf at ε = 0.1)")
+    assert findings[-1].holds is False and findings[-1].evidence == "mlp pgd ε=0.1: zero_gradients"
+    assert "Gradient-masking warnings" in text
 
 
 def test_load_study_without_a_store(tmp_path: Path) -> None:

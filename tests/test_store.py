@@ -1,5 +1,5 @@
-"""The results store (robustscope.studies.store): round trips, upserts, artifacts, wide
-tables, schema versions, SIGKILL safety, concurrent reads, export."""
+"""The results store (robustscope.studies.store): round trips, upserts, artifacts, attack
+results, wide tables, schema versions, SIGKILL safety, concurrent reads, export, claims."""
 
 from __future__ import annotations
 
@@ -20,7 +20,16 @@ import pytest
 import torch
 
 from robustscope.studies import store as store_mod
-from robustscope.studies.store import SCHEMA_VERSION, Store, StoreError, export
+from robustscope.studies.store import (
+    SCHEMA_VERSION,
+    AttackFlag,
+    AttackResult,
+    Store,
+    StoreError,
+    export,
+    open_store,
+    vocab,
+)
 
 NAN, INF = math.nan, math.inf
 
@@ -31,7 +40,7 @@ def _same(a: float, b: float) -> bool:
 
 
 def _study(tmp_path: Path, runs: int = 2) -> Store:
-    store = store_mod.open(tmp_path, create=True)
+    store = open_store(tmp_path, create=True)
     store.add_study("s", {"name": "s", "eps": [0.0, 0.1], "nested": {"x": [1, 2]}})
     for i in range(runs):
         store.upsert_run(
@@ -70,7 +79,7 @@ def test_every_table_round_trips_with_nan_and_inf(tmp_path: Path) -> None:
         store.set_status("r0", "running")
         store.set_status("r0", "failed", error="boom", finished=200.0)
 
-    with store_mod.open(tmp_path / "results.sqlite") as store:
+    with open_store(tmp_path / "results.sqlite") as store:
         assert store.study() == {
             "name": "s",
             "spec": {"name": "s", "eps": [0.0, 0.1], "nested": {"x": [1, 2]}},
@@ -215,7 +224,7 @@ def test_artifacts_round_trip_exactly(tmp_path: Path) -> None:
     }
     with _study(tmp_path) as store:
         store.add_probe("r1", "spectra", "all", {"n": 1}, arrays)
-    with store_mod.open(tmp_path) as store:
+    with open_store(tmp_path) as store:
         index = store.artifacts_table().set_index("key")
         for key, value in arrays.items():
             want = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
@@ -272,6 +281,23 @@ def test_transactions_nest_and_roll_back_files(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- wide tables
 
 
+def _pgd(i: int, **kw: Any) -> AttackResult:
+    """Run i's PGD result: 0.1·i at ε = 0.1 (0.2·i on correct), 0.05·i at 0.2 (NaN on correct)."""
+    fields: dict[str, Any] = {
+        "label": "pgd-linf",
+        "attack": "pgd",
+        "norm": "linf",
+        "params": {"steps": 20, "rel_stepsize": 0.25},
+        "n": 100,
+        "epsilons": (0.1, 0.2),
+        "robust_accuracy": (0.1 * i, 0.05 * i),
+        "robust_accuracy_on_correct": (0.2 * i, NAN),
+        "flags": (AttackFlag("zero_gradients", "3 points have zero gradients", 3.0),),
+    }
+    fields.update(kw)
+    return AttackResult(**fields)
+
+
 def test_wide_tables_one_row_per_run(tmp_path: Path) -> None:
     with _study(tmp_path, runs=3) as store:
         for i in range(3):
@@ -279,17 +305,8 @@ def test_wide_tables_one_row_per_run(tmp_path: Path) -> None:
             store.add_history(
                 rid, [{"epoch": e, "loss": e + i, "test_accuracy": 0.5} for e in (1, 2)]
             )
-            store.add_metrics(
-                rid,
-                {
-                    "clean_accuracy": 0.9 - 0.1 * i,
-                    "pgd-linf/0.1/robust_accuracy": 0.1 * i,
-                    "pgd-linf/0.1/robust_accuracy_on_correct": 0.2 * i,
-                    "pgd-linf/0.2/robust_accuracy": 0.05 * i,
-                    "pgd-linf/flag/loss_not_increasing": 1.0,
-                    "seed": 42.0,
-                },
-            )
+            store.add_metrics(rid, {"clean_accuracy": 0.9 - 0.1 * i, "seed": 42.0})
+            store.set_attack_results(rid, [_pgd(i)])
             store.add_probe(rid, "input_fisher", "all", {"frobenius_mean": float(i)})
             store.add_probe(rid, "margins", "all", {"test/margin_mean": -float(i)})
         runs = store.runs_table()
@@ -309,6 +326,7 @@ def test_wide_tables_one_row_per_run(tmp_path: Path) -> None:
 
         m = store.metrics_table()
         assert list(m.index) == ["r0", "r1", "r2"] and "label" not in m.columns
+        assert list(m.columns) == ["clean_accuracy", "seed"]  # attack results are not metrics
         mj = store.metrics_table(with_runs=True)
         assert list(mj.index) == ["r0", "r1", "r2"]
         assert list(mj.columns[:9]) == [
@@ -324,24 +342,52 @@ def test_wide_tables_one_row_per_run(tmp_path: Path) -> None:
         ]
         assert mj.loc["r2", "eps"] == 0.2 and mj.loc["r2", "seed"] == 2
         assert mj.loc["r2", "seed:metric"] == 42.0  # a colliding metric name is suffixed
-        assert mj.loc["r1", "pgd-linf/0.1/robust_accuracy"] == 0.1
 
         rob = store.robustness_table()
         assert list(rob.columns) == [
             "run_id",
+            "label",
             "attack",
+            "norm",
+            "params",
             "attack_eps",
+            "n",
             "robust_accuracy",
             "robust_accuracy_on_correct",
         ]
         assert len(rob) == 6  # 3 runs × 2 ε; flags are not robustness rows
         row = rob[(rob.run_id == "r2") & (rob.attack_eps == 0.1)].iloc[0]
-        assert (row["attack"], row["robust_accuracy"], row["robust_accuracy_on_correct"]) == (
+        assert (row["label"], row["attack"], row["norm"], row["n"]) == (
             "pgd-linf",
-            0.2,
-            0.4,
+            "pgd",
+            "linf",
+            100,
         )
+        assert row["params"] == '{"rel_stepsize":0.25,"steps":20}'  # canonical JSON
+        assert (row["robust_accuracy"], row["robust_accuracy_on_correct"]) == (0.2, 0.4)
         assert math.isnan(rob[(rob.run_id == "r2") & (rob.attack_eps == 0.2)].iloc[0, -1])
+
+        long = store.attack_results_long()  # as stored: the quantities as rows
+        assert len(long) == 12 and list(long.columns[-3:]) == ["quantity", "value", "n"]
+        assert set(long.columns) == {*rob.columns, "quantity", "value"} - {
+            "robust_accuracy",
+            "robust_accuracy_on_correct",
+        }
+        # the storage convention: REAL ε and values, NaN as NULL, n an INTEGER
+        kinds = store.conn.execute(
+            "SELECT DISTINCT typeof(attack_eps), typeof(value), typeof(n) FROM attack_results "
+            "WHERE run_id = 'r2' ORDER BY 2"
+        ).fetchall()
+        assert kinds == [("real", "null", "integer"), ("real", "real", "integer")]
+        wide = store.attack_results_table()
+        quantities = ("robust_accuracy", "robust_accuracy_on_correct")  # label, quantity, ε
+        assert list(wide.columns) == [f"pgd-linf/{e}/{q}" for q in quantities for e in (0.1, 0.2)]
+        assert wide.loc["r1", "pgd-linf/0.1/robust_accuracy"] == 0.1
+        flags = store.attack_flags_long()
+        assert flags.values.tolist() == [
+            [f"r{i}", "pgd-linf", "zero_gradients", "3 points have zero gradients", 3.0]
+            for i in range(3)
+        ]
 
         p = store.probes_table()
         assert list(p.columns) == ["input_fisher/frobenius_mean", "margins/test/margin_mean"]
@@ -353,13 +399,52 @@ def test_wide_tables_one_row_per_run(tmp_path: Path) -> None:
         assert store.probes_table(split="train").loc["r0", "input_fisher/frobenius_mean"] == 9.0
 
 
+def test_attack_results_replace_per_run_and_are_validated(tmp_path: Path) -> None:
+    with _study(tmp_path) as store:
+        cw = _pgd(1, label="cw-linf-linf", attack="cw-linf", params={}, flags=())
+        store.set_attack_results("r1", [_pgd(1), cw])
+        assert set(store.robustness_table()["label"]) == {"pgd-linf", "cw-linf-linf"}
+        store.set_attack_results("r1", [_pgd(2, flags=())])  # measured again, without CW
+        rob = store.robustness_table()
+        assert set(rob["label"]) == {"pgd-linf"} and rob["robust_accuracy"].tolist() == [0.2, 0.1]
+        assert store.attack_flags_long().empty  # the old flags went with the old results
+
+        # exact ε: 8/255 and 0.0313725 are different rows, never merged by rounding
+        store.set_attack_results("r0", [_pgd(1, epsilons=(8 / 255, 0.0313725), flags=())])
+        eps = store.attack_results_long()
+        assert sorted(set(eps[eps.run_id == "r0"]["attack_eps"])) == [0.0313725, 8 / 255]
+        cols = [c for c in store.attack_results_table().columns if c.startswith("pgd-linf/0.03")]
+        assert len(cols) == 4  # two ε, two quantities: four distinct columns
+
+        before = store.attack_results_long()
+        other = _pgd(1, params={"steps": 5}, flags=())
+        with pytest.raises(StoreError, match=r"two attack results labelled 'pgd-linf' \(pgd linf"):
+            store.set_attack_results("r1", [_pgd(1), other])
+        with pytest.raises(StoreError, match="must be AttackResult records, got dict"):
+            store.set_attack_results("r1", [{"label": "x"}])  # type: ignore[list-item]
+        with pytest.raises(StoreError, match="run 'nope' is not in the store"):
+            store.set_attack_results("nope", [_pgd(1)])
+        pd.testing.assert_frame_equal(store.attack_results_long(), before)  # nothing written
+
+    with pytest.raises(ValueError, match="one entry per ε"):
+        _pgd(1, epsilons=(0.1,))
+    with pytest.raises(ValueError, match="an ε is listed twice"):
+        _pgd(1, epsilons=(0.1, 0.1))
+    with pytest.raises(ValueError, match="norm must be one of linf, l2"):
+        _pgd(1, norm="l1")
+    with pytest.raises(ValueError, match="params are not JSON-serialisable"):
+        _pgd(1, params={"x": object()})
+
+
 def test_empty_store_tables(tmp_path: Path) -> None:
-    with store_mod.open(tmp_path, create=True) as store:
+    with open_store(tmp_path, create=True) as store:
         assert store.study() is None and store.runs() == []
         assert list(store.history_table().columns) == ["run_id", "epoch"]
         assert store.metrics_table().empty and store.probes_table().empty
         assert store.runs_table().empty and "eps" in store.runs_table().columns
-        assert store.robustness_table().empty
+        assert store.robustness_table().empty and "attack_eps" in store.robustness_table()
+        assert store.attack_results_long().empty and store.attack_flags_long().empty
+        assert store.attack_results_table().empty and store.claims_table().empty
     with Store.open(tmp_path / "results.sqlite") as again:  # the classmethod spelling
         assert again.path == tmp_path / "results.sqlite" and again.root == tmp_path
 
@@ -367,19 +452,32 @@ def test_empty_store_tables(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- schema
 
 
+def test_a_new_store_has_the_tables_of_the_vocabulary(tmp_path: Path) -> None:
+    with open_store(tmp_path, create=True) as store:
+        rows = store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        assert sorted(n for (n,) in rows) == sorted(vocab.TABLES)
+        columns = {
+            table: [r[1] for r in store.conn.execute(f"PRAGMA table_info({table})")]
+            for table in ("attack_results", "attack_flags")
+        }
+    assert columns["attack_results"] == list(vocab.ATTACK_RESULT_COLUMNS)
+    assert columns["attack_flags"] == list(vocab.ATTACK_FLAG_COLUMNS)
+
+
 def test_schema_version_and_foreign_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"results.sqlite: no results store here"):
-        store_mod.open(tmp_path)
+        open_store(tmp_path)
     path = tmp_path / "results.sqlite"
-    store_mod.open(path, create=True).close()
+    open_store(path, create=True).close()
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(StoreError, match=rf"{path}: results store schema version 3 is newer"):
-        store_mod.open(path)
+    newer = SCHEMA_VERSION + 1
+    with pytest.raises(StoreError, match=rf"{path}: results store schema version {newer} is newer"):
+        open_store(path)
     with pytest.raises(StoreError, match="newer"):
-        store_mod.open(tmp_path, create=True)  # create never overwrites
+        open_store(tmp_path, create=True)  # create never overwrites
 
     other = tmp_path / "other.sqlite"
     conn = sqlite3.connect(other)
@@ -387,22 +485,22 @@ def test_schema_version_and_foreign_files_are_refused(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     with pytest.raises(StoreError, match=rf"{other}: a SQLite database holding tables \['t'\]"):
-        store_mod.open(other)
+        open_store(other)
     conn = sqlite3.connect(other)
     conn.execute("PRAGMA user_version = 77")
     conn.close()
     with pytest.raises(StoreError, match=rf"{other}: results store schema version 77 is newer"):
-        store_mod.open(other)
+        open_store(other)
     conn = sqlite3.connect(other)
     conn.execute("PRAGMA user_version = -1")
     conn.close()
     with pytest.raises(StoreError, match=rf"{other}: unknown results store schema version -1"):
-        store_mod.open(other)
+        open_store(other)
 
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"not a database at all" * 100)
     with pytest.raises(StoreError, match=rf"{junk}: not a readable results store"):
-        store_mod.open(junk)
+        open_store(junk)
 
 
 _V1_SCHEMA = """
@@ -427,7 +525,9 @@ INSERT INTO studies VALUES ('s', '{}', 1.0, 1.0);
 INSERT INTO runs VALUES ('r', 's', '{"label": "old"}', 'pgd', 0.1, 0, 'done', NULL, NULL, 1,
     1.0, 2.0, 3.0), ('q', 's', '{}', 'pgd', 0.2, 0, 'failed', NULL, 'x', 1, 1.0, 2.0, 'nan');
 INSERT INTO history VALUES ('r', 1, 'loss', 'nan'), ('r', 1, 'acc', 0.5);
-INSERT INTO metrics VALUES ('r', 'a', 0.25), ('r', 'b', 'inf'), ('r', 'c', '-inf'), ('r', 'd', 'nan');
+INSERT INTO metrics VALUES ('r', 'a', 0.25), ('r', 'b', 'inf'), ('r', 'c', '-inf'), ('r', 'd', 'nan'),
+    ('r', 'pgd-linf/0.1/robust_accuracy', 0.5), ('r', 'pgd-linf/0.1/robust_accuracy_on_correct', 'nan'),
+    ('r', 'pgd-linf/flag/zero_gradients', 1.0), ('r', 'train/test_accuracy', 0.75);
 INSERT INTO probes VALUES ('r', 'p', 'all', 'k', 'nan');
 INSERT INTO provenance VALUES ('r', 'host', 'h'), ('r', 'git', NULL);
 PRAGMA user_version = 1;
@@ -438,11 +538,21 @@ def test_version_1_store_is_migrated(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "results.sqlite")
     conn.executescript(_V1_SCHEMA)
     conn.close()
-    with store_mod.open(tmp_path) as store:
+    with open_store(tmp_path) as store:
         assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        meta = dict(store.conn.execute("SELECT key, value FROM meta"))
+        assert meta["migrated_from"] == "1"  # 1 → 2 → 3 in one go
         m = store.metrics_table().loc["r"]
         assert m["a"] == 0.25 and m["b"] == INF and m["c"] == -INF and math.isnan(m["d"])
         assert dict(store.conn.execute("SELECT name, typeof(value) FROM metrics"))["d"] == "null"
+        assert list(m.index) == ["a", "b", "c", "d", "train/test_accuracy"]
+        rob = store.robustness_table()  # the spec ('{}') lists no attack: guessed from the label
+        assert rob[["label", "attack", "norm", "params", "attack_eps"]].values.tolist() == [
+            ["pgd-linf", "pgd", "linf", None, 0.1]
+        ]
+        assert rob["robust_accuracy"].tolist() == [0.5] and rob["n"].isna().all()
+        assert math.isnan(rob["robust_accuracy_on_correct"].iloc[0])
+        assert store.attack_flags_long()["flag"].tolist() == ["zero_gradients"]
         h = store.history_table()
         assert math.isnan(h.loc[0, "loss"]) and h.loc[0, "acc"] == 0.5
         assert math.isnan(store.probes_table().loc["r", "p/k"])
@@ -457,13 +567,11 @@ def test_version_1_store_is_migrated(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- crash safety
 
 _WRITER = """
-import importlib.util, sys, time
+import sys, time
 import numpy as np
-spec = importlib.util.spec_from_file_location("rs_store", {module!r})
-store_mod = importlib.util.module_from_spec(spec)
-sys.modules["rs_store"] = store_mod
-spec.loader.exec_module(store_mod)
-store = store_mod.open({root!r}, create=True)
+sys.path.insert(0, {src!r})
+from robustscope.studies.store import open_store
+store = open_store({root!r}, create=True)
 store.add_study("s", {{}})
 store.upsert_run("r", "s", {{}})
 i = 0
@@ -485,7 +593,8 @@ while True:
 def test_sigkill_mid_write_leaves_whole_transactions(tmp_path: Path, block: bool) -> None:
     """SIGKILL a writer (at a random point of its loop, or blocked inside a transaction whose
     rows and array file are written); reopening finds exactly the committed transactions."""
-    code = _WRITER.format(module=store_mod.__file__, root=str(tmp_path), block=block)
+    src = str(Path(store_mod.__file__).resolve().parents[3])  # the sources under test
+    code = _WRITER.format(src=src, root=str(tmp_path), block=block)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
@@ -495,7 +604,7 @@ def test_sigkill_mid_write_leaves_whole_transactions(tmp_path: Path, block: bool
     proc.wait(timeout=30)
     assert line == ("inside" if block else "ready") and proc.returncode == -signal.SIGKILL
 
-    with store_mod.open(tmp_path) as store:
+    with open_store(tmp_path) as store:
         assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert store.conn.execute("PRAGMA foreign_key_check").fetchall() == []
         per_tx = store.metrics_long()["name"].str.split("/").str[0].value_counts()
@@ -516,7 +625,7 @@ def test_sigkill_mid_write_leaves_whole_transactions(tmp_path: Path, block: bool
 
 
 def test_reader_sees_committed_state_while_a_writer_is_mid_transaction(tmp_path: Path) -> None:
-    with _study(tmp_path) as writer, store_mod.open(tmp_path) as reader:
+    with _study(tmp_path) as writer, open_store(tmp_path) as reader:
         writer.add_metrics("r0", {"a": 1.0})
         with writer.transaction():
             writer.add_metrics("r0", {"a": 2.0, "b": 3.0})
@@ -556,6 +665,7 @@ def _filled(tmp_path: Path) -> None:
         for i, rid in enumerate(["r0", "r1"]):
             store.add_history(rid, [{"epoch": 1, "loss": 0.1 + i / 3, "acc": NAN if i else 0.5}])
             store.add_metrics(rid, {"clean_accuracy": 0.3 + i / 7, "x": INF, "y": NAN})
+            store.set_attack_results(rid, [_pgd(i, epsilons=(1 / 3, 8 / 255))])
             store.add_probe(
                 rid, "margins", "all", {"mean": -INF, "std": 1 / 3}, {"h": np.ones((2, 2))}
             )
@@ -568,17 +678,22 @@ def test_export_csv_reads_back_equal(tmp_path: Path) -> None:
     paths = export(tmp_path, format="csv")
     assert [p.name for p in paths] == [f"{t}.csv" for t in store_mod.EXPORT_TABLES]
     assert all(p.parent == tmp_path / "export" for p in paths)
-    with store_mod.open(tmp_path) as store:
+    with open_store(tmp_path) as store:
         expected = {
             "runs": store.runs_table(),
             "metrics": store.metrics_table(with_runs=True).reset_index(),
             "history": store.history_table(),
             "probes": store.probes_table().reset_index(),
+            "attack_results": store.attack_results_long(),
+            "attack_flags": store.attack_flags_long(),
         }
     for name, want in expected.items():
         got = pd.read_csv(tmp_path / "export" / f"{name}.csv")
         assert list(got.columns) == list(want.columns), name
         pd.testing.assert_frame_equal(got, want, check_dtype=False, check_exact=True, obj=name)
+    attack = pd.read_csv(tmp_path / "export" / "attack_results.csv")
+    assert set(attack["attack_eps"]) == {1 / 3, 8 / 255}  # ε read back exactly
+    assert attack["value"].isna().sum() == 2  # each run's NaN (on correct at 8/255): empty
     metrics = pd.read_csv(tmp_path / "export" / "metrics.csv")
     assert metrics["x"].tolist() == [INF, INF] and metrics["y"].isna().all()
     arts = pd.read_csv(tmp_path / "export" / "artifacts.csv")

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,8 +19,8 @@ import pytest
 import yaml
 
 from robustscope import studies
-from robustscope.studies import StudyError, load_spec, plan, preset, run_study
-from robustscope.studies.store import SCHEMA_VERSION, StoreError
+from robustscope.studies import StudyError, load_spec, plan, preset, record, run_study
+from robustscope.studies.store import SCHEMA_VERSION, Claimant, StoreError
 
 SMOKE = preset("smoke")
 
@@ -120,7 +121,7 @@ def test_plan_tracks_pgd_at_the_largest_eps() -> None:
 
 
 def test_store_round_trip(tmp_path: Path) -> None:
-    with studies.open(tmp_path, create=True) as store:
+    with studies.open_store(tmp_path, create=True) as store:
         store.add_study("s", {"a": 1})
         store.upsert_run("r1", "s", {"label": "one", "model": "m"}, method="pgd", eps=0.1, seed=0)
         store.upsert_run("r2", "s", {"label": "two"}, method="standard", eps=0.0, seed=0)
@@ -131,7 +132,7 @@ def test_store_round_trip(tmp_path: Path) -> None:
         arrays = {"h": np.arange(6, dtype=np.float32).reshape(2, 3), "v": np.array([0.1, np.nan])}
         store.add_probe("r1", "margins", "test", {"mean": 0.3}, arrays)
         store.set_status("r1", "done", checkpoint="runs/r1", train_time_s=3.0)
-    with studies.open(tmp_path / "results.sqlite") as store:
+    with studies.open_store(tmp_path / "results.sqlite") as store:
         assert store.study()["spec"] == {"a": 1}
         runs = {r["run_id"]: r for r in store.runs()}
         assert runs["r1"]["status"] == "done" and runs["r1"]["attempts"] == 1
@@ -162,20 +163,20 @@ def test_store_round_trip(tmp_path: Path) -> None:
 
 def test_store_refuses_other_schema_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no results store"):
-        studies.open(tmp_path)
+        studies.open_store(tmp_path)
     path = tmp_path / "results.sqlite"
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     conn.close()
     with pytest.raises(StoreError, match=r"results.sqlite: results store schema version"):
-        studies.open(path)
+        studies.open_store(path)
 
 
 def test_store_survives_sigkill_mid_write(tmp_path: Path) -> None:
     code = f"""
 import sys
 from robustscope import studies
-store = studies.open({str(tmp_path)!r}, create=True)
+store = studies.open_store({str(tmp_path)!r}, create=True)
 store.add_study("s", {{}})
 store.upsert_run("r", "s", {{}})
 i = 0
@@ -190,7 +191,7 @@ while True:
     time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    with studies.open(tmp_path) as store:
+    with studies.open_store(tmp_path) as store:
         assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         names = store.metrics_table().columns
         per_tx: dict[str, int] = {}
@@ -207,17 +208,19 @@ def test_smoke_study_local_then_rerun_skips(tmp_path: Path) -> None:
     lines: list[str] = []
     summary = run_study(SMOKE, out, device="cpu", progress=False, echo=lines.append)
     assert summary.planned == 2 and summary.done == 2 and not summary.failed
-    with studies.open(out) as store:
+    with studies.open_store(out) as store:
         runs = store.runs_table()
         assert set(runs["status"]) == {"done"}
         metrics = store.metrics_table()
-        assert set(metrics.columns) >= {
-            "clean_accuracy",
-            "pgd-linf/0.1/robust_accuracy",
-            "pgd-linf/0.1/robust_accuracy_on_correct",
-            "train/test_accuracy",
-        }
-        assert (metrics["pgd-linf/0.2/robust_accuracy"] <= metrics["clean_accuracy"]).all()
+        assert {"clean_accuracy", "train/test_accuracy", "train_time_s"} <= set(metrics.columns)
+        rob = store.robustness_table()
+        assert len(rob) == 2 * 3 and set(rob["label"]) == {"pgd-linf"}  # 2 runs × 3 ε
+        assert set(rob["attack_eps"]) == {0.0, 0.1, 0.2} and set(rob["n"]) == {100}
+        assert set(rob["params"]) == {'{"steps":5}'} and set(rob["attack"]) == {"pgd"}
+        clean = rob.join(metrics["clean_accuracy"], on="run_id")
+        at0 = clean[clean.attack_eps == 0]
+        assert (at0["robust_accuracy"] == at0["clean_accuracy"]).all()  # ε = 0 is clean
+        assert (clean["robust_accuracy"] <= clean["clean_accuracy"]).all()
         history = store.history_table()
         assert len(history) == 4 and "track/test/input_fisher_frobenius_mean" in history.columns
         probes = store.probes_table()
@@ -256,7 +259,7 @@ def test_smoke_study_local_then_rerun_skips(tmp_path: Path) -> None:
     remeasure = _spec(evaluation={**SMOKE.evaluation.model_dump(), "n": 50})
     third = run_study(remeasure, out, device="cpu", progress=False, echo=None)
     assert third.done == 2 and third.skipped == 0
-    with studies.open(out) as store:
+    with studies.open_store(out) as store:
         assert all(r["attempts"] == 2 for r in store.runs())
 
 
@@ -298,7 +301,7 @@ def test_study_sigkill_then_resume(tmp_path: Path) -> None:
     assert done >= 1, "the study never finished a run"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    with studies.open(out) as store:
+    with studies.open_store(out) as store:
         before = {r["run_id"]: r for r in store.runs()}
     finished_before = {k for k, r in before.items() if r["status"] == "done"}
     assert finished_before and len(before) == 3
@@ -307,7 +310,7 @@ def test_study_sigkill_then_resume(tmp_path: Path) -> None:
     assert proc.returncode == 0, stderr
     summary = json.loads(stdout)
     assert summary["skipped"] == len(finished_before) and summary["failed"] == {}
-    with studies.open(out) as store:
+    with studies.open_store(out) as store:
         after = {r["run_id"]: r for r in store.runs()}
         assert all(r["status"] == "done" for r in after.values())
         for rid in finished_before:  # not executed again
@@ -324,6 +327,70 @@ def test_smoke_study_on_ray(tmp_path: Path) -> None:
     finally:
         ray.shutdown()
     assert summary.done == 2 and not summary.failed
-    with studies.open(tmp_path / "ray") as store:
+    with studies.open_store(tmp_path / "ray") as store:
         assert set(store.runs_table()["status"]) == {"done"}
         assert "clean_accuracy" in store.metrics_table().columns
+
+
+# ----------------------------------------------------------------------------- two drivers
+
+
+def test_two_study_processes_on_one_directory_train_each_run_once(tmp_path: Path) -> None:
+    spec = _spec(
+        name="twice",
+        methods=[{"method": "pgd", "eps": [0.0, 0.05, 0.1, 0.2], "params": {"steps": 3}}],
+    )
+    path = tmp_path / "twice.yaml"
+    path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    out = tmp_path / "study"
+    args = ["study", "--spec", str(path), "--out", str(out), "--device", "cpu", "--no-report"]
+    procs = [_cli(*args, "--json"), _cli(*args, "--json")]
+    results = [p.communicate(timeout=600) for p in procs]
+    done = 0
+    for proc, (stdout, stderr) in zip(procs, results, strict=True):
+        # a process finding every run left held by the other stops with a message (exit 2)
+        assert proc.returncode in (0, 2), stderr
+        if proc.returncode == 2:
+            assert "held by another robustscope study process" in stderr, stderr
+        else:
+            summary = json.loads(stdout)
+            assert summary["failed"] == {}
+            done += summary["done"]
+    assert done == 4  # the two processes trained four runs between them
+    with studies.open_store(out) as store:
+        runs = store.runs()
+        assert len(runs) == 4
+        assert all(r["status"] == "done" and r["attempts"] == 1 for r in runs)  # once each
+        assert store.claims_table().empty
+        assert len(store.robustness_table()) == 4 * 3
+
+
+def test_cli_names_the_holder_when_everything_is_held(tmp_path: Path) -> None:
+    """Every run claimed by another live process (a sleeping one, heartbeat fresh): the
+    second `robustscope study` stops at once, naming the holder."""
+    spec = _spec(name="held")
+    out = tmp_path / "held"
+    with studies.open_store(out, create=True) as store:
+        record.register_study(store, spec, plan(spec, device="cpu"))
+        sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+        holder = Claimant("other-driver", socket.gethostname(), sleeper.pid)
+        for r in store.runs():
+            assert store.claim_run(r["run_id"], holder).outcome == "claimed"
+    path = tmp_path / "held.yaml"
+    path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    try:
+        proc = _cli(
+            "study", "--spec", str(path), "--out", str(out), "--device", "cpu", "--no-report"
+        )
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    flat = " ".join(stderr.split())  # rich wraps long lines
+    assert proc.returncode == 2, stderr
+    assert flat.startswith("error:")
+    assert "all 2 run(s) left are held by another robustscope study process" in flat
+    assert f"host {socket.gethostname()}, pid {sleeper.pid}, since " in flat
+    assert "taken over at once on its host" in flat
+    with studies.open_store(out) as store:
+        assert all(r["attempts"] == 0 for r in store.runs())

@@ -658,6 +658,7 @@ def study_cmd(
                 "skipped": summary.skipped,
                 "done": summary.done,
                 "failed": summary.failed,
+                "held": summary.held,
                 "seconds": summary.seconds,
                 "report": str(report_path) if report_path else None,
             }
@@ -677,7 +678,11 @@ def _summary_rows(study_dir: Path) -> list[dict[str, Any]]:
 
 
 def _show_summary(study_dir: Path) -> None:
-    rows = _summary_rows(study_dir)
+    from robustscope.report import load_study, summarize
+    from robustscope.studies.store.vocab import format_eps
+
+    summary = summarize(load_study(study_dir))
+    rows = summary.rows
     if not rows:
         out_console.print(f"{study_dir}: no finished runs yet")
         return
@@ -685,13 +690,11 @@ def _show_summary(study_dir: Path) -> None:
     if all(r.get("status") == "done" for r in rows):
         keys.remove("status")
     # the robust-accuracy columns share one attack: name it once, in the title
-    robust = [k for k in keys if " ε=" in k]
-    attacks = {k.split(" ε=")[0] for k in robust}
     heads = {k: k for k in keys}
     title = str(study_dir)
-    if len(attacks) == 1:
-        title += f" — robust accuracy under {attacks.pop()}"
-        heads.update({k: "ε=" + k.split(" ε=")[1] for k in robust})
+    if summary.attack is not None:
+        title += f" — robust accuracy under {summary.attack}"
+        heads.update({k: f"ε={format_eps(eps)}" for k, eps in summary.robust.items()})
     table = Table(*(heads[k] for k in keys), title=title, box=box.SIMPLE_HEAD, padding=(0, 1))
     for row in rows:
         table.add_row(

@@ -11,13 +11,15 @@ from __future__ import annotations
 from robustscope.report.build import write_report
 from robustscope.report.data import StudyData, load_study
 from robustscope.report.findings import Finding, compute_findings
-from robustscope.report.summary import summary_rows
+from robustscope.report.summary import Summary, summarize, summary_rows
 
 __all__ = [
     "Finding",
     "StudyData",
+    "Summary",
     "compute_findings",
     "load_study",
+    "summarize",
     "summary_rows",
     "write_report",
 ]

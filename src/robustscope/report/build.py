@@ -23,7 +23,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from robustscope.report import fig_probes, fig_tradeoff
-from robustscope.report.data import RUN_COLUMNS, StudyData, load_study, robust_columns
+from robustscope.report.data import RUN_COLUMNS, StudyData, load_study
 from robustscope.report.findings import compute_findings
 from robustscope.report.page import (
     FigureRecord,
@@ -37,6 +37,8 @@ from robustscope.report.page import (
 from robustscope.report.stats import by_eps, main_robust_column, series
 from robustscope.report.style import Palette, png_bytes
 from robustscope.report.summary import summary_rows
+from robustscope.studies.store import views
+from robustscope.studies.store.vocab import CLEAN_ACCURACY, QUANTITIES, TRAIN_PREFIX, format_eps
 
 __all__ = ["write_report"]
 
@@ -219,7 +221,7 @@ class _Report:
         column = main_robust_column(self.data, self.eval_eps)
         parts = []
         if column is not None:
-            attack, eps = column.rsplit("/", 2)[:2]
+            attack, eps = column.label, format_eps(column.eps)
             parts.append(
                 self.add(
                     "frontier",
@@ -240,11 +242,11 @@ class _Report:
             )
             or ""
         )
-        flags = [c for c in t.columns if "/flag/" in str(c)]
+        flags = [c for c in self.data.flag_columns() if c.column in t.columns]
         fired = [
-            f"{t.loc[rid, 'label']}: {c.split('/flag/')[1]}"
+            f"{t.loc[rid, 'label']}: {c.flag}"
             for c in flags
-            for rid, v in t[c].items()
+            for rid, v in t[c.column].items()
             if v == v and v > 0
         ]
         if fired:
@@ -391,12 +393,12 @@ class _Report:
             order = runs.sort_values(["model", "family", "eps", "seed"], kind="stable")
             parts.append("<h3>Runs</h3>" + table_html(order, index=False))
             labels = dict(zip(order["run_id"], order["label"], strict=True))
-            for title, frame in (("Metrics", d.metrics), ("Probe scalars", d.probes)):
+            for title, frame in (("Metrics", _all_metrics(d)), ("Probe scalars", d.probes)):
                 if not len(frame.columns):
                     continue
                 ids = [r for r in order["run_id"] if r in frame.index]
                 cols = (
-                    _metric_order(list(frame.columns))
+                    _metric_order(d, list(frame.columns))
                     if title == "Metrics"
                     else sorted(frame.columns)
                 )
@@ -428,19 +430,34 @@ class _Report:
         return "".join(parts)
 
 
-def _metric_order(columns: list[str]) -> list[str]:
-    robust = {c.column for c in robust_columns(columns)}
-    robust |= {c.column for c in robust_columns(columns, on_correct=True)}
+def _all_metrics(data: StudyData) -> pd.DataFrame:
+    """Every run's metrics, attack results and flags, one column each (index ``run_id``)."""
+    frames = [views.attack_results_wide(data.attacks), views.flags_wide(data.flags)]
+    out = data.metrics
+    for frame in frames:
+        if len(frame.columns):
+            out = out.join(frame, how="outer") if len(out.columns) else frame
+    return out
 
-    def key(c: str) -> tuple[int, str]:
-        if c == "clean_accuracy":
+
+def _metric_order(data: StudyData, columns: list[str]) -> list[str]:
+    """Clean accuracy, then the attack results (by label, quantity, ε), the flags, the last
+    epoch's training values and the rest."""
+    rank = {q: i for i, q in enumerate(QUANTITIES)}
+    attack = {
+        c.column: (c.label, rank.get(c.quantity, len(rank)), c.quantity, c.eps)
+        for c in views.attack_columns(data.attacks)
+    }
+    flags = {c.column for c in data.flag_columns()}
+
+    def key(c: str) -> tuple[int, Any]:
+        if c == CLEAN_ACCURACY:
             return (0, "")
-        if c in robust:
-            attack, eps, kind = c.rsplit("/", 2)
-            return (1, f"{attack}/{kind}/{float(eps):012.6f}")
-        if "/flag/" in c:
+        if c in attack:
+            return (1, attack[c])
+        if c in flags:
             return (2, c)
-        if c.startswith("train/"):
+        if c.startswith(TRAIN_PREFIX):
             return (3, c)
         return (4, c)
 

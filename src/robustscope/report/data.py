@@ -1,25 +1,32 @@
 """What the report reads: :class:`StudyData`, built from a study's results store or by hand.
 
 The report never opens the store itself; it draws from a :class:`StudyData` — the study's
-spec and four pandas tables (runs, metrics, per-epoch history, probe scalars) plus a
-callable giving the stored probe arrays. :func:`load_study` fills one from
-``<study>/results.sqlite``; tests build one with :meth:`StudyData.from_frames`.
+spec, six pandas tables (runs, metrics, attack results, attack flags, per-epoch history,
+probe scalars) plus a callable giving the stored probe arrays. :func:`load_study` fills one
+from ``<study>/results.sqlite``; tests build one with :meth:`StudyData.from_frames`.
 
-Column conventions (those of :mod:`robustscope.studies.execute` and the probes):
+Column conventions (names from :mod:`robustscope.studies.store.vocab`):
 
 * ``runs``: ``run_id, label, model, method, family, eps, norm, seed, status, train_time_s``
   (``error`` optional) — one row per run, whatever its status;
-* ``metrics`` (index ``run_id``): ``clean_accuracy``,
-  ``<attack>-<norm>/<ε:g>/robust_accuracy`` (and ``..._on_correct``),
-  ``<attack>-<norm>/flag/<name>``, ``train/<history key>``, ``train_time_s``;
+* ``metrics`` (index ``run_id``): ``clean_accuracy``, ``train/<history key>``,
+  ``train_time_s``;
+* ``attacks``: the long attack results (``Store.attack_results_long()``: ``run_id, label,
+  attack, norm, params, attack_eps, quantity, value, n``);
+* ``flags``: the long gradient-masking flags (``run_id, label, flag, message, value``);
 * ``history``: ``run_id, epoch`` and every history key (``test_accuracy``,
   ``track/test/input_fisher_frobenius_mean``, ...);
 * ``probes`` (index ``run_id``): ``<probe>/<scalar key>``;
 * ``array(run_id, probe, key)``: e.g. ``("…", "margins", "test/margin_hist")``.
 
+:meth:`StudyData.table` joins the runs with their metrics, probe scalars and the wide attack
+results and flags; :meth:`StudyData.robust_columns` and :meth:`StudyData.flag_columns`
+describe those wide columns (label, ε, quantity) as data.
+
 Example::
 
-    data = StudyData.from_frames(spec={"name": "s"}, runs=runs_df, metrics=metrics_df)
+    data = StudyData.from_frames(spec={"name": "s"}, runs=runs_df, metrics=metrics_df,
+                                 attacks=attack_results_long_df)
     table = data.table()          # finished runs joined with their metrics and probes
 """
 
@@ -36,16 +43,23 @@ import numpy as np
 import pandas as pd
 
 from robustscope.errors import RobustscopeError
+from robustscope.studies.store import views
+from robustscope.studies.store.views import AttackColumn, FlagColumn
+from robustscope.studies.store.vocab import (
+    ROBUST_ACCURACY,
+    ROBUST_ACCURACY_ON_CORRECT,
+    attack_label,
+)
 
 __all__ = [
     "RUN_COLUMNS",
     "ArrayLoader",
-    "RobustColumn",
+    "AttackColumn",
+    "FlagColumn",
     "StudyData",
     "attack_key",
     "load_study",
     "natural_key",
-    "robust_columns",
 ]
 
 #: the columns of :attr:`StudyData.runs` (``error`` is optional)
@@ -92,6 +106,8 @@ class StudyData:
             ``probes``).
         runs: one row per run (columns :data:`RUN_COLUMNS`, ``error`` optional).
         metrics: index ``run_id``, one column per metric.
+        attacks: the long attack results (one row per run × label × ε × quantity).
+        flags: the long gradient-masking flags (one row per run × label × flag).
         history: one row per ``(run_id, epoch)``, one column per history key.
         probes: index ``run_id``, one column per ``<probe>/<key>`` scalar.
         array: ``(run_id, probe, key) → array or None`` for the stored probe arrays.
@@ -105,6 +121,8 @@ class StudyData:
     history: pd.DataFrame
     probes: pd.DataFrame
     array: ArrayLoader = _no_arrays
+    attacks: pd.DataFrame = field(default_factory=views.empty_attack_results)
+    flags: pd.DataFrame = field(default_factory=views.empty_attack_flags)
     provenance: dict[str, str] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -119,6 +137,8 @@ class StudyData:
         arrays: ArrayLoader | dict[tuple[str, str, str], np.ndarray] | None = None,
         provenance: dict[str, str] | None = None,
         info: dict[str, Any] | None = None,
+        attacks: pd.DataFrame | None = None,
+        flags: pd.DataFrame | None = None,
     ) -> StudyData:
         """A :class:`StudyData` from plain frames, filling what is missing.
 
@@ -126,7 +146,8 @@ class StudyData:
         run id, ``method``/``family`` = ``"standard"``/``method``, ``norm`` = ``"linf"``,
         ``seed`` = 0, ``status`` = ``"done"``). ``metrics``/``probes`` may carry ``run_id``
         as a column or as the index. ``arrays`` may be a dict keyed by
-        ``(run_id, probe, key)``.
+        ``(run_id, probe, key)``. ``attacks`` and ``flags`` are the long frames of the
+        store (``Store.attack_results_long()``, ``Store.attack_flags_long()``).
         """
         rdf = pd.DataFrame(runs if runs is not None else [])
         if "run_id" not in rdf.columns:
@@ -174,6 +195,8 @@ class StudyData:
             array=loader,
             provenance=dict(provenance or {}),
             info=dict(info or {}),
+            attacks=_long(attacks, views.empty_attack_results()),
+            flags=_long(flags, views.empty_attack_flags()),
         )
 
     # --- views ---------------------------------------------------------------------------
@@ -191,12 +214,14 @@ class StudyData:
         return [str(r) for r in self.runs.loc[self.runs["status"] == "done", "run_id"]]
 
     def table(self) -> pd.DataFrame:
-        """Finished runs joined with their metrics and probe scalars, index ``run_id``,
-        sorted by model, family, ε and seed (failed runs never enter figures or findings)."""
+        """Finished runs joined with their metrics, wide attack results, flags and probe
+        scalars, index ``run_id``, sorted by model, family, ε and seed (failed runs never
+        enter figures or findings)."""
         runs = _indexed(self.runs)
         runs = runs.loc[[r for r in self.done_ids() if r in runs.index]]
         runs = runs.drop(columns=[c for c in ("error",) if c in runs.columns])
-        extra = [df for df in (self.metrics, self.probes) if len(df.columns)]
+        wide = [views.attack_results_wide(self.attacks), views.flags_wide(self.flags)]
+        extra = [df for df in (self.metrics, *wide, self.probes) if len(df.columns)]
         for df in extra:
             cols = [c for c in df.columns if c not in runs.columns]
             runs = runs.join(df[cols], how="left")
@@ -204,46 +229,40 @@ class StudyData:
             runs = runs.sort_values(["model", "family", "eps", "seed"], kind="stable")
         return runs
 
+    def robust_columns(self, *, on_correct: bool = False) -> list[AttackColumn]:
+        """The robust-accuracy columns of :meth:`table` (over all points, or over the
+        correctly classified ones), ordered by label, then ε."""
+        quantity = ROBUST_ACCURACY_ON_CORRECT if on_correct else ROBUST_ACCURACY
+        return views.attack_columns(self.attacks, quantity)
+
+    def flag_columns(self) -> list[FlagColumn]:
+        """The gradient-masking flag columns of :meth:`table` (1.0 where raised)."""
+        return views.flag_columns(self.flags)
+
     def first_attack(self) -> str | None:
-        """The key (``<attack>-<norm>`` or its label) of the spec's first evaluation attack,
-        else of the first attack found in the metrics."""
+        """The label (``<attack>-<norm>`` or the spec's ``label``) of the spec's first
+        evaluation attack, else of the first attack found in the results."""
         attacks = (self.spec.get("evaluation") or {}).get("attacks") or []
         if attacks:
             return attack_key(attacks[0])
-        found = robust_columns(list(self.metrics.columns))
-        return found[0].attack if found else None
+        found = self.robust_columns()
+        return found[0].label if found else None
 
 
 def attack_key(entry: dict[str, Any]) -> str:
-    """The metric prefix of one ``evaluation.attacks`` entry of a spec dict."""
-    return str(entry.get("label") or f"{entry.get('attack', 'pgd')}-{entry.get('norm', 'linf')}")
+    """The label of one ``evaluation.attacks`` entry of a spec dict."""
+    return attack_label(
+        str(entry.get("attack", "pgd")), str(entry.get("norm", "linf")), entry.get("label")
+    )
 
 
-@dataclass(frozen=True)
-class RobustColumn:
-    """One ``<attack>/<ε>/robust_accuracy`` metric column."""
-
-    attack: str
-    eps: float
-    column: str
-
-
-def robust_columns(columns: list[str], *, on_correct: bool = False) -> list[RobustColumn]:
-    """The robust-accuracy columns among ``columns``, ordered by attack (first seen) and ε."""
-    suffix = "robust_accuracy_on_correct" if on_correct else "robust_accuracy"
-    order: dict[str, int] = {}
-    out = []
-    for col in columns:
-        parts = str(col).rsplit("/", 2)
-        if len(parts) != 3 or parts[2] != suffix:
-            continue
-        try:
-            eps = float(parts[1])
-        except ValueError:
-            continue
-        order.setdefault(parts[0], len(order))
-        out.append(RobustColumn(parts[0], eps, str(col)))
-    return sorted(out, key=lambda c: (order[c.attack], c.eps))
+def _long(df: pd.DataFrame | None, empty: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a long frame with ``run_id`` as text (``empty`` when None or empty)."""
+    if df is None or not len(df):
+        return empty
+    out = df.reset_index(drop=True).copy()
+    out["run_id"] = out["run_id"].astype(str)
+    return out
 
 
 def natural_key(name: str) -> tuple[Any, ...]:
@@ -258,20 +277,22 @@ def load_study(study_dir: str | Path) -> StudyData:
     pandas readers. Arrays are read lazily (and cached) through ``Store.load_artifact``.
 
     Raises:
-        robustscope.studies.store.StoreError: no (readable) store in ``study_dir``.
+        robustscope.studies.StoreError: no (readable) store in ``study_dir``.
         RobustscopeError: the store holds no study.
     """
-    from robustscope.studies import store as store_mod
+    from robustscope.studies.store import StoreError, open_store
 
     study_dir = Path(study_dir)
-    with store_mod.open(study_dir) as store:
+    with open_store(study_dir) as store:
         study = store.study()
         runs = store.runs_table()
         metrics = store.metrics_table()
+        attacks = store.attack_results_long()
+        flags = store.attack_flags_long()
         try:
             probes = store.probes_table()
-        except store_mod.StoreError:  # the same scalar stored for several splits
-            probes = store.probes_table(split="all")  # type: ignore[call-arg, unused-ignore]
+        except StoreError:  # the same scalar stored for several splits
+            probes = store.probes_table(split="all")
         history = store.history_table()
         done = [str(r) for r in runs.loc[runs["status"] == "done", "run_id"]] if len(runs) else []
         provenance: dict[str, str] = {}
@@ -298,7 +319,7 @@ def load_study(study_dir: str | Path) -> StudyData:
         if where not in splits:
             return None
         if where not in cache:
-            with store_mod.open(study_dir) as s:
+            with open_store(study_dir) as s:
                 cache[where] = s.load_artifact(run_id, probe, key, splits[where])
         return cache[where]
 
@@ -312,4 +333,6 @@ def load_study(study_dir: str | Path) -> StudyData:
         arrays=array,
         provenance=provenance,
         info=info,
+        attacks=attacks,
+        flags=flags,
     )

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from robustscope.report.data import StudyData, natural_key
 from robustscope.report.stats import by_eps, series, spectra_layers
 from robustscope.report.style import Palette, grid, log_y, plot_vs_eps
+from robustscope.studies.store.vocab import CLEAN_ACCURACY
 
 __all__ = [
     "DEDICATED_PROBES",
@@ -102,7 +103,7 @@ def fig_shi2020(table: pd.DataFrame, palette: Palette, used: set[str]) -> Figure
             False,
         ),
     ]
-    scatter = _present(table, "cckl/value") and _present(table, "clean_accuracy")
+    scatter = _present(table, "cckl/value") and _present(table, CLEAN_ACCURACY)
     out = _vs_eps_panels(table, palette, panels, used, extra=int(scatter))
     if out is None:
         return None
@@ -111,7 +112,7 @@ def fig_shi2020(table: pd.DataFrame, palette: Palette, used: set[str]) -> Figure
         ax = axes[-1]
         for name, rows in series(table).items():
             ax.scatter(
-                100 * rows["clean_accuracy"],
+                100 * rows[CLEAN_ACCURACY],
                 rows["cckl/value"],
                 c=[palette.color(e) for e in rows["eps"]],
                 marker=palette.marker(name),

@@ -11,23 +11,26 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from robustscope.report.data import StudyData, robust_columns
+from robustscope.report.data import AttackColumn, StudyData
 from robustscope.report.stats import by_eps, series
 from robustscope.report.style import Palette, grid, log_y
+from robustscope.studies.store.vocab import CLEAN_ACCURACY, format_eps
 
 __all__ = ["fig_frontier", "fig_robust_vs_attack_eps", "fig_training"]
 
 
-def fig_frontier(table: pd.DataFrame, column: str, palette: Palette) -> Figure | None:
-    """Clean vs robust accuracy, one point per training ε and series (seed means; bars span
-    the seeds, min–max), points joined in ε order and annotated with ε."""
-    if "clean_accuracy" not in table.columns or column not in table.columns:
+def fig_frontier(table: pd.DataFrame, robust: AttackColumn, palette: Palette) -> Figure | None:
+    """Clean vs robust accuracy (the column ``robust`` of ``table``), one point per training
+    ε and series (seed means; bars span the seeds, min–max), points joined in ε order and
+    annotated with ε."""
+    column = robust.column
+    if CLEAN_ACCURACY not in table.columns or column not in table.columns:
         return None
     groups = series(table)
     fig, (ax,) = grid(1, width=7.2, height=5.2)
     drawn = False
     for name, rows in groups.items():
-        cx, ry = by_eps(rows, "clean_accuracy"), by_eps(rows, column)
+        cx, ry = by_eps(rows, CLEAN_ACCURACY), by_eps(rows, column)
         eps = [e for e in cx.index if e in ry.index]
         if not eps:
             continue
@@ -64,9 +67,8 @@ def fig_frontier(table: pd.DataFrame, column: str, palette: Palette) -> Figure |
         drawn = True
     if not drawn:
         return None
-    attack, eps_eval = column.rsplit("/", 2)[:2]
     ax.set_xlabel("clean accuracy (%)")
-    ax.set_ylabel(f"robust accuracy under {attack} at ε = {eps_eval} (%)")
+    ax.set_ylabel(f"robust accuracy under {robust.label} at ε = {format_eps(robust.eps)} (%)")
     ax.set_title("Robustness–accuracy trade-off: one point per training ε")
     ax.legend(
         handles=palette.eps_handles(table["eps"]) + palette.series_handles(),
@@ -83,10 +85,10 @@ def fig_robust_vs_attack_eps(
     """Robust accuracy against the attack's ε, one panel per series, one curve per training
     ε (first attack solid, others dashed/dotted); bands span the seeds. The attack ε = 0
     point is the clean accuracy when the attack grid lacks it."""
-    cols = robust_columns(list(table.columns))
+    cols = [c for c in data.robust_columns() if c.column in table.columns]
     if not cols:
         return None
-    attacks = list(dict.fromkeys(c.attack for c in cols))
+    attacks = list(dict.fromkeys(c.label for c in cols))
     first = data.first_attack()
     if first in attacks:
         attacks.remove(first)
@@ -98,14 +100,14 @@ def fig_robust_vs_attack_eps(
         for e, members in rows.groupby("eps"):
             color = palette.color(float(e))
             for k, attack in enumerate(attacks):
-                points = {c.eps: c.column for c in cols if c.attack == attack}
+                points = {c.eps: c.column for c in cols if c.label == attack}
                 curve = []
                 for a_eps, col in sorted(points.items()):
                     vals = members[col].dropna()
                     if len(vals):
                         curve.append((a_eps, vals.mean(), vals.min(), vals.max()))
-                if 0.0 not in points and "clean_accuracy" in members and curve:
-                    vals = members["clean_accuracy"].dropna()
+                if 0.0 not in points and CLEAN_ACCURACY in members and curve:
+                    vals = members[CLEAN_ACCURACY].dropna()
                     if len(vals):
                         curve.insert(0, (0.0, vals.mean(), vals.min(), vals.max()))
                 if not curve:

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from robustscope.report.data import StudyData, robust_columns
+from robustscope.report.data import StudyData
 from robustscope.report.stats import by_eps, main_robust_column, series, spectra_layers
+from robustscope.studies.store.vocab import CLEAN_ACCURACY, format_eps, train_metric
 
 __all__ = [
     "FISHER_FACTOR",
@@ -245,13 +246,13 @@ def _fisher_over_training(data: StudyData, table: pd.DataFrame) -> Finding:
 def _cckl_tracks_accuracy(table: pd.DataFrame) -> Finding:
     claim = "CCKL and clean accuracy rank the models alike (Spearman ρ > 0.5 over the models)"
     paper = "shi2020 Fig. 2 (CCKL indicates test accuracy)"
-    cols = ["cckl/value", "clean_accuracy"]
+    cols = ["cckl/value", CLEAN_ACCURACY]
     if not set(cols) <= set(table.columns):
         return Finding(claim, paper, None, NOT_TESTED + "needs cckl and the clean accuracy")
     rows = table[cols].dropna()
     if len(rows) < 3:
         return Finding(claim, paper, None, NOT_TESTED + "fewer than three models measured")
-    rho = spearman(rows["clean_accuracy"].to_numpy(), rows["cckl/value"].to_numpy())
+    rho = spearman(rows[CLEAN_ACCURACY].to_numpy(), rows["cckl/value"].to_numpy())
     if math.isnan(rho):
         return Finding(claim, paper, None, NOT_TESTED + "no spread in CCKL or in accuracy")
     return Finding(claim, paper, rho > 0.5, f"ρ = {rho:.2f} over {len(rows)} models")
@@ -302,14 +303,14 @@ def _masking_check(data: StudyData, table: pd.DataFrame) -> Finding:
     claim = "No gradient-masking warning fired when the models were attacked"
     paper = "evaluation check (attacks.evaluate's sanity checks, after AutoAttack)"
     evaluation = data.spec.get("evaluation") or {}
-    flags = [str(c) for c in table.columns if "/flag/" in str(c)]
-    attacked = any(c.eps > 0 for c in robust_columns([str(c) for c in table.columns]))
+    flags = [c for c in data.flag_columns() if c.column in table.columns]
+    attacked = any(c.eps > 0 for c in data.robust_columns())
     if not flags and (evaluation.get("checks") is False or not attacked):
         return Finding(claim, paper, None, NOT_TESTED + "the checks did not run")
     fired = [
-        f"{table.loc[rid, 'label']}: {col.split('/flag/')[1]}"
-        for col in flags
-        for rid, value in table[col].items()
+        f"{table.loc[rid, 'label']}: {c.flag}"
+        for c in flags
+        for rid, value in table[c.column].items()
         if value == value and value > 0
     ]
     if fired:
@@ -351,16 +352,16 @@ def compute_findings(data: StudyData, *, eval_eps: float | None = None) -> list[
     t = derived_columns(data, table)
     robust = main_robust_column(data, eval_eps)
     if robust is not None:
-        attack, eps = robust.rsplit("/", 2)[:2]
         robust_claim = (
-            f"Robust accuracy ({attack} at ε = {eps}) increases monotonically with the training ε"
+            f"Robust accuracy ({robust.label} at ε = {format_eps(robust.eps)}) increases "
+            "monotonically with the training ε"
         )
     else:
         robust_claim = "Robust accuracy increases monotonically with the training ε"
     return [
         _trend(
             t,
-            ("clean_accuracy", "train/test_accuracy"),
+            (CLEAN_ACCURACY, train_metric("test_accuracy")),
             direction=-1,
             claim="Clean accuracy decreases monotonically as the training ε grows",
             paper="tsipras2019 §2–3; wen2020 Fig. 1(c), Fig. 3(b); shi2020 §3.3",
@@ -369,7 +370,7 @@ def compute_findings(data: StudyData, *, eval_eps: float | None = None) -> list[
         ),
         _trend(
             t,
-            (robust,),
+            (robust.column,),
             direction=+1,
             claim=robust_claim,
             paper="wen2020 Fig. 1(c); Madry et al. 2018",
@@ -385,7 +386,10 @@ def compute_findings(data: StudyData, *, eval_eps: float | None = None) -> list[
         ),
         _vs_standard(
             t,
-            ("input_fisher/frobenius_mean", "train/track/test/input_fisher_frobenius_mean"),
+            (
+                "input_fisher/frobenius_mean",
+                train_metric("track/test/input_fisher_frobenius_mean"),
+            ),
             factor=FISHER_FACTOR,
             claim="The input-Fisher norm ‖F_x‖_F (mean over test points) of every adversarially "
             f"trained model is far below the standard model's (at least {FISHER_FACTOR:g}× lower)",

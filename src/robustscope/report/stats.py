@@ -9,16 +9,14 @@ standard run as its ε = 0 point: every curve starts from the same standard mode
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
-from robustscope.report.data import StudyData, natural_key, robust_columns
+from robustscope.report.data import AttackColumn, StudyData, natural_key
+from robustscope.studies.store.vocab import find_eps
 
 __all__ = [
     "by_eps",
     "main_robust_column",
-    "match_eps",
     "series",
     "series_name",
     "spectra_layers",
@@ -59,35 +57,28 @@ def by_eps(rows: pd.DataFrame, column: str) -> pd.DataFrame:
     return out.sort_index()
 
 
-def main_robust_column(data: StudyData, eval_eps: float | None = None) -> str | None:
+def main_robust_column(data: StudyData, eval_eps: float | None = None) -> AttackColumn | None:
     """The robust-accuracy column the frontier and findings use: the first attack at
     ``eval_eps`` if given, else at the middle (upper median) training ε > 0 that the attack
-    evaluates, else at its middle evaluated ε > 0."""
-    cols = robust_columns(list(data.metrics.columns))
+    evaluates, else at its middle evaluated ε > 0. ε are matched with the store's tolerance
+    (:func:`robustscope.studies.store.vocab.find_eps`: ``0.0313725`` finds ``8/255``)."""
+    cols = data.robust_columns()
     if not cols:
         return None
     key = data.first_attack()
-    mine = [c for c in cols if c.attack == key] or [c for c in cols if c.attack == cols[0].attack]
-    evaluated = {c.eps: c.column for c in mine}
+    mine = [c for c in cols if c.label == key] or [c for c in cols if c.label == cols[0].label]
+    evaluated = {c.eps: c for c in mine}
     if eval_eps is not None:
-        return match_eps(eval_eps, evaluated)
+        found = find_eps(eval_eps, evaluated)
+        return None if found is None else evaluated[found]
     table = data.table()
     train_eps = sorted({float(e) for e in table["eps"] if e > 0}) if len(table) else []
-    candidates = [c for e in train_eps if (c := match_eps(e, evaluated)) is not None]
+    candidates = [evaluated[f] for e in train_eps if (f := find_eps(e, evaluated)) is not None]
     if not candidates:
-        candidates = [col for eps, col in sorted(evaluated.items()) if eps > 0]
+        candidates = [c for eps, c in sorted(evaluated.items()) if eps > 0]
     if not candidates:
         return None
     return candidates[len(candidates) // 2]
-
-
-def match_eps(eps: float, columns: dict[float, str]) -> str | None:
-    """The column of ``columns`` (ε → column) whose ε equals ``eps`` up to the 6 significant
-    digits of the metric names (``8/255`` is stored as ``0.0313725``)."""
-    for e, col in columns.items():
-        if math.isclose(e, eps, rel_tol=1e-5, abs_tol=1e-12):
-            return col
-    return None
 
 
 def spectra_layers(table: pd.DataFrame) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""``summary_rows``: one row per run for ``robustscope show``.
+"""``summary_rows``: one row per run for ``robustscope show``; :func:`summarize` adds which
+of its keys hold robust accuracies (and at which ε), so that no caller reads them apart.
 
 Example::
 
@@ -11,13 +12,31 @@ Example::
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
-from robustscope.report.data import StudyData, robust_columns
+from robustscope.report.data import StudyData
+from robustscope.studies.store import views
+from robustscope.studies.store.vocab import CLEAN_ACCURACY, format_eps
 
-__all__ = ["summary_rows"]
+__all__ = ["Summary", "summarize", "summary_rows"]
 
 FISHER = "input_fisher/frobenius_mean"
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The summary table of a study.
+
+    Attributes:
+        rows: one dict per run (see :func:`summary_rows`).
+        attack: the label of the attack whose robust accuracies the rows show (None: none).
+        robust: row key → attack ε of each robust-accuracy key (``"pgd-linf ε=0.1"`` → 0.1).
+    """
+
+    rows: list[dict[str, Any]]
+    attack: str | None
+    robust: dict[str, float]
 
 
 def summary_rows(data: StudyData) -> list[dict[str, Any]]:
@@ -25,19 +44,26 @@ def summary_rows(data: StudyData) -> list[dict[str, Any]]:
     ``status``, ``clean`` (clean accuracy), ``"<attack> ε=<e>"`` — robust accuracy under
     the spec's first attack at each of its evaluated ε > 0 — and ``"Fisher ‖F‖_F"`` (mean
     input-Fisher Frobenius norm) when that probe ran. Missing numbers are NaN."""
+    return summarize(data).rows
+
+
+def summarize(data: StudyData) -> Summary:
+    """:func:`summary_rows` with the description of its robust-accuracy keys."""
     runs = data.runs
-    if not len(runs):
-        return []
     first = data.first_attack()
-    cols = [
-        c for c in robust_columns(list(data.metrics.columns)) if c.attack == first and c.eps > 0
-    ]
+    cols = [c for c in data.robust_columns() if c.label == first and c.eps > 0]
+    keys = {c.column: f"{c.label} ε={format_eps(c.eps)}" for c in cols}
+    robust = {keys[c.column]: c.eps for c in cols}
+    if not len(runs):
+        return Summary([], first if cols else None, robust)
+    attacks = views.attack_results_wide(data.attacks)
     has_fisher = FISHER in data.probes.columns
     order = runs.sort_values(["model", "family", "eps", "seed"], kind="stable")
     rows = []
     for _, run in order.iterrows():
         rid = str(run["run_id"])
         metrics = data.metrics.loc[rid] if rid in data.metrics.index else None
+        robustness = attacks.loc[rid] if rid in attacks.index else None
         row: dict[str, Any] = {"label": str(run["label"]), "status": str(run.get("status", ""))}
 
         def get(frame: Any, col: str) -> float:
@@ -46,11 +72,11 @@ def summary_rows(data: StudyData) -> list[dict[str, Any]]:
             value = frame[col]
             return float(value) if value == value else math.nan
 
-        row["clean"] = get(metrics, "clean_accuracy")
+        row["clean"] = get(metrics, CLEAN_ACCURACY)
         for c in cols:
-            row[f"{c.attack} ε={c.eps:g}"] = get(metrics, c.column)
+            row[keys[c.column]] = get(robustness, c.column)
         if has_fisher:
             probes = data.probes.loc[rid] if rid in data.probes.index else None
             row["Fisher ‖F‖_F"] = get(probes, FISHER)
         rows.append(row)
-    return rows
+    return Summary(rows, first if cols else None, robust)

@@ -2,7 +2,7 @@
 
 A study (:class:`StudySpec`, from YAML or a preset) trains a family of models along the
 robustness axis, attacks and probes every member (:func:`run_study`), stores everything in
-a SQLite results store (:func:`open`) and feeds the report (``robustscope report``).
+a SQLite results store (:func:`open_store`) and feeds the report (``robustscope report``).
 """
 
 from __future__ import annotations
@@ -12,10 +12,20 @@ from robustscope.studies.plan import RunPlan, plan
 from robustscope.studies.presets import DEFAULT_PRESET, preset, preset_names
 from robustscope.studies.runner import StudySummary, run_study
 from robustscope.studies.spec import StudyError, StudySpec, load_spec
-from robustscope.studies.store import Store, StoreError, collect_provenance, export, open
+from robustscope.studies.store import (
+    AttackFlag,
+    AttackResult,
+    Store,
+    StoreError,
+    collect_provenance,
+    export,
+    open_store,
+)
 
 __all__ = [
     "DEFAULT_PRESET",
+    "AttackFlag",
+    "AttackResult",
     "RunOutcome",
     "RunPlan",
     "Store",
@@ -27,7 +37,7 @@ __all__ = [
     "execute_run",
     "export",
     "load_spec",
-    "open",
+    "open_store",
     "plan",
     "preset",
     "preset_names",

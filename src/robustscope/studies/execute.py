@@ -7,14 +7,17 @@ writes only inside the run's own directory (checkpoints, via
 store. Training resumes from the run directory's last checkpoint, so an interrupted run
 continues where it stopped.
 
-Metric names (the ``metrics`` table of the store):
+What it measures (names from :mod:`robustscope.studies.store.vocab`):
 
-* ``clean_accuracy`` — on the first ``evaluation.n`` test points;
-* ``<attack>-<norm>/<ε>/robust_accuracy`` — over all evaluated points, and
-  ``.../robust_accuracy_on_correct`` — over the correctly classified ones (wen2020 §D.2);
-* ``<attack>-<norm>/flag/<name>`` = 1 for each gradient-masking warning raised;
-* ``train/<key>`` — the last epoch's history row (``train/test_accuracy``, ...);
-* ``train_time_s`` — the summed training time of the epochs.
+* metrics: ``clean_accuracy`` — on the first ``evaluation.n`` test points;
+  ``train/<key>`` — the last epoch's history row (``train/test_accuracy``, ...);
+  ``train_time_s`` — the summed training time of the epochs;
+* attack results: one :class:`~robustscope.studies.store.AttackResult` per
+  ``evaluation.attacks`` entry (:func:`attack_result`), labelled with the entry's key
+  (``label``, else ``<attack>-<norm>``), holding robust accuracy over all evaluated points
+  and over the correctly classified ones (wen2020 §D.2) at each ε, and the
+  gradient-masking flags raised;
+* probes: one :class:`ProbeOutput` per ``probes.run`` entry.
 """
 
 from __future__ import annotations
@@ -23,14 +26,19 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from robustscope.studies.plan import RunPlan
 from robustscope.studies.spec import StudySpec
+from robustscope.studies.store import vocab
+from robustscope.studies.store.records import AttackFlag, AttackResult
 
-__all__ = ["ProbeOutput", "RunOutcome", "execute_run"]
+if TYPE_CHECKING:
+    from robustscope.attacks import RobustnessCurve
+
+__all__ = ["ProbeOutput", "RunOutcome", "attack_result", "execute_run"]
 
 
 @dataclass
@@ -53,6 +61,7 @@ class RunOutcome:
         error: the error message (with the traceback's last lines) or None.
         history: the training history, one dict per epoch.
         metrics: final scalars (see the module doc for the names).
+        attacks: one :class:`~robustscope.studies.store.AttackResult` per evaluated attack.
         probes: one :class:`ProbeOutput` per probe that ran.
         checkpoint: the run directory holding the checkpoint.
         timings: seconds spent in ``train``, ``attacks`` and ``probes``.
@@ -67,6 +76,7 @@ class RunOutcome:
     error: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
+    attacks: list[AttackResult] = field(default_factory=list)
     probes: list[ProbeOutput] = field(default_factory=list)
     checkpoint: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -80,6 +90,28 @@ def _float(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return out
+
+
+def attack_result(curve: RobustnessCurve, label: str) -> AttackResult:
+    """The stored form of an :class:`robustscope.attacks.RobustnessCurve`: its attack, norm,
+    parameters, n, robust accuracies (over all points and over the correctly classified
+    ones) at each distinct ε, and its flags, under the study's ``label`` for it."""
+    acc, on_correct = curve.robust_accuracy, curve.robust_accuracy_on_correct
+    eps = tuple(acc)  # distinct ε (a repeated ε shares one entry), in the order evaluated
+    return AttackResult(
+        label=label,
+        attack=str(curve.attack),
+        norm=str(curve.norm),
+        params=dict(curve.params),
+        n=int(curve.n),
+        epsilons=tuple(float(e) for e in eps),
+        robust_accuracy=tuple(float(acc[e]) for e in eps),
+        robust_accuracy_on_correct=tuple(float(on_correct[e]) for e in eps),
+        flags=tuple(
+            AttackFlag(f.name, f.message, None if f.value is None else float(f.value))
+            for f in curve.flags
+        ),
+    )
 
 
 def execute_run(
@@ -112,13 +144,13 @@ def execute_run(
         outcome.timings["train"] = time.perf_counter() - t0
         outcome.history = [dict(row) for row in result.history]
         outcome.stop_reason = result.stop_reason
-        outcome.metrics["train_time_s"] = sum(
+        outcome.metrics[vocab.TRAIN_TIME_S] = sum(
             float(row.get("train_time_s", 0.0)) for row in result.history
         )
         for key, value in result.final.items():
             number = _float(value)
             if number is not None and key != "epoch":
-                outcome.metrics[f"train/{key}"] = number
+                outcome.metrics[vocab.train_metric(key)] = number
         model = result.model
         params = run.config.dataset_params
         test = data.load(run.config.dataset, "test", root=run.config.data_root, **params)
@@ -139,14 +171,10 @@ def execute_run(
                 checks=ev.checks and i == 0,
                 **atk.params,
             )
-            outcome.metrics["clean_accuracy"] = curve.clean_accuracy
-            for eps, acc in curve.robust_accuracy.items():
-                outcome.metrics[f"{atk.key()}/{eps:g}/robust_accuracy"] = acc
-                outcome.metrics[f"{atk.key()}/{eps:g}/robust_accuracy_on_correct"] = (
-                    curve.robust_accuracy_on_correct[eps]
-                )
-            for flag in curve.flags:
-                outcome.metrics[f"{atk.key()}/flag/{flag.name}"] = 1.0
+            outcome.metrics[vocab.CLEAN_ACCURACY] = curve.clean_accuracy
+            outcome.attacks.append(
+                attack_result(curve, vocab.attack_label(atk.attack, atk.norm, atk.label))
+            )
         outcome.timings["attacks"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()

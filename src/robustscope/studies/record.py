@@ -3,25 +3,28 @@
 * :func:`register_study` — the spec and every planned run (status ``pending`` for new
   runs; existing runs keep their status);
 * :func:`measured_runs` — runs done with the current evaluation/probe settings;
-* :func:`mark_running`, :func:`record_outcome` — a run's life cycle; an outcome's history,
-  metrics, probe scalars and arrays and its final status are written in one transaction.
+* :func:`claim` — claim a run for this driver and count the attempt (``running``), unless
+  another live driver holds it or it was measured meanwhile (``docs/store.md``, claims);
+* :func:`record_outcome` — an outcome's history, metrics, attack results, probe scalars and
+  arrays, its final status and the release of its claim, in one transaction;
+* :func:`release_claims` — at the driver's end, give back the runs it claimed but did not
+  record (they return to ``pending``).
 
 ``robustscope show`` reads its table through ``robustscope.report.summary_rows``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from robustscope.studies.execute import RunOutcome
 from robustscope.studies.plan import RunPlan
 from robustscope.studies.spec import StudySpec
-from robustscope.studies.store import collect_provenance
+from robustscope.studies.store import LEASE_S, Claimant, ClaimResult, Store, collect_provenance
+from robustscope.studies.store.vocab import MEASURE_HASH_KEY, TRAIN_TIME_S
 
-__all__ = ["mark_running", "measured_runs", "record_outcome", "register_study"]
+__all__ = ["claim", "measured_runs", "record_outcome", "register_study", "release_claims"]
 
 
-def register_study(store: Any, spec: StudySpec, plans: list[RunPlan]) -> None:
+def register_study(store: Store, spec: StudySpec, plans: list[RunPlan]) -> None:
     """Record the spec and every planned run (new runs ``pending``; others unchanged)."""
     store.add_study(spec.name, spec.model_dump(mode="json"))
     store.add_provenance(
@@ -42,29 +45,61 @@ def register_study(store: Any, spec: StudySpec, plans: list[RunPlan]) -> None:
         )
 
 
-def measured_runs(store: Any, mhash: str) -> set[str]:
+def measured_runs(store: Store, mhash: str) -> set[str]:
     """Ids of the runs finished with the measurement settings of hash ``mhash``."""
     out = set()
     for r in store.runs(status="done"):
         config = r["config"] if isinstance(r["config"], dict) else {}
-        if config.get("measure_hash") == mhash:
+        if config.get(MEASURE_HASH_KEY) == mhash:
             out.add(r["run_id"])
     return out
 
 
-def mark_running(store: Any, run_id: str) -> None:
-    store.set_status(run_id, "running")
+def claim(
+    store: Store, run: RunPlan, claimant: Claimant, mhash: str, *, lease_s: float = LEASE_S
+) -> ClaimResult:
+    """Claim ``run`` for ``claimant`` and mark it ``running`` (an attempt), in one
+    transaction; ``held`` / ``measured`` results leave the run untouched."""
+    with store.transaction():
+        result = store.claim_run(run.run_id, claimant, measure_hash=mhash, lease_s=lease_s)
+        if result.outcome == "claimed":
+            store.set_status(run.run_id, "running")
+    return result
 
 
-def record_outcome(store: Any, study: str, run: RunPlan, outcome: RunOutcome, mhash: str) -> None:
-    """Write everything ``outcome`` measured and its status (done / failed) in one
-    transaction: a run is either recorded whole or not at all."""
+def record_outcome(
+    store: Store,
+    study: str,
+    run: RunPlan,
+    outcome: RunOutcome,
+    mhash: str,
+    claimant: Claimant | None = None,
+) -> None:
+    """Write everything ``outcome`` measured and its status (done / failed), and release
+    ``claimant``'s claim of the run, in one transaction: a run is either recorded whole or
+    not at all. The run's attack results replace those stored before, as a whole."""
     with store.transaction():
         _record(store, study, run, outcome, mhash)
+        if claimant is not None:
+            store.release_run(run.run_id, claimant.token)
 
 
-def _record(store: Any, study: str, run: RunPlan, outcome: RunOutcome, mhash: str) -> None:
-    config = {**run.to_dict(), "measure_hash": mhash if outcome.ok else None}
+def release_claims(store: Store, claimant: Claimant) -> list[str]:
+    """Release every run ``claimant`` still holds; those still ``running`` (claimed, never
+    recorded: the driver stopped) go back to ``pending``. Returns their ids."""
+    released = []
+    with store.transaction():
+        running = {r["run_id"] for r in store.runs(status="running")}
+        for run_id in store.claimed_by(claimant.token):
+            if run_id in running:
+                store.set_status(run_id, "pending", error="interrupted before it finished")
+            store.release_run(run_id, claimant.token)
+            released.append(run_id)
+    return released
+
+
+def _record(store: Store, study: str, run: RunPlan, outcome: RunOutcome, mhash: str) -> None:
+    config = {**run.to_dict(), MEASURE_HASH_KEY: mhash if outcome.ok else None}
     store.upsert_run(
         run.run_id,
         study,
@@ -78,6 +113,8 @@ def _record(store: Any, study: str, run: RunPlan, outcome: RunOutcome, mhash: st
         store.add_history(run.run_id, outcome.history)
     if outcome.metrics:
         store.add_metrics(run.run_id, outcome.metrics)
+    if outcome.ok or outcome.attacks:  # a run that failed before its attacks keeps the old
+        store.set_attack_results(run.run_id, outcome.attacks)
     for p in outcome.probes:
         store.add_probe(run.run_id, p.probe, "all", p.scalars, p.arrays)
     store.add_provenance(
@@ -90,5 +127,5 @@ def _record(store: Any, study: str, run: RunPlan, outcome: RunOutcome, mhash: st
         "done" if outcome.ok else "failed",
         error=outcome.error,
         checkpoint=outcome.checkpoint,
-        train_time_s=outcome.metrics.get("train_time_s"),
+        train_time_s=outcome.metrics.get(TRAIN_TIME_S),
     )

@@ -14,6 +14,11 @@ Kill the driver at any moment and run the same command again: finished runs are 
 store commits each run's results in one transaction), an interrupted run resumes training
 from its last checkpoint and is then attacked and probed again.
 
+Two drivers on one study directory share the work: each claims a run in the store before
+executing it (``docs/store.md``, claims), so every run is trained once. A driver skips runs
+another live driver holds, takes over the claims of drivers that died, and, when every run
+left is held by others, stops with a :class:`StudyError` naming the holder.
+
 Layout of a study directory ``out``: ``results.sqlite`` (the store), ``runs/<run_id>/``
 (each run's checkpoints), ``artifacts/`` (arrays referenced by the store),
 ``report.html`` and ``figures/`` (written by ``robustscope report``).
@@ -25,13 +30,15 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from robustscope.studies.execute import RunOutcome, execute_run
 from robustscope.studies.plan import RunPlan, plan
 from robustscope.studies.spec import StudyError, StudySpec
+from robustscope.studies.store import HEARTBEAT_S, LEASE_S, Claim, Claimant, Heartbeat
+from robustscope.studies.store.vocab import CLEAN_ACCURACY
 
 __all__ = ["StudySummary", "measure_hash", "run_study"]
 
@@ -63,10 +70,12 @@ class StudySummary:
     Attributes:
         out: the study directory.
         planned: number of runs in the plan.
-        skipped: runs already measured (not executed again).
+        skipped: runs already measured (not executed again), also by another driver
+            meanwhile.
         done: runs executed successfully now.
         failed: run id → error message of runs that failed now.
         seconds: wall time.
+        held: run id → the other driver holding it (host, pid, since) — runs left to it.
     """
 
     out: Path
@@ -75,18 +84,37 @@ class StudySummary:
     done: int
     failed: dict[str, str]
     seconds: float
+    held: dict[str, str] = field(default_factory=dict)
+
+
+Take = Callable[[RunPlan], str]
 
 
 def _run_local(
-    todo: list[RunPlan], spec: StudySpec, out: Path, progress: bool
+    todo: list[RunPlan], take: Take, spec: StudySpec, out: Path, progress: bool
 ) -> Iterator[RunOutcome]:
-    for run in todo:
-        yield execute_run(run, spec, out / "runs" / run.run_id, progress=progress)
+    """Execute the runs one after another, each claimed just before it starts; runs held by
+    others are tried again after each run (their holder may have finished or died)."""
+    left = list(todo)
+    while True:
+        chosen = None
+        for run in list(left):
+            outcome = take(run)
+            if outcome != "held":
+                left.remove(run)
+            if outcome == "claimed":
+                chosen = run
+                break
+        if chosen is None:
+            return
+        yield execute_run(chosen, spec, out / "runs" / chosen.run_id, progress=progress)
 
 
 def _run_ray(
     todo: list[RunPlan], spec: StudySpec, out: Path, address: str | None
 ) -> Iterator[RunOutcome]:
+    if not todo:
+        return
     try:
         import ray
     except ImportError:
@@ -112,6 +140,17 @@ def _run_ray(
             ray.shutdown()
 
 
+def _all_held(out: Path, held: dict[str, Claim], lease_s: float) -> StudyError:
+    holders = {(c.host, c.pid): c for c in held.values()}
+    who = "; ".join(c.describe() for c in holders.values())
+    return StudyError(
+        f"{out}: all {len(held)} run(s) left are held by another robustscope study process "
+        f"({who}), which is running them. Wait for it to finish, or stop it: the claims of a "
+        f"process that has ended are taken over at once on its host, and from another host "
+        f"after {lease_s:.0f} s without a heartbeat"
+    )
+
+
 def run_study(
     spec: StudySpec,
     out: str | Path | None = None,
@@ -121,6 +160,8 @@ def run_study(
     device: str = "auto",
     progress: bool = True,
     echo: Callable[[str], None] | None = print,
+    lease_s: float = LEASE_S,
+    heartbeat_s: float = HEARTBEAT_S,
 ) -> StudySummary:
     """Run (or resume) the study ``spec`` into ``out`` (default ``runs/<spec.name>``).
 
@@ -132,20 +173,29 @@ def run_study(
         device: training/evaluation device of every run (``auto``: CUDA when present).
         progress: training progress bars (local executor).
         echo: receives one line per run started/finished (None: silent).
+        lease_s: seconds without a heartbeat after which another driver's claim is stale.
+        heartbeat_s: seconds between two renewals of this driver's claims.
 
     Returns:
         a :class:`StudySummary`; failed runs are listed there and in the store, not raised.
+
+    Raises:
+        StudyError: every run left to do is held by another live driver (the message names
+            it), or the executor is unknown.
     """
     from robustscope.studies import record
-    from robustscope.studies import store as store_mod
+    from robustscope.studies.store import open_store
 
+    if executor not in ("local", "ray"):
+        raise StudyError(f"unknown executor {executor!r}; valid executors: local, ray")
     t0 = time.perf_counter()
     say = echo or (lambda _line: None)
     out = Path(out) if out is not None else Path("runs") / spec.name
     out.mkdir(parents=True, exist_ok=True)
     plans = plan(spec, device=device)
     mhash = measure_hash(spec)
-    with store_mod.open(out / "results.sqlite", create=True) as store:
+    claimant = Claimant.here()
+    with open_store(out / "results.sqlite", create=True) as store:
         record.register_study(store, spec, plans)
         measured = record.measured_runs(store, mhash)
         todo = [p for p in plans if p.run_id not in measured]
@@ -153,27 +203,60 @@ def run_study(
         if skipped:
             say(f"{spec.name}: {skipped} of {len(plans)} runs already measured; skipping them")
         by_id = {p.run_id: p for p in todo}
-        for p in todo:
-            record.mark_running(store, p.run_id)
-        outcomes: Iterable[RunOutcome]
-        if executor == "local":
-            outcomes = _run_local(todo, spec, out, progress)
-        elif executor == "ray":
-            outcomes = _run_ray(todo, spec, out, address)
-        else:
-            raise StudyError(f"unknown executor {executor!r}; valid executors: local, ray")
+        held: dict[str, Claim] = {}
+
+        def take(run: RunPlan) -> str:
+            nonlocal skipped
+            result = record.claim(store, run, claimant, mhash, lease_s=lease_s)
+            if result.outcome == "held" and result.holder is not None:
+                held[run.run_id] = result.holder
+                return "held"
+            held.pop(run.run_id, None)
+            if result.outcome == "measured":
+                skipped += 1
+                say(f"{run.label}: measured by another process meanwhile; skipping it")
+            elif result.holder is not None:
+                say(f"{run.label}: taking over from {result.holder.describe()}: {result.reason}")
+            return result.outcome
+
         done, failed = 0, {}
-        for i, outcome in enumerate(outcomes, 1):
-            run = by_id[outcome.run_id]
-            record.record_outcome(store, spec.name, run, outcome, mhash)
-            if outcome.ok:
-                done += 1
-                m = outcome.metrics
-                say(
-                    f"[{i}/{len(todo)}] {run.label}: clean {m.get('clean_accuracy', float('nan')):.3f}"
-                    f" ({outcome.timings.get('train', 0):.0f} s training)"
-                )
-            else:
-                failed[run.run_id] = outcome.error or "unknown error"
-                say(f"[{i}/{len(todo)}] {run.label}: FAILED — {outcome.error}")
-    return StudySummary(out, len(plans), skipped, done, failed, time.perf_counter() - t0)
+        try:
+            with Heartbeat(store.path, claimant.token, heartbeat_s):
+                outcomes: Iterable[RunOutcome]
+                if executor == "local":
+                    outcomes = _run_local(todo, take, spec, out, progress)
+                else:  # the driver claims the runs it submits
+                    outcomes = _run_ray(
+                        [p for p in todo if take(p) == "claimed"], spec, out, address
+                    )
+                for i, outcome in enumerate(outcomes, 1):
+                    run = by_id[outcome.run_id]
+                    record.record_outcome(store, spec.name, run, outcome, mhash, claimant)
+                    if outcome.ok:
+                        done += 1
+                        clean = outcome.metrics.get(CLEAN_ACCURACY, float("nan"))
+                        say(
+                            f"[{i}/{len(todo)}] {run.label}: clean {clean:.3f}"
+                            f" ({outcome.timings.get('train', 0):.0f} s training)"
+                        )
+                    else:
+                        failed[run.run_id] = outcome.error or "unknown error"
+                        say(f"[{i}/{len(todo)}] {run.label}: FAILED — {outcome.error}")
+        finally:
+            record.release_claims(store, claimant)
+    if held and not done and not failed:
+        raise _all_held(out, held, lease_s)
+    if held:
+        say(
+            f"{len(held)} run(s) are held by another robustscope study process "
+            f"({next(iter(held.values())).describe()}); left to it"
+        )
+    return StudySummary(
+        out,
+        len(plans),
+        skipped,
+        done,
+        failed,
+        time.perf_counter() - t0,
+        {rid: c.describe() for rid, c in held.items()},
+    )
