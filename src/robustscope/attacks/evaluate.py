@@ -268,9 +268,16 @@ def evaluate(
         a :class:`RobustnessCurve`.
 
     Example:
-        >>> curve = evaluate(model, x, y, "pgd", [0, 0.05, 0.1], steps=20)  # doctest: +SKIP
-        >>> curve.robust_accuracy                                             # doctest: +SKIP
-        {0.0: 0.91, 0.05: 0.42, 0.1: 0.03}
+        >>> from robustscope import models
+        >>> _ = torch.manual_seed(0)
+        >>> model = models.create("mlp", 10, (1, 8, 8), widths=[16])
+        >>> x, y = torch.rand(32, 1, 8, 8), torch.randint(0, 10, (32,))
+        >>> curve = evaluate(model, x, y, "pgd", "0,8/255,16/255", steps=5, checks=False)
+        >>> list(curve.robust_accuracy) == [0.0, 8 / 255, 16 / 255], str(curve.box)
+        (True, '[0, 1]')
+        >>> r = list(curve.robust_accuracy.values())
+        >>> r[0] == curve.clean_accuracy and r[0] >= r[1] >= r[2]
+        True
     """
     check_norm(norm)
     if len(x) != len(y):

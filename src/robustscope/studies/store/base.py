@@ -122,9 +122,17 @@ class StoreBase:
         no committed row references afterwards are deleted when the outermost call ends.
 
         Example:
-            >>> with store.transaction():  # doctest: +SKIP
-            ...     store.add_metrics(run_id, metrics)
-            ...     store.set_status(run_id, "done")
+            >>> import tempfile
+            >>> from robustscope.studies import open_store
+            >>> store = open_store(tempfile.mkdtemp(), create=True)
+            >>> store.add_study("demo", {})
+            >>> store.upsert_run("r1", "demo", {}, method="standard", eps=0.0, seed=0)
+            >>> with store.transaction():  # both writes commit together, or neither
+            ...     store.add_metrics("r1", {"clean_accuracy": 0.9})
+            ...     store.set_status("r1", "done")
+            >>> [r["status"] for r in store.runs()]
+            ['done']
+            >>> store.close()
         """
         if self._depth:
             name = f"rs_{self._depth}"

@@ -230,8 +230,14 @@ class Heartbeat:
     the next beat; :attr:`beats` counts the renewals that committed.
 
     Example:
-        >>> with Heartbeat(store.path, claimant.token):  # doctest: +SKIP
-        ...     train_for_hours()
+        >>> import tempfile, time
+        >>> from robustscope.studies import open_store
+        >>> store = open_store(tempfile.mkdtemp(), create=True)
+        >>> with Heartbeat(store.path, Claimant.here().token, interval=0.01) as beat:
+        ...     time.sleep(0.1)  # a run training for hours, its claims kept fresh
+        >>> beat.beats > 0
+        True
+        >>> store.close()
     """
 
     def __init__(self, path: Path, token: str, interval: float = HEARTBEAT_S) -> None:

@@ -39,7 +39,11 @@ def export(
     (:class:`StoreError` says so).
 
     Example:
-        >>> paths = export("runs/demo", format="csv")  # doctest: +SKIP
+        >>> import tempfile
+        >>> study = tempfile.mkdtemp()
+        >>> open_store(study, create=True).close()
+        >>> sorted(p.name for p in export(study, format="csv"))[:3]
+        ['artifacts.csv', 'attack_flags.csv', 'attack_results.csv']
     """
     if format not in ("csv", "parquet"):
         raise StoreError(f"export format must be 'csv' or 'parquet', got {format!r}")
