@@ -222,6 +222,10 @@ class SeededObjective:
     def __init__(self, seed: int) -> None:
         self.generator = torch.Generator().manual_seed(_objective_seed(seed))
 
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+        """One objective evaluation on the batch ``(x, y)`` (subclasses implement it)."""
+        raise NotImplementedError
+
     def set_progress(self, fraction: float) -> None:
         """The fraction of all training steps done after the coming step, in (0, 1]."""
         self.progress = float(fraction)

@@ -3,6 +3,8 @@ and mixed batches (Tsipras et al. 2019, App. B). Conventions: :mod:`.base`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -99,42 +101,66 @@ class MixedTraining(SeededObjective):
         return StepOutput(loss=cross_entropy(logits, y), logits=logits)
 
 
-@register("pgd", "PGD adversarial training (Madry et al. 2018): CE at PGD points")
-def pgd(
-    eps: float,
-    norm: str = "linf",
-    steps: int = 10,
-    step_size: float | None = None,
-    random_start: bool = True,
-    attack_mode: str = "eval",
-    box: BoxParam = None,
-    eps_warmup: float = 0.0,
-    seed: int = 0,
-) -> Objective:
-    """PGD adversarial training (Madry et al. 2018, "Towards deep learning models resistant to
-    adversarial attacks"): minimise the cross-entropy at ``x′ = PGD(x)``, the last iterate of
-    ``steps`` steps of :class:`~robustscope.attacks.PGD` with ``early_exit=False`` from a random start.
+_PGD_DOC = """PGD adversarial training (Madry et al. 2018, "Towards deep learning models resistant to
+adversarial attacks"): minimise the cross-entropy at ``x′ = PGD(x)``, the last iterate of
+``steps`` steps of :class:`~robustscope.attacks.PGD` with ``early_exit=False`` from a random start.
 
-    The default step size ``α = 2.5 ε / steps`` is Madry et al.'s rule (enough to cross the
-    ball). wen2020 §B.1 trains with 10 steps of 2/255 at ε ∈ {4, 8, 16}/255: the default
-    gives exactly 2/255 at ε = 8/255; pass ``step_size=2/255`` for the other two.
+The default step size ``α = 2.5 ε / steps`` is Madry et al.'s rule (enough to cross the
+ball). wen2020 §B.1 trains with 10 steps of 2/255 at ε ∈ {4, 8, 16}/255: the default
+gives exactly 2/255 at ε = 8/255; pass ``step_size=2/255`` for the other two.
 
-    Args:
-        eps: radius ε (pixel units, in ``norm``).
-        norm: ``"linf"`` or ``"l2"``.
-        steps: PGD steps.
-        step_size: α; default ``2.5 ε / steps``.
-        random_start: start PGD from a uniform random point of the ball.
-        attack_mode: ``"eval"`` (default) or ``"train"``: the model's mode during the attack
-            (see the module doc; running statistics are never changed by the attack).
-        box: the input box ``[lo, hi]`` (a side may be null) or ``"unbounded"``; None: the
-            one the model declares (its dataset's box).
-        eps_warmup: fraction of training over which ε and the step size ramp linearly
-            from 0 to their values (0: none); helps large ε train from scratch.
-        seed: seed of the objective's generator (the run's seed by default).
-    """
-    inner = pgd_inner("pgd", eps, norm, steps, step_size, random_start, attack_mode, box)
-    return with_warmup(AdversarialTraining(inner, seed), "pgd", eps_warmup)
+Args:
+    eps: radius ε (pixel units, in ``norm``).
+    norm: ``"linf"`` or ``"l2"``.
+    steps: PGD steps.
+    step_size: α; default ``2.5 ε / steps``.
+    random_start: start PGD from a uniform random point of the ball.
+    attack_mode: ``"eval"`` (default) or ``"train"``: the model's mode during the attack
+        (see the module doc; running statistics are never changed by the attack).
+    box: the input box ``[lo, hi]`` (a side may be null) or ``"unbounded"``; None: the
+        one the model declares (its dataset's box).
+    eps_warmup: fraction of training over which ε and the step size ramp linearly
+        from 0 to their values (0: none); helps large ε train from scratch.
+    seed: seed of the objective's generator (the run's seed by default).
+"""
+
+_MIXED_DOC = """Mixed batches (Tsipras et al. 2019, App. B, after Kurakin et al. 2016): in every batch
+the first ``⌊n/2⌋`` examples (a uniformly random half, since the loop reshuffles each
+epoch) are replaced by their PGD points (as in :func:`pgd`), the others stay natural; the
+loss is the mean cross-entropy of the whole batch.
+
+Args: as :func:`pgd`.
+"""
+
+
+def _pgd_family(
+    method: str, make: Callable[[InnerAttack, int], SeededObjective], doc: str
+) -> Callable[..., Objective]:
+    """The factory of an objective around Madry et al.'s PGD (``pgd``, ``mixed``): one
+    signature, one construction, ``make(inner, seed)`` the objective."""
+
+    def factory(
+        eps: float,
+        norm: str = "linf",
+        steps: int = 10,
+        step_size: float | None = None,
+        random_start: bool = True,
+        attack_mode: str = "eval",
+        box: BoxParam = None,
+        eps_warmup: float = 0.0,
+        seed: int = 0,
+    ) -> Objective:
+        inner = pgd_inner(method, eps, norm, steps, step_size, random_start, attack_mode, box)
+        return with_warmup(make(inner, seed), method, eps_warmup)
+
+    factory.__name__ = factory.__qualname__ = method
+    factory.__doc__ = doc
+    return factory
+
+
+pgd = register("pgd", "PGD adversarial training (Madry et al. 2018): CE at PGD points")(
+    _pgd_family("pgd", AdversarialTraining, _PGD_DOC)
+)
 
 
 @register("trades", "TRADES (Zhang et al. 2019): CE(f(x), y) + β·KL(f(x) ‖ f(x′))")
@@ -186,24 +212,6 @@ def trades(
     return with_warmup(Trades(inner, beta, seed), "trades", eps_warmup)
 
 
-@register("mixed", "half natural, half PGD examples per batch (tsipras2019 App. B)")
-def mixed(
-    eps: float,
-    norm: str = "linf",
-    steps: int = 10,
-    step_size: float | None = None,
-    random_start: bool = True,
-    attack_mode: str = "eval",
-    box: BoxParam = None,
-    eps_warmup: float = 0.0,
-    seed: int = 0,
-) -> Objective:
-    """Mixed batches (Tsipras et al. 2019, App. B, after Kurakin et al. 2016): in every batch
-    the first ``⌊n/2⌋`` examples (a uniformly random half, since the loop reshuffles each
-    epoch) are replaced by their PGD points (as in :func:`pgd`), the others stay natural; the
-    loss is the mean cross-entropy of the whole batch.
-
-    Args: as :func:`pgd`.
-    """
-    inner = pgd_inner("mixed", eps, norm, steps, step_size, random_start, attack_mode, box)
-    return with_warmup(MixedTraining(inner, seed), "mixed", eps_warmup)
+mixed = register("mixed", "half natural, half PGD examples per batch (tsipras2019 App. B)")(
+    _pgd_family("mixed", MixedTraining, _MIXED_DOC)
+)
