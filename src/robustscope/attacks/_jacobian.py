@@ -8,14 +8,9 @@ Examples in a batch do not interact (the model is in eval mode), so the gradient
 example's own output r: R backward passes through one forward pass give the R Jacobian
 rows of the whole batch without a per-example loop.
 
-On CPU this ("loop", one backward per output) was the fastest or tied of the batched
-ways we measured (torch 2.13, one thread, 1×28×28 inputs, batch 128, K = 10; the
-10 rows of ∇ₓ log p; best of 5, MLP / SmallCNN): loop 13 ms / 0.89 s;
-``is_grads_batched`` 12 ms / 0.96 s; ``torch.func.vmap(jacrev)`` 13 ms / 1.11 s; one
-backward through the input replicated K times 21 ms / 1.81 s. End to end,
-:func:`~robustscope.attacks.fisher.input_fisher_gram` takes 27 ms / 0.64 s with "loop"
-and 31 ms / 0.93 s with "batched"; three DeepFool steps 39 ms / 1.71 s and
-34 ms / 2.20 s. ``"batched"`` is kept for devices where vectorising the backward pays.
+On CPU this ("loop", one backward per output) was the fastest or tied of the batched ways
+measured (``benchmarks/README.md``, "Design measurements"); ``"batched"``
+(``is_grads_batched``) is kept for devices where vectorising the backward pays.
 """
 
 from __future__ import annotations

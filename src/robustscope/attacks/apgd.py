@@ -148,31 +148,30 @@ class APGD(Attack):
     Cost per restart (and target): ``steps`` × (forward + input-gradient backward),
     the last iterate by a forward only; APGD-T adds one clean forward.
 
+    ``model``, ``eps``, ``norm``, ``box`` and ``criterion`` are the parameters of
+    :class:`~robustscope.attacks.base.Attack` (documented there once).
+
     Args:
-        model: maps ``[N, ...]`` inputs to logits ``[N, K]`` (or a binary score ``[N, 1]``).
-        eps: radius ε of the threat model, in pixel units.
-        norm: ``"linf"`` or ``"l2"``.
         steps: iterations per restart (default 100, as Croce & Hein).
         restarts: random restarts (per target class for ``"dlr-targeted"``).
-        loss: ``"ce"``, ``"cw"``, ``"dlr"`` or ``"dlr-targeted"``.
+        loss: ``"ce"``, ``"cw"``, ``"dlr"`` or ``"dlr-targeted"`` (default ``"ce"``; APGD-T's
+            ``"dlr-targeted"``).
         rho: ρ of condition 1 (0.75 in the paper).
         seed: seed of the random starts (None: the global RNG).
         n_target_classes: target classes of APGD-T (capped at K − 1; 9 in AutoAttack).
-        box: the input box (default: the model's declared box).
-
-    Shape:
-        ``x``: ``[N, ...]`` floating point; ``y``: ``[N]`` labels; output: like ``x``.
 
     Example:
         >>> from robustscope import models
-        >>> model = models.create("mlp", 10, (1, 8, 8))
-        >>> atk = APGD(model, eps=0.1, loss="dlr", seed=0)      # 100 steps
-        >>> x_adv = atk(torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3]))
-        >>> x_adv.shape
-        torch.Size([4, 1, 8, 8])
+        >>> mlp = models.create("mlp", 5, (20,), widths=[16])
+        >>> atk = APGD(mlp, eps=0.5, norm="l2", loss="dlr", steps=20, seed=0)
+        >>> v = torch.randn(6, 20)
+        >>> bool(((atk(v, torch.arange(6) % 5) - v).norm(dim=1) <= 0.5 + 1e-5).all())
+        True
     """
 
     name: ClassVar[str] = "apgd"
+    #: the objective when ``loss`` is not given
+    default_loss: ClassVar[str] = "ce"
 
     def __init__(
         self,
@@ -181,7 +180,7 @@ class APGD(Attack):
         norm: str = "linf",
         steps: int = 100,
         restarts: int = 1,
-        loss: str = "ce",
+        loss: str | None = None,
         rho: float = 0.75,
         seed: int | None = None,
         n_target_classes: int = 9,
@@ -191,6 +190,7 @@ class APGD(Attack):
         super().__init__(model, eps=eps, norm=norm, box=box, seed=seed)
         self.steps = self.positive_int("steps", steps)
         self.restarts = self.positive_int("restarts", restarts)
+        loss = self.default_loss if loss is None else loss
         if loss not in APGD_LOSSES:
             raise AttackError(
                 f"{self.name}: unknown loss {loss!r}; valid losses: {', '.join(APGD_LOSSES)}"
@@ -340,7 +340,7 @@ class APGD(Attack):
 class APGDT(APGD):
     """APGD-T: APGD with the targeted DLR loss against the top ``n_target_classes`` classes.
 
-    Same as ``APGD(..., loss="dlr-targeted")`` (Croce & Hein 2020): for each of the
+    ``APGD`` with the default ``loss="dlr-targeted"`` (Croce & Hein 2020): for each of the
     ``n_target_classes`` classes with the highest clean logits other than ``y``, in
     order, a targeted-DLR APGD run of ``steps`` iterations (default 100, as the
     original) on the examples not broken yet; the first misclassified point is kept.
@@ -355,33 +355,7 @@ class APGDT(APGD):
     """
 
     name: ClassVar[str] = "apgd-t"
-
-    def __init__(
-        self,
-        model: nn.Module,
-        eps: float,
-        norm: str = "linf",
-        steps: int = 100,
-        restarts: int = 1,
-        loss: str = "dlr-targeted",
-        rho: float = 0.75,
-        seed: int | None = None,
-        n_target_classes: int = 9,
-        *,
-        box: BoxLike | None = None,
-    ) -> None:
-        super().__init__(
-            model,
-            eps,
-            norm=norm,
-            steps=steps,
-            restarts=restarts,
-            loss=loss,
-            rho=rho,
-            seed=seed,
-            n_target_classes=n_target_classes,
-            box=box,
-        )
+    default_loss: ClassVar[str] = "dlr-targeted"
 
 
 @register("autoattack-lite")
@@ -399,21 +373,20 @@ class AutoAttackLite(Attack):
     :class:`~robustscope.attacks.square.Square` for the black-box cross-check).
     Default 100 steps per run, as the original.
 
+    ``model``, ``eps``, ``norm``, ``box`` and ``criterion`` are the parameters of
+    :class:`~robustscope.attacks.base.Attack` (documented there once).
+
     Args:
-        model: maps ``[N, ...]`` inputs to logits ``[N, K]``.
-        eps: radius ε of the threat model, in pixel units.
-        norm: ``"linf"`` or ``"l2"``.
         steps: iterations of each APGD run (default 100).
         seed: seed of both attacks (None: the global RNG).
         n_target_classes: target classes of APGD-T (9 in AutoAttack).
-        box: the input box (default: the model's declared box).
 
     Example:
         >>> from robustscope import models
-        >>> model = models.create("mlp", 10, (1, 8, 8))
-        >>> atk = AutoAttackLite(model, eps=0.1, steps=10, seed=0)
-        >>> atk(torch.rand(2, 1, 8, 8), torch.tensor([0, 1])).shape
-        torch.Size([2, 1, 8, 8])
+        >>> lenet = models.create("lenet", 10, (1, 28, 28))
+        >>> digits = torch.rand(2, 1, 28, 28)
+        >>> AutoAttackLite(lenet, eps=0.03, steps=5, seed=0)(digits, torch.tensor([0, 1])).shape
+        torch.Size([2, 1, 28, 28])
     """
 
     name: ClassVar[str] = "autoattack-lite"

@@ -103,6 +103,24 @@ class Attack(ABC):
     inputs on the model's device with the model already in attack mode, and pass
     ``eps``/``norm``/``box``/``seed``/``criterion`` to ``super().__init__``.
 
+    Args (common to every attack; each attack documents its own further parameters):
+        model: maps inputs ``[N, ...]`` to logits ``[N, K]`` (or a binary score ``[N, 1]``,
+            read as the two logits ``(0, s)``).
+        eps: the radius ε of the threat model (fixed-budget attacks; minimal-norm attacks
+            take none), in the units of the inputs: a number or a fraction ``"8/255"``.
+        norm: ``"linf"`` or ``"l2"`` — one of the class's ``norms``.
+        box: the input box every returned point lies in (``"unit"``, ``"unbounded"``,
+            ``(lo, hi)`` or a :class:`~robustscope.data.box.Box`); default: the box the
+            model declares (:func:`robustscope.models.declared_box`).
+        seed: seed of the attack's randomness (None: the global torch RNG).
+        criterion: what counts as adversarial (:mod:`robustscope.attacks.criteria`;
+            default untargeted misclassification; a targeted criterion turns the labels
+            given to the attack into targets and the objective towards them).
+
+    Shape:
+        ``x``: ``[N, ...]`` floating point inside the box; ``y``: ``[N]`` integer labels (or
+        targets); output: like ``x`` (shape, dtype, device), detached.
+
     Attributes:
         model: maps pixel-space inputs ``[N, ...]`` to logits ``[N, K]``.
         eps: the radius ε (fixed-budget attacks; minimal-norm attacks have none).

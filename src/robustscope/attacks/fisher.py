@@ -383,19 +383,16 @@ class FisherAttack(Attack):
     Cost per step: one forward and K − 1 backward passes (exact Gram method), or 2 per power
     iteration (``method="power"``), plus two forward passes for the sign.
 
+    ``model``, ``eps``, ``norm``, ``box`` and ``criterion`` are the parameters of
+    :class:`~robustscope.attacks.base.Attack` (documented there once).
+
     Args:
-        model: maps ``[N, ...]`` inputs to logits ``[N, K]`` (or a binary score ``[N, 1]``).
-        eps: radius ε of the threat model, in pixel units.
         norm: ``"l2"`` (default, the metric of the paper) or ``"linf"``.
         steps: number of steps (1: the one-step attack).
         step_size: α; default ε for one step, ``2.5 ε / steps`` otherwise (as PGD).
         method: ``"gram"`` (exact eigenvector, default) or ``"power"`` (power iteration).
         power_iters: maximum power iterations with ``method="power"``.
         seed: seed of the power iteration's start (the Gram method is deterministic).
-        box: the input box (default: the model's declared box).
-
-    Shape:
-        ``x``: ``[N, ...]`` floating point; ``y``: ``[N]``; output: like ``x``.
 
     Example (vector inputs: the model declares the unbounded box):
         >>> from robustscope import models

@@ -128,26 +128,20 @@ class FGSM(Attack):
     uniform in ``ball(x, ε) ∩ box`` (ℓ2: see :func:`pgd_start`) and ``α = 1.25 ε``
     (FGSM-RS of Wong, Rice & Kolter 2020, "Fast is better than free"). Cost: one forward + one input-gradient backward.
 
+    ``model``, ``eps``, ``norm``, ``box`` and ``criterion`` are the parameters of
+    :class:`~robustscope.attacks.base.Attack` (documented there once).
+
     Args:
-        model: maps ``[N, ...]`` inputs to logits ``[N, K]`` (or a binary score ``[N, 1]``).
-        eps: radius ε of the threat model, in pixel units.
-        norm: ``"linf"`` or ``"l2"``.
         random_start: start from a uniform random point of the ball (FGSM-RS).
         step_size: α; default ε, or 1.25 ε with ``random_start``.
         seed: seed of the random start (None: the global RNG).
-        box: the input box (default: the model's declared box).
-        criterion: what counts as adversarial; a targeted one takes ``−CE`` to the target.
-
-    Shape:
-        ``x``: ``[N, ...]`` floating point; ``y``: ``[N]`` labels; output: like ``x``.
 
     Example:
         >>> from robustscope import models
-        >>> model = models.create("mlp", 10, (1, 8, 8))
-        >>> atk = FGSM(model, eps=0.1)
-        >>> x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
-        >>> x_adv = atk(x, y)
-        >>> bool((x_adv - x).abs().max() <= 0.1 + 1e-6)
+        >>> lin = models.create("linear", 2, (3,))  # vectors: the unbounded box
+        >>> x, y = torch.zeros(1, 3), torch.tensor([0])
+        >>> step = FGSM(lin, eps=0.25)(x, y)  # one signed step of length ε per coordinate
+        >>> bool(step.abs().eq(0.25).all())
         True
     """
 
@@ -192,7 +186,7 @@ class PGD(Attack):
 
     * ``"ce"``: cross-entropy;
     * ``"cw"``: the Carlini–Wagner margin ``min(max_{j≠y} z_j − z_y, κ)``;
-    * ``"kl"``: ``KL(f(x) ‖ f(x′))`` with the clean prediction ``f(x)`` computed once at
+    * ``"kl"`` (untargeted only): ``KL(f(x) ‖ f(x′))`` with the clean prediction ``f(x)`` computed once at
       the start — the inner maximisation of TRADES (Zhang et al. 2019). Its gradient
       at ``x′ = x`` is exactly zero, so its random start is the TRADES one,
       ``x + 0.001·N(0, I)`` (projected), not a uniform point of the ball; with
@@ -220,35 +214,27 @@ class PGD(Attack):
     The objective and prediction of each iterate are read from the gradient call
     of the next step.
 
+    ``model``, ``eps``, ``norm``, ``box`` and ``criterion`` are the parameters of
+    :class:`~robustscope.attacks.base.Attack` (documented there once).
+
     Args:
-        model: maps ``[N, ...]`` inputs to logits ``[N, K]`` (or a binary score ``[N, 1]``).
-        eps: radius ε of the threat model, in pixel units.
         steps: number of gradient steps (≥ 1).
         step_size: α; default ``2.5 ε / steps``.
-        norm: ``"linf"`` or ``"l2"``.
         random_start: start from a random point (uniform, or the TRADES Gaussian for ``"kl"``).
         restarts: number of random restarts (≥ 1).
         loss: ``"ce"``, ``"cw"`` or ``"kl"``.
         kappa: confidence κ of the ``"cw"`` loss.
         seed: seed of the random starts (None: the global RNG).
-        box: the input box (default: the model's declared box).
-        criterion: what counts as adversarial (the point kept and the early exit); a
-            targeted one turns ``"ce"`` into ``−CE`` to the target and ``"cw"`` into the
-            target's margin ``min(z_t − max_{j≠t} z_j, κ)``; ``"kl"`` is untargeted only.
         early_exit: stop an example at its first adversarial iterate (evaluation); False
             runs every step for every example and returns the last iterate (training).
 
-    Shape:
-        ``x``: ``[N, ...]`` floating point; ``y``: ``[N]`` labels; output: like ``x``.
-
     Example:
         >>> from robustscope import models
-        >>> model = models.create("mlp", 10, (1, 8, 8))
-        >>> atk = PGD(model, eps=0.1, steps=10, restarts=2, seed=0)
-        >>> x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
-        >>> x_adv = atk(x, y)
-        >>> bool((x_adv - x).abs().max() <= 0.1 + 1e-6)
-        True
+        >>> net = models.create("mlp", 10, (1, 8, 8))  # images: the box [0, 1]
+        >>> images, labels = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+        >>> adv = PGD(net, eps="8/255", steps=10, restarts=2, seed=0)(images, labels)
+        >>> bool((adv - images).abs().max() <= 8 / 255 + 1e-6), float(adv.min()) >= 0
+        (True, True)
     """
 
     name: ClassVar[str] = "pgd"
@@ -397,23 +383,21 @@ class CWLinf(PGD):
     random start, default step size ``2.5 ε / steps``). shi2020 evaluates it with the
     PGD budget: ``CWLinf(model, 8/255, steps=20, step_size=2/255)``.
 
+    ``model``, ``eps``, ``norm``, ``box`` and ``criterion`` are the parameters of
+    :class:`~robustscope.attacks.base.Attack` (documented there once).
+
     Args:
-        model: maps ``[N, ...]`` inputs to logits ``[N, K]``.
-        eps: ℓ∞ radius ε in pixel units.
         steps: number of PGD steps (default 30).
         step_size: α; default ``2.5 ε / steps``.
         kappa: confidence κ ≥ 0 (the objective stops growing at margin −κ).
         restarts: number of random restarts.
         seed: seed of the random starts (None: the global RNG).
-        box: the input box (default: the model's declared box).
-        criterion: what counts as adversarial (targeted: the target's margin).
 
     Example:
         >>> from robustscope import models
-        >>> model = models.create("mlp", 10, (1, 8, 8))
-        >>> atk = CWLinf(model, eps=0.1, steps=5, seed=0)
-        >>> atk(torch.rand(2, 1, 8, 8), torch.tensor([1, 2])).shape
-        torch.Size([2, 1, 8, 8])
+        >>> cnn = models.create("smallcnn", 3, (1, 12, 12), width=0.25)
+        >>> CWLinf(cnn, eps=0.1, steps=5, seed=0).loss, CWLinf.norms
+        ('cw', ('linf',))
     """
 
     name: ClassVar[str] = "cw-linf"

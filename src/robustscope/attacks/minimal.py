@@ -167,12 +167,12 @@ class DeepFool(MinimalAttack):
       the clip removes is lost and iterates approach the boundary without crossing it (on a
       Fashion-MNIST MLP, half the points then fail in 50 steps). With ``refine_steps=0``
       the search ends at foolbox's DeepFool's points (median distance ratio 1.0000 per point
-      on an MLP and a CNN) at 3–4× its speed here; the default refinement then only
+      on an MLP and a CNN), faster (``benchmarks/README.md``); the default refinement only
       shortens them (median ℓ2 0.863 vs foolbox's 0.868 on the MLP, ``benchmarks/``).
     * ``"freeze"``: a coordinate already on a box face whose component of w_k points outwards
       is frozen (set to 0) before distances and steps are computed, i.e. the linearised
-      problem is solved on the face; no escape term. Most points succeed in 1–3 steps (about
-      half the time of ``"clip"``), and one step stays exact on affine models inside a face,
+      problem is solved on the face; no escape term. Most points succeed in 1–3 steps (fewer
+      than with ``"clip"``), and one step stays exact on affine models inside a face,
       but the points end farther: median ℓ2 +4 % (MLP) and +2 % (CNN) per point against
       ``"clip"`` on Fashion-MNIST.
 
@@ -193,8 +193,10 @@ class DeepFool(MinimalAttack):
     :func:`~robustscope.attacks._jacobian.output_grads`: one backward per candidate class,
     batched over examples), then ``refine_steps`` forward passes.
 
+    ``model``, ``eps``, ``norm``, ``box`` and ``criterion`` are the parameters of
+    :class:`~robustscope.attacks.base.Attack` (documented there once).
+
     Args:
-        model: maps ``[N, ...]`` inputs to logits ``[N, K]`` (or a binary score ``[N, 1]``).
         norm: ``"l2"`` (default) or ``"linf"``.
         steps: maximum number of steps (50, as the paper's code and foolbox).
         overshoot: the final perturbation is ``(1 + overshoot) · r_total`` (0.02, the paper's).
@@ -205,18 +207,16 @@ class DeepFool(MinimalAttack):
         box_rule: ``"clip"`` or ``"freeze"``, how steps meet the input box (above).
         refine_steps: bisection halvings along the segment after the search (0: none).
         seed: unused (DeepFool is deterministic); accepted for a uniform interface.
-        box: the input box (default: the model's declared box).
-
-    Shape:
-        ``x``: ``[N, ...]`` floating point; ``y``: ``[N]``; output: like ``x``.
 
     Example:
         >>> from robustscope import models
-        >>> model = models.create("mlp", 10, (1, 8, 8))
-        >>> x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
-        >>> res = DeepFool(model).find(x, y)
-        >>> res.distance.shape, res.success.dtype
-        (torch.Size([4]), torch.bool)
+        >>> lin = models.create("linear", 2, (2,))  # an affine model: one exact step
+        >>> with torch.no_grad():
+        ...     _ = lin.head.weight.copy_(torch.tensor([[0.0, 0.0], [3.0, 4.0]]))
+        ...     _ = lin.head.bias.zero_()
+        >>> res = DeepFool(lin, overshoot=1e-6).find(torch.tensor([[1.0, 1.0]]), torch.tensor([1]))
+        >>> round(float(res.distance), 4)  # |3 + 4| / ‖(3, 4)‖ = 1.4
+        1.4
     """
 
     name: ClassVar[str] = "deepfool"
@@ -371,8 +371,8 @@ class CW(MinimalAttack):
     paper's code (and foolbox 3) except c₀ (theirs 1e-3) and ``steps = 1000`` (theirs
     10,000). On a digits MLP (inputs in [0, 1]) the successful c is 0.1–1 and no point
     succeeds at c ≤ 0.01, so starting at 1e-2 leaves one more round for the bisection;
-    the distances found with 1000 and 10,000 steps agree to 0.1 % (median), in a fifth of
-    the time (the early abort ends many rounds sooner). Budget caveat: pixels exactly at the box edges start at
+    the distances found with 1000 and 10,000 steps agree to 0.1 % (median), and the early
+    abort ends many rounds sooner. Budget caveat: pixels exactly at the box edges start at
     ``w = ±atanh(0.999999) ≈ ±7.25`` where tanh is flat, and Adam moves w by at most
     about ``lr`` per step, so ``steps × lr`` well below ~7 (e.g. 100 steps at lr 0.01)
     leaves them frozen and the attack fails on images with many saturated pixels.
@@ -384,8 +384,10 @@ class CW(MinimalAttack):
     (by > 5 % for 16 %); CW is 0.4 % closer on the median. Inputs already adversarial are
     returned unchanged. Cost: up to ``binary_steps × steps`` forward + backward passes.
 
+    ``model``, ``eps``, ``norm``, ``box`` and ``criterion`` are the parameters of
+    :class:`~robustscope.attacks.base.Attack` (documented there once).
+
     Args:
-        model: maps ``[N, ...]`` inputs to logits ``[N, K]`` (or a binary score ``[N, 1]``).
         c_init: initial constant c (per example).
         steps: maximum Adam iterations per binary-search round.
         binary_steps: rounds of the binary search over c.
@@ -394,18 +396,13 @@ class CW(MinimalAttack):
         abort_early: stop an example's round when its objective stalls.
         norm: must be ``"l2"`` (accepted so the evaluation can pass its norm).
         seed: unused (CW is deterministic); accepted for a uniform interface.
-        box: the input box (default: the model's declared box); bounded on both sides or
-            unbounded (then x′ is optimised directly).
-
-    Shape:
-        ``x``: ``[N, ...]`` floating point; ``y``: ``[N]``; output: like ``x``.
 
     Example:
         >>> from robustscope import models
-        >>> model = models.create("mlp", 10, (1, 8, 8))
-        >>> x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
-        >>> res = CW(model, steps=100, binary_steps=5).find(x, y)
-        >>> bool(((res.x_adv >= 0) & (res.x_adv <= 1)).all())
+        >>> net = models.create("mlp", 10, (1, 8, 8))
+        >>> imgs = torch.rand(4, 1, 8, 8)
+        >>> res = CW(net, steps=100, binary_steps=5).find(imgs, torch.tensor([0, 1, 2, 3]))
+        >>> bool(((res.x_adv >= 0) & (res.x_adv <= 1)).all())  # tanh keeps it in the box
         True
     """
 

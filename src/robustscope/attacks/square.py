@@ -81,26 +81,25 @@ class Square(Attack):
     Vector inputs ``[N, D]`` are treated as ``1 × 1 × D`` images (squares of one coordinate).
     Only ℓ∞ is implemented; ``norm="l2"`` raises.
 
+    ``model``, ``eps``, ``norm``, ``box`` and ``criterion`` are the parameters of
+    :class:`~robustscope.attacks.base.Attack` (documented there once).
+
     Args:
-        model: maps ``[N, ...]`` inputs to logits ``[N, K]`` (or a binary score ``[N, 1]``).
-        eps: ℓ∞ radius ε in pixel units.
         queries: query budget per example (≥ 1; 10 000 in the paper, 1000 by default).
         p_init: initial fraction of the pixels covered by a square (0.8, AutoAttack's
             setting; the paper tunes it per dataset).
         norm: ``"linf"`` only.
         seed: seed of the random search (None: the global RNG).
-        box: the input box (default: the model's declared box).
 
     Shape:
         ``x``: ``[N, C, H, W]``, ``[N, H, W]`` or ``[N, D]``; ``y``: ``[N]``; output: like ``x``.
 
     Example:
         >>> from robustscope import models
-        >>> model = models.create("mlp", 10, (1, 8, 8))
-        >>> atk = Square(model, eps=0.1, queries=100, seed=0)
-        >>> x = torch.rand(3, 1, 8, 8)
-        >>> x_adv = atk(x, torch.tensor([0, 1, 2]))
-        >>> bool((x_adv - x).abs().max() <= 0.1 + 1e-6)
+        >>> rgb = models.create("mlp", 4, (3, 6, 6), widths=[8])
+        >>> pics = torch.rand(3, 3, 6, 6)
+        >>> out = Square(rgb, eps=0.1, queries=50, seed=0)(pics, torch.tensor([0, 1, 2]))
+        >>> bool((out - pics).abs().max() <= 0.1 + 1e-6)  # scores only, no gradient
         True
     """
 

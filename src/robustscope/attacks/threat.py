@@ -156,7 +156,7 @@ class ThreatModel:
         )
         if plain:
             return torch.clamp(x_adv + step_size * grad.sign(), bounds[0], bounds[1])
-        # in place on one new buffer: same values as the line above, in about half the time
+        # in place on one new buffer: same values as the line above, fewer passes over memory
         out = grad.sign().mul_(step_size).add_(x_adv)
         return torch.clamp(out, bounds[0], bounds[1], out=out)
 

@@ -25,20 +25,15 @@ Per example the probe gives:
 
 Products with J. ``Jᵀu`` is one vector-Jacobian product (``torch.func.vjp``, one forward
 pass per batch). ``Jv`` is computed as the VJP of the linear map ``u ↦ Jᵀu`` (reverse over
-reverse, built once per batch), not by forward-mode ``torch.func.jvp``: measured on the
-CPU (torch 2.13, one thread, batch 64, identical results) ten products cost 2–6 ms against
-17–25 ms with ``torch.func.jvp`` on small MLPs/CNNs on 8×8 inputs and 29 ms against 60 ms on
-the CNN on 1×28×28, and forward mode adds a first-use warm-up of seconds.
+reverse, built once per batch), not by forward-mode ``torch.func.jvp``, which was several
+times slower here and adds a first-use warm-up (measurements: ``benchmarks/README.md``,
+"Design measurements").
 
 The exact trace sums ``‖J e_i‖²`` over the d input basis vectors (``mode="jvp"``,
 vectorised 32 at a time with ``torch.func.vmap``) or ``‖Jᵀ e_k‖²`` over the m feature basis
-vectors (``mode="vjp"``, one backward each through the retained graph). Measured the same
-way, the d products win when d < m (MLP 1×8×8 → 256: 28 ms against 51–80 ms for the
-feature-side variants; width-¼ SmallCNN on 8×8, m = 256: 29 ms against 277–415 ms) and the
-m products when m ≤ d (the CNN on 1×28×28, m = 100: 515 ms, against 621 ms with
-``is_grads_batched``, 589 ms with ``vmap(vjp)`` and 2.6 s for the input side; ResNet-20 on
-3×32×32, m = 64, batch 16: 2.7 s against 5.5 s with ``is_grads_batched``). ``mode="auto"``
-picks ``jvp`` if d < m, else ``vjp``.
+vectors (``mode="vjp"``, one backward each through the retained graph). The d products win
+when d < m and the m products when m ≤ d (measurements: ``benchmarks/README.md``,
+"Design measurements"); ``mode="auto"`` picks ``jvp`` if d < m, else ``vjp``.
 """
 
 from __future__ import annotations

@@ -239,7 +239,7 @@ def operator_top_singular_values(
             cheapest, most subspace-iteration-like cycle).
         block: block size ``b`` (default and minimum: ``k``).
         seed: seed of the random start.
-        dtype: arithmetic (``float64`` by default; ``float32`` is ~3× faster for CPU
+        dtype: arithmetic (``float64`` by default; ``float32`` is faster for CPU
             convolutions but floors the residual near 1e-7).
         start: optional ``[≤ b, *input_shape]`` starting vectors (a warm start); the rest
             of the block is random.

@@ -20,13 +20,14 @@ Shared conventions of the adversarial objectives (the modules of this package):
   ``ball(x, ε) ∩ box``, where the box is the one the model declares — the box of the
   dataset it is trained on (``[0, 1]`` for images, unbounded for vector data such as the
   Tsipras et al. distribution; :mod:`robustscope.data.box`) — unless ``box`` is given.
-* **Inner maximisation.** PGD-AT, TRADES and mixed batches use :class:`~robustscope.attacks.PGD` with ``early_exit=False``:
-  Madry et al.'s PGD, every step for every example of the batch and the **last iterate**
-  returned. It is not the evaluation attack :class:`~robustscope.attacks.PGD`, which stops
-  an example at its first misclassified iterate (right for measuring robust accuracy, but
-  as a training attack it would push misclassified examples no further — a different,
-  "early-stopped" method — and in train mode it would change the batch whose statistics
-  BatchNorm uses). FGSM-RS uses the engine's :class:`~robustscope.attacks.FGSM`.
+* **Inner maximisation.** PGD-AT, TRADES and mixed batches use the engine's
+  :class:`~robustscope.attacks.PGD` with ``early_exit=False``: Madry et al.'s PGD, every
+  step for every example of the batch and the **last iterate** returned. The evaluation
+  uses the same class with ``early_exit=True``, which stops an example at its first
+  misclassified iterate (right for measuring robust accuracy, but as a training attack it
+  would push misclassified examples no further — a different, "early-stopped" method — and
+  in train mode it would change the batch whose statistics BatchNorm uses). FGSM-RS uses
+  the engine's :class:`~robustscope.attacks.FGSM`.
 * **Attack mode.** ``attack_mode="eval"`` (default) runs the inner attack with the model in
   eval mode: BatchNorm uses its running statistics, so each example's perturbation is
   computed against the model as it is evaluated and attacked at test time, independently
