@@ -117,6 +117,7 @@ def test_cli_attack_reaches_the_closed_form_worst_case(tmp_path: Path) -> None:
                "--no-checks", "--device", "cpu")  # fmt: skip
     result = json.loads(out.stdout)
     assert result["conventions"]["box"] == "unbounded"
+    assert [r["eps"] for r in result["results"]] == [0.2, 8 / 255]  # exact, not %g
     model, meta = checkpoint.load(run)
     assert meta.model.box == UNBOUNDED
     params = meta.training.get("dataset_params", {})

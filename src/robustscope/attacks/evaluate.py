@@ -103,6 +103,9 @@ class RobustnessCurve:
             iterate (ε-continuation; see the module doc); False when nothing was continued
             (a single ε > 0, an attack without a start point, or ``warm_start=False``).
         box: the input box the adversarial points were kept in.
+
+    The JSON form (:meth:`to_dict`) keys the accuracies by ``%g``-formatted ε (readable, but
+    8/255 becomes ``"0.0313725"``) and repeats them in ``results`` with the exact ε.
     """
 
     attack: str
@@ -159,6 +162,15 @@ class RobustnessCurve:
             "robust_accuracy_on_correct": {
                 _key(e): v for e, v in self.robust_accuracy_on_correct.items()
             },
+            # the same numbers as records with the exact ε (the keys above are rounded by %g)
+            "results": [
+                {
+                    "eps": e,
+                    "robust_accuracy": self.robust_accuracy[e],
+                    "robust_accuracy_on_correct": self.robust_accuracy_on_correct[e],
+                }
+                for e in self.epsilons
+            ],
             "flags": [f.to_dict() for f in self.flags],
             "checks_run": self.checks_run,
             "seconds": self.seconds,

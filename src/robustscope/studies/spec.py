@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from robustscope.errors import RobustscopeError
 from robustscope.params import parse_eps_list
+from robustscope.studies.store.vocab import attack_label
 
 __all__ = [
     "AttackEval",
@@ -110,7 +111,8 @@ class AttackEval(_Strict):
         return sorted(set(parse_eps_list(v, "ε")))
 
     def key(self) -> str:
-        return self.label or f"{self.attack}-{self.norm}"
+        """The attack's name in the study's results (:func:`~.store.vocab.attack_label`)."""
+        return attack_label(self.attack, self.norm, self.label)
 
 
 class EvaluationSpec(_Strict):
@@ -121,6 +123,19 @@ class EvaluationSpec(_Strict):
     checks: bool = Field(True, description="gradient-masking checks of the first attack")
     seed: int = 0
     attacks: list[AttackEval] = Field(default_factory=lambda: [AttackEval()])
+
+    @field_validator("attacks")
+    @classmethod
+    def _distinct_labels(cls, v: list[AttackEval]) -> list[AttackEval]:
+        seen: set[str] = set()
+        for a in v:
+            if a.key() in seen:
+                raise ValueError(
+                    f"two attacks are named {a.key()!r}: give each a distinct label "
+                    "(e.g. label: pgd-20 and label: pgd-100)"
+                )
+            seen.add(a.key())
+        return v
 
 
 class ProbeEntry(_Strict):
