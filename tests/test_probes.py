@@ -98,6 +98,56 @@ def test_registry_lists_and_refuses() -> None:
         )
 
 
+def test_probe_registered_from_its_function() -> None:
+    """The positional parameters say what a probe reads, the keyword-only ones are its
+    options (``train`` excepted: it receives the train subset), numbers given as text are
+    parsed, and a function taking something the registry cannot give is refused."""
+    from robustscope.probes import registry
+
+    seen: dict[str, Any] = {}
+
+    def sample(
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        k: int = 1,
+        tol: float = 0.5,
+        label: str = "a",
+        train: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> ProbeResult:
+        seen.update(x=x, y=y, k=k, tol=tol, label=label, train=train)
+        return ProbeResult()
+
+    adapter, options = registry._adapter("sample", sample)
+    assert options == ("k", "tol", "label")
+    x, y = torch.rand(3, 2), torch.tensor([0, 1, 0])
+    train = (torch.rand(2, 2), torch.tensor([1, 0]))
+    adapter(_tiny(), ProbeData(test=(x, y), train=train), k="3", tol="1e-6", label="1e-6")
+    assert seen["x"] is x and seen["y"] is y and seen["train"] is train
+    assert seen["k"] == 3 and isinstance(seen["k"], int)
+    assert seen["tol"] == 1e-6 and seen["label"] == "1e-6"  # only int/float options parsed
+    with pytest.raises(ProbeError, match=r"option k must be an integer"):
+        adapter(_tiny(), ProbeData(test=(x, y)), k=2.5)
+    with pytest.raises(ProbeError, match=r"option tol must be a number"):
+        adapter(_tiny(), ProbeData(test=(x, y)), tol="small")
+
+    def needs_labels_only(model: nn.Module, labels: torch.Tensor) -> ProbeResult:
+        return ProbeResult()
+
+    with pytest.raises(ProbeError, match=r"among data, x, y, input_shape; got model, labels"):
+        registry._adapter("bad", needs_labels_only)
+
+
+def test_layer_spectra_probe_reads_the_input_shape_and_parses_text_options() -> None:
+    model = models.create("cnn", 10, (1, 8, 8), width=0.25)
+    data = ProbeData(test=(torch.rand(2, 1, 8, 8), torch.zeros(2, dtype=torch.long)))
+    # YAML reads 1e-6 as text (`robustscope probe --opt tol=1e-6`)
+    res = run_probe("layer_spectra", model, data, tol="1e-6", k="1")
+    assert res.input_shape == (1, 8, 8)
+    assert res.scalars() == probes.layer_spectra(model, (1, 8, 8), tol=1e-6, k=1).scalars()
+
+
 # ----------------------------------------------------------------------------- input_fisher
 
 
