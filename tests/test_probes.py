@@ -98,6 +98,41 @@ def test_registry_lists_and_refuses() -> None:
         )
 
 
+def test_probe_registered_from_its_function() -> None:
+    """The positional parameters say what a probe reads, the keyword-only ones are its
+    options (``train`` excepted: it receives the train subset), and a function taking
+    something the registry cannot give is refused."""
+    from robustscope.probes import registry
+
+    assert probes.get_probe("cckl").options == ("batch_size",)
+    assert probes.get_probe("taylor_split").options == ("n_pairs", "seed", "batch_size", "scale")
+    model, gen = _tiny(k=3), torch.Generator().manual_seed(0)
+    x, y = torch.rand(6, 1, 4, 4, generator=gen, dtype=torch.float64), torch.arange(6) % 3
+    assert run_probe("cckl", model, ProbeData(test=(x, y))).train_ce_loss is None  # type: ignore[attr-defined]
+    both = run_probe("cckl", model, ProbeData(test=(x, y), train=(x[:3], y[:3])))
+    assert both.train_ce_loss == pytest.approx(probes.cckl(model, x[:3], y[:3]).ce_loss)  # type: ignore[attr-defined]
+
+    def needs_labels_only(model: nn.Module, labels: torch.Tensor) -> ProbeResult:
+        return ProbeResult()
+
+    with pytest.raises(ProbeError, match=r"among data, x, y, input_shape; got model, labels"):
+        registry.register_probe("bad")(needs_labels_only)
+    assert "bad" not in probes.available_probes()
+
+
+def test_layer_spectra_probe_reads_the_input_shape_and_parses_text_options() -> None:
+    model = models.create("cnn", 10, (1, 8, 8), width=0.25)
+    data = ProbeData(test=(torch.rand(2, 1, 8, 8), torch.zeros(2, dtype=torch.long)))
+    # YAML reads 1e-6 as text (`robustscope probe --opt tol=1e-6`)
+    res = run_probe("layer_spectra", model, data, tol="1e-6", k="1")
+    assert res.input_shape == (1, 8, 8)  # type: ignore[attr-defined]
+    assert res.scalars() == probes.layer_spectra(model, (1, 8, 8), tol=1e-6, k=1).scalars()
+    with pytest.raises(ProbeError, match=r"option k must be an integer, got 2.5"):
+        run_probe("layer_spectra", model, data, k=2.5)
+    with pytest.raises(ProbeError, match=r"option tol must be a number"):
+        run_probe("layer_spectra", model, data, tol="small")
+
+
 # ----------------------------------------------------------------------------- input_fisher
 
 

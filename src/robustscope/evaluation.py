@@ -1,12 +1,15 @@
 """Clean (unattacked) evaluation of a classifier on a dataset.
 
 Robust evaluation under attacks lives in ``robustscope.attacks``; this module is
-the plain accuracy/loss every layer above needs.
+the plain accuracy/loss every layer above needs, and :class:`EvalRecord`, the base of
+evaluation results that are plain records.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -16,8 +19,28 @@ from robustscope.data.dataset import ArrayDataset
 from robustscope.device import model_device
 
 
+class EvalRecord:
+    """Base of evaluation results that are plain dataclass records: :meth:`to_dict` gives
+    their fields.
+
+    Example:
+        >>> @dataclass(frozen=True)
+        ... class Score(EvalRecord):
+        ...     value: float
+        ...     n: int
+        >>> Score(0.5, 10).to_dict()
+        {'value': 0.5, 'n': 10}
+    """
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields by name (:func:`dataclasses.asdict`)."""
+        return dataclasses.asdict(self)
+
+
 @dataclass(frozen=True)
-class CleanEval:
+class CleanEval(EvalRecord):
     """Clean accuracy and mean cross-entropy of a model on ``n`` examples.
 
     Attributes:
@@ -33,9 +56,6 @@ class CleanEval:
     n: int
     accuracy: float
     loss: float
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

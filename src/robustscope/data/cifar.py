@@ -22,6 +22,7 @@ may sit inside each place searched or inside its ``cifar10`` sub-folder.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from robustscope.data.box import UNIT
 from robustscope.data.dataset import ArrayDataset
 from robustscope.data.paths import ENV_DATA, Located, candidate_dirs, locate
-from robustscope.data.registry import DatasetInfo, register
+from robustscope.data.registry import DatasetInfo, ImageSpec, register
 from robustscope.data.safe_pickle import load_pickle
 from robustscope.errors import DataError
 
@@ -179,22 +179,21 @@ CIFAR100_COARSE_CLASSES = (
 LABEL_MODES = ("fine", "coarse")
 
 
-@dataclass(frozen=True)
-class CifarSpec:
-    """Files and constants of one CIFAR variant."""
+@dataclass(frozen=True, kw_only=True)
+class CifarSpec(ImageSpec):
+    """Files and constants of one CIFAR variant (``classes``: CIFAR-100's fine ones)."""
 
-    name: str
+    input_shape: tuple[int, ...] = (3, 32, 32)
+    augment: str = "crop_flip"
     folder: str
     split_files: dict[str, tuple[str, ...]]
     url: str
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    description: str
 
 
 SPECS: dict[str, CifarSpec] = {
     "cifar10": CifarSpec(
         name="cifar10",
+        classes=CIFAR10_CLASSES,
         folder="cifar-10-batches-py",
         split_files={
             "train": tuple(f"data_batch_{i}" for i in range(1, 6)),
@@ -210,6 +209,7 @@ SPECS: dict[str, CifarSpec] = {
     ),
     "cifar100": CifarSpec(
         name="cifar100",
+        classes=CIFAR100_FINE_CLASSES,
         folder="cifar-100-python",
         split_files={"train": ("train",), "test": ("test",)},
         url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
@@ -290,16 +290,11 @@ def _locate(spec: CifarSpec, root: str | Path | None) -> Located:
 
 
 def _status(spec: CifarSpec, root: str | Path | None) -> tuple[bool, str]:
-    loc = _locate(spec, root)
-    if loc.path is not None:
-        return True, str(loc.path)
-    return False, "not found in " + "; ".join(loc.tried)
+    return _locate(spec, root).status()
 
 
-def _missing_message(spec: CifarSpec, loc: Located) -> str:
-    searched = "\n".join(f"  - {t}" for t in loc.tried)
+def _how_to_get(spec: CifarSpec) -> str:
     return (
-        f"dataset {spec.name!r} not found. Searched:\n{searched}\n"
         f"To get it: download {spec.url}, and unpack it (it holds the folder {spec.folder}/ "
         f"with {', '.join(_required(spec))}) into ${ENV_DATA}/{spec.name}/ "
         f"or ~/.cache/robustscope/{spec.name}/, or pass root=<folder>."
@@ -318,45 +313,30 @@ def _classes(name: str, label_mode: str) -> tuple[str, ...]:
 
 def _load(name: str, split: str, root: str | Path | None, label_mode: str = "fine") -> ArrayDataset:
     spec = SPECS[name]
-    classes = _classes(name, label_mode)
+    info = _info(name, label_mode)
     label_key = "labels" if name == "cifar10" else f"{label_mode}_labels"
     loc = _locate(spec, root)
     if loc.path is None:
-        raise DataError(_missing_message(spec, loc))
+        raise DataError(loc.not_found(name, _how_to_get(spec)))
     files = [loc.path / f for f in spec.split_files[split]]
-    parts = [read_batch(f, label_key, len(classes)) for f in files]
+    parts = [read_batch(f, label_key, info.num_classes) for f in files]
     data = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
     labels = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
     x = np.divide(data, np.float32(255.0), dtype=np.float32).reshape(-1, 3, 32, 32)
     meta: dict[str, object] = {"files": [str(f) for f in files]}
     if name == "cifar100":
         meta["label_mode"] = label_mode
-    return ArrayDataset(
-        x=torch.from_numpy(x),
-        y=torch.from_numpy(labels.copy()),
-        num_classes=len(classes),
-        classes=classes,
-        name=name,
-        split=split,
+    return info.dataset(
+        split,
+        torch.from_numpy(x),
+        torch.from_numpy(labels.copy()),
         source=str(loc.path),
         meta=meta,
     )
 
 
 def _info(name: str, label_mode: str = "fine") -> DatasetInfo:
-    spec = SPECS[name]
-    classes = _classes(name, label_mode)
-    return DatasetInfo(
-        name=name,
-        num_classes=len(classes),
-        classes=classes,
-        input_shape=(3, 32, 32),
-        mean=spec.mean,
-        std=spec.std,
-        augment="crop_flip",
-        description=spec.description,
-        box=UNIT,
-    )
+    return dataclasses.replace(SPECS[name], classes=_classes(name, label_mode)).info()
 
 
 register(

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from robustscope.data import download
-from robustscope.data.box import UNIT
 from robustscope.data.dataset import ArrayDataset
 from robustscope.data.paths import (
     ENV_DATA,
@@ -37,7 +36,7 @@ from robustscope.data.paths import (
     download_enabled,
     locate,
 )
-from robustscope.data.registry import DatasetInfo, register
+from robustscope.data.registry import ImageSpec, register
 from robustscope.errors import DataError, unknown_name
 
 IMAGES_MAGIC = 0x00000803
@@ -75,21 +74,18 @@ FASHION_MNIST_CLASSES = (
 MNIST_CLASSES = tuple(str(i) for i in range(10))
 
 
-@dataclass(frozen=True)
-class IdxSpec:
-    """A dataset in idx format: where to download it and what its files hash to.
+@dataclass(frozen=True, kw_only=True)
+class IdxSpec(ImageSpec):
+    """A dataset in idx format (28×28 grey images): where to download it and what its files
+    hash to.
 
     ``sha256`` maps each base file name to the SHA-256 of its *decompressed*
     content (Debian recompresses the ``.gz`` files, so their own hashes differ).
     """
 
-    name: str
-    classes: tuple[str, ...]
+    input_shape: tuple[int, ...] = (1, 28, 28)
     url_base: str
     sha256: dict[str, str]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    description: str
     debian_package: str | None = None
 
 
@@ -295,16 +291,8 @@ def _how_to_get(spec: IdxSpec) -> str:
     return "\n".join(lines)
 
 
-def _missing_message(spec: IdxSpec, root: str | Path | None, loc: Located) -> str:
-    searched = "\n".join(f"  - {t}" for t in loc.tried)
-    return f"dataset {spec.name!r} not found. Searched:\n{searched}\n{_how_to_get(spec)}"
-
-
 def _status(name: str, root: str | Path | None) -> tuple[bool, str]:
-    loc = _locate(name, root)
-    if loc.path is not None:
-        return True, str(loc.path)
-    return False, "not found in " + "; ".join(loc.tried)
+    return _locate(name, root).status()
 
 
 # --------------------------------------------------------------------------- downloading
@@ -367,41 +355,20 @@ def _load(name: str, split: str, root: str | Path | None, download: bool = False
     folder = loc.path
     if folder is None:
         if not download_enabled(download):
-            raise DataError(_missing_message(spec, root, loc))
+            raise DataError(loc.not_found(name, _how_to_get(spec)))
         try:
             folder = fetch(name, root)
         except DataError as e:
-            raise DataError(f"{e}\n{_missing_message(spec, root, loc)}") from e
+            raise DataError(f"{e}\n{loc.not_found(name, _how_to_get(spec))}") from e
     img_base, lab_base = SPLIT_FILES[split]
     images, labels = find_file(folder, img_base), find_file(folder, lab_base)
     if images is None or labels is None:  # removed between search and read
-        raise DataError(_missing_message(spec, root, _locate(name, root)))
+        raise DataError(_locate(name, root).not_found(name, _how_to_get(spec)))
     x8, y8 = read_idx_pair(images, labels, len(spec.classes))
     x = torch.from_numpy(np.divide(x8, np.float32(255.0), dtype=np.float32)).unsqueeze(1)
     y = torch.from_numpy(y8.astype(np.int64))
-    return ArrayDataset(
-        x=x,
-        y=y,
-        num_classes=len(spec.classes),
-        classes=spec.classes,
-        name=name,
-        split=split,
-        source=str(folder),
-        meta={"files": [str(images), str(labels)]},
-    )
-
-
-def _info(spec: IdxSpec) -> DatasetInfo:
-    return DatasetInfo(
-        name=spec.name,
-        num_classes=len(spec.classes),
-        classes=spec.classes,
-        input_shape=(1, 28, 28),
-        mean=spec.mean,
-        std=spec.std,
-        augment="none",
-        description=spec.description,
-        box=UNIT,
+    return spec.info().dataset(
+        split, x, y, source=str(folder), meta={"files": [str(images), str(labels)]}
     )
 
 
@@ -410,7 +377,7 @@ def _register(name: str) -> None:
     register(
         name,
         loader=functools.partial(_load, name),
-        info=functools.partial(_info, spec),
+        info=spec.info,
         locate=functools.partial(_status, name),
         params=("download",),
     )

@@ -96,6 +96,19 @@ class Located:
     path: Path | None
     tried: tuple[str, ...]
 
+    def status(self) -> tuple[bool, str]:
+        """``(present, location)`` for the dataset listing: the folder found, or where it
+        was looked for."""
+        if self.path is not None:
+            return True, str(self.path)
+        return False, "not found in " + "; ".join(self.tried)
+
+    def not_found(self, name: str, how_to_get: str) -> str:
+        """The error message of dataset ``name`` not found: every folder tried, then
+        ``how_to_get``."""
+        searched = "\n".join(f"  - {t}" for t in self.tried)
+        return f"dataset {name!r} not found. Searched:\n{searched}\n{how_to_get}"
+
 
 def locate(
     candidates: Sequence[Path],

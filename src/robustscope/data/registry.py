@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from robustscope.data.box import Box
+import torch
+
+from robustscope.data.box import UNIT, Box
 from robustscope.data.dataset import ArrayDataset
 from robustscope.errors import DataError
 from robustscope.registry import Registry
@@ -50,6 +52,67 @@ class DatasetInfo:
     description: str
     box: Box
     splits: tuple[str, ...] = ("train", "test")
+
+    def dataset(
+        self,
+        split: str,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        source: str,
+        meta: dict[str, object],
+    ) -> ArrayDataset:
+        """Split ``split`` of this dataset, holding ``x`` and ``y``: the loaded examples carry
+        the dataset's declared name, classes and box (what every loader returns)."""
+        return ArrayDataset(
+            x=x,
+            y=y,
+            num_classes=self.num_classes,
+            classes=self.classes,
+            name=self.name,
+            split=split,
+            source=source,
+            meta=meta,
+            box=self.box,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageSpec:
+    """What an image dataset declares; :meth:`info` adds what follows for every image set.
+
+    Format modules subclass it with their files (and defaults for the shape and augmentation
+    all their datasets share).
+
+    Attributes:
+        name, classes, input_shape, mean, std, augment, description, splits: as in
+            :class:`DatasetInfo`.
+    """
+
+    name: str
+    classes: tuple[str, ...]
+    input_shape: tuple[int, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: str = "none"
+    description: str
+    splits: tuple[str, ...] = ("train", "test")
+
+    def info(self) -> DatasetInfo:
+        """The dataset's :class:`DatasetInfo`: K is the number of class names and the box is
+        the unit box (images are [0, 1])."""
+        return DatasetInfo(
+            name=self.name,
+            num_classes=len(self.classes),
+            classes=self.classes,
+            input_shape=self.input_shape,
+            mean=self.mean,
+            std=self.std,
+            augment=self.augment,
+            description=self.description,
+            box=UNIT,
+            splits=self.splits,
+        )
 
 
 @dataclass(frozen=True)

@@ -16,16 +16,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robustscope.data.box import UNIT
 from robustscope.data.dataset import ArrayDataset
 from robustscope.data.paths import ENV_DATA, Located, candidate_dirs, locate
-from robustscope.data.registry import DatasetInfo, register
+from robustscope.data.registry import ImageSpec, register
 from robustscope.errors import DataError
 
 SPLIT_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}
 REQUIRED = ("train_32x32.mat", "test_32x32.mat")
 URL_BASE = "http://ufldl.stanford.edu/housenumbers/"
 CLASSES = tuple(str(i) for i in range(10))
+
+SPEC = ImageSpec(
+    name="svhn",
+    classes=CLASSES,
+    input_shape=(3, 32, 32),
+    # The widely published per-channel statistics of the 73,257 train images
+    # (x / 255, population std over all pixels); SVHN was not on the machine
+    # these constants were written on, so they were not recomputed here.
+    mean=(0.4376821, 0.4437697, 0.4728044),
+    std=(0.1980301, 0.2010156, 0.1970361),
+    augment="crop_flip",
+    description="SVHN: 32x32 colour house-number digits, 10 classes, 73k/26k (+531k extra)",
+    splits=("train", "test", "extra"),
+)
 
 
 @functools.lru_cache(maxsize=3)
@@ -81,20 +94,18 @@ def _locate(root: str | Path | None) -> Located:
 
 
 def _status(root: str | Path | None) -> tuple[bool, str]:
-    loc = _locate(root)
-    if loc.path is not None:
-        return True, str(loc.path)
-    return False, "not found in " + "; ".join(loc.tried)
+    return _locate(root).status()
 
 
 def _load(split: str, root: str | Path | None) -> ArrayDataset:
     loc = _locate(root)
     if loc.path is None:
-        searched = "\n".join(f"  - {t}" for t in loc.tried)
         raise DataError(
-            f"dataset 'svhn' not found. Searched:\n{searched}\n"
-            f"To get it: download {', '.join(REQUIRED)} from {URL_BASE} into "
-            f"${ENV_DATA}/svhn/ or ~/.cache/robustscope/svhn/, or pass root=<folder>."
+            loc.not_found(
+                "svhn",
+                f"To get it: download {', '.join(REQUIRED)} from {URL_BASE} into "
+                f"${ENV_DATA}/svhn/ or ~/.cache/robustscope/svhn/, or pass root=<folder>.",
+            )
         )
     path = loc.path / SPLIT_FILES[split]
     if not path.is_file():
@@ -102,34 +113,13 @@ def _load(split: str, root: str | Path | None) -> ArrayDataset:
             f"{path}: not found (split {split!r} needs it; download it from {URL_BASE})"
         )
     images, labels = read_mat(path)
-    return ArrayDataset(
-        x=torch.from_numpy(np.divide(images, np.float32(255.0), dtype=np.float32)),
-        y=torch.from_numpy(labels.copy()),
-        num_classes=10,
-        classes=CLASSES,
-        name="svhn",
-        split=split,
+    return SPEC.info().dataset(
+        split,
+        torch.from_numpy(np.divide(images, np.float32(255.0), dtype=np.float32)),
+        torch.from_numpy(labels.copy()),
         source=str(loc.path),
         meta={"files": [str(path)], "label_map": "10 -> 0"},
     )
 
 
-def _info() -> DatasetInfo:
-    return DatasetInfo(
-        name="svhn",
-        num_classes=10,
-        classes=CLASSES,
-        input_shape=(3, 32, 32),
-        # The widely published per-channel statistics of the 73,257 train images
-        # (x / 255, population std over all pixels); SVHN was not on the machine
-        # these constants were written on, so they were not recomputed here.
-        mean=(0.4376821, 0.4437697, 0.4728044),
-        std=(0.1980301, 0.2010156, 0.1970361),
-        augment="crop_flip",
-        description="SVHN: 32x32 colour house-number digits, 10 classes, 73k/26k (+531k extra)",
-        box=UNIT,
-        splits=("train", "test", "extra"),
-    )
-
-
-register("svhn", loader=_load, info=_info, locate=_status)
+register("svhn", loader=_load, info=SPEC.info, locate=_status)

@@ -102,13 +102,10 @@ def _load(
         raise DataError(f"tsipras: eta must be a finite number >= 0, got {eta}")
     rng = np.random.default_rng([seed, SPLIT_STREAM[split]])
     x, y_pm = sample(n, d, p, eta, rng)
-    return ArrayDataset(
-        x=torch.from_numpy(x),
-        y=torch.from_numpy((y_pm > 0).astype(np.int64)),
-        num_classes=2,
-        classes=CLASSES,
-        name="tsipras",
-        split=split,
+    return _info(d).dataset(
+        split,
+        torch.from_numpy(x),
+        torch.from_numpy((y_pm > 0).astype(np.int64)),
         source="synthetic",
         meta={
             "d": d,

@@ -29,7 +29,7 @@ from torch import nn
 from robustscope.errors import ModelError
 from robustscope.models._common import check_width, image_dims, scaled
 from robustscope.models.base import Classifier
-from robustscope.models.registry import register
+from robustscope.models.registry import Builder, register
 
 __all__ = [
     "BasicBlock",
@@ -122,57 +122,34 @@ class CifarResNet(Classifier):
         _he_init(self)
 
 
-def _cifar_resnet(
-    name: str, depth: int, num_classes: int, input_shape: Sequence[int], width: float
-) -> Classifier:
-    c, _, _ = image_dims(name, input_shape, min_side=_MIN_SIDE)
-    return CifarResNet(num_classes, c, (depth - 2) // 6, check_width(name, width))
-
-
 _CIFAR_NOTES = (
     "CIFAR ResNet-{depth} of He et al. 2016 (basic blocks, option-B shortcuts), width "
-    "multiplier{extra}; images ≥ 4×4, for 3×32×32"
+    "multiplier ({used_by}); images ≥ 4×4, for 3×32×32"
 )
 
 
-@register(
-    "resnet20",
-    notes=_CIFAR_NOTES.format(depth=20, extra=" (shi2020: resnet20×1)"),
-    default_input_shape=(3, 32, 32),
-)
-def resnet20(num_classes: int, input_shape: tuple[int, ...], *, width: float = 1) -> Classifier:
-    """ResNet-20 (n=3) of He et al. 2016 for CIFAR; ``width`` multiplies all channel counts."""
-    return _cifar_resnet("resnet20", 20, num_classes, input_shape, width)
+def _cifar_resnet(depth: int, used_by: str) -> Builder:
+    """Register ``resnet<depth>``: the CIFAR ResNet of n = (depth − 2)/6 blocks per stage."""
+    name = f"resnet{depth}"
+    n = (depth - 2) // 6
+
+    def builder(num_classes: int, input_shape: tuple[int, ...], *, width: float = 1) -> Classifier:
+        c, _, _ = image_dims(name, input_shape, min_side=_MIN_SIDE)
+        return CifarResNet(num_classes, c, n, check_width(name, width))
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = (
+        f"ResNet-{depth} (n={n}) of He et al. 2016 for CIFAR ({used_by}); ``width`` multiplies "
+        "all channel counts."
+    )
+    notes = _CIFAR_NOTES.format(depth=depth, used_by=used_by)
+    return register(name, notes=notes, default_input_shape=(3, 32, 32))(builder)
 
 
-@register(
-    "resnet32",
-    notes=_CIFAR_NOTES.format(depth=32, extra=" (shi2020: resnet32×10 = width 10)"),
-    default_input_shape=(3, 32, 32),
-)
-def resnet32(num_classes: int, input_shape: tuple[int, ...], *, width: float = 1) -> Classifier:
-    """ResNet-32 (n=5) of He et al. 2016; shi2020's "resnet32×10" is ``width=10``."""
-    return _cifar_resnet("resnet32", 32, num_classes, input_shape, width)
-
-
-@register(
-    "resnet56",
-    notes=_CIFAR_NOTES.format(depth=56, extra=" (wen2020)"),
-    default_input_shape=(3, 32, 32),
-)
-def resnet56(num_classes: int, input_shape: tuple[int, ...], *, width: float = 1) -> Classifier:
-    """ResNet-56 (n=9) of He et al. 2016, as used by wen2020 on CIFAR-10/100."""
-    return _cifar_resnet("resnet56", 56, num_classes, input_shape, width)
-
-
-@register(
-    "resnet110",
-    notes=_CIFAR_NOTES.format(depth=110, extra=" (wen2020)"),
-    default_input_shape=(3, 32, 32),
-)
-def resnet110(num_classes: int, input_shape: tuple[int, ...], *, width: float = 1) -> Classifier:
-    """ResNet-110 (n=18) of He et al. 2016, as used by wen2020 on CIFAR-10/100."""
-    return _cifar_resnet("resnet110", 110, num_classes, input_shape, width)
+resnet20 = _cifar_resnet(20, "shi2020: resnet20×1")
+resnet32 = _cifar_resnet(32, "shi2020: resnet32×10 = width 10")
+resnet56 = _cifar_resnet(56, "wen2020")
+resnet110 = _cifar_resnet(110, "wen2020")
 
 
 # ------------------------------------------------------------------ pre-activation / WRN

@@ -67,53 +67,59 @@ class MLP(Classifier):
         self.head = nn.Linear(fan_in, num_classes)
 
 
-class CNN(Classifier):
+class _TwoStageCNN(Classifier):
+    """Two convolution stages, each halving the side, then one fully connected ReLU layer (the
+    features) and the K logits. A subclass gives the base ``widths`` (first conv, second conv,
+    fc; each multiplied by ``width``) and its :meth:`stage`.
+    """
+
+    widths: tuple[int, int, int]
+
+    @staticmethod
+    def stage(cin: int, cout: int) -> list[nn.Module]:
+        """The layers of one stage: ``cin`` → ``cout`` channels, the side halved."""
+        raise NotImplementedError
+
+    def __init__(self, num_classes: int, input_shape: tuple[int, int, int], width: float) -> None:
+        super().__init__()
+        c, h, w = input_shape
+        c1, c2, fc = (scaled(v, width) for v in self.widths)
+        flat = c2 * (h // 2 // 2) * (w // 2 // 2)
+        self.body = nn.Sequential(
+            *self.stage(c, c1),
+            *self.stage(c1, c2),
+            nn.Flatten(),
+            nn.Linear(flat, fc),
+            nn.ReLU(),
+        )
+        self.head = nn.Linear(fc, num_classes)
+
+
+class CNN(_TwoStageCNN):
     """The small ConvNet of Wong & Kolter 2018 ("Provable defenses against adversarial
     examples via the convex outer adversarial polytope"): conv 16@4×4 stride 2 → ReLU →
     conv 32@4×4 stride 2 → ReLU → fc 100 → ReLU → fc K (convolutions padded by 1, so each
     halves the side). The features are the 100-d layer.
     """
 
-    def __init__(self, num_classes: int, input_shape: tuple[int, int, int], width: float) -> None:
-        super().__init__()
-        c, h, w = input_shape
-        c1, c2, fc = scaled(16, width), scaled(32, width), scaled(100, width)
-        flat = c2 * (h // 2 // 2) * (w // 2 // 2)
-        self.body = nn.Sequential(
-            nn.Conv2d(c, c1, kernel_size=4, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(c1, c2, kernel_size=4, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Flatten(),
-            nn.Linear(flat, fc),
-            nn.ReLU(),
-        )
-        self.head = nn.Linear(fc, num_classes)
+    widths = (16, 32, 100)
+
+    @staticmethod
+    def stage(cin: int, cout: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, kernel_size=4, stride=2, padding=1), nn.ReLU()]
 
 
-class SmallCNN(Classifier):
+class SmallCNN(_TwoStageCNN):
     """The MNIST CNN of Madry et al. 2018 ("Towards deep learning models resistant to
     adversarial attacks"): conv 32@5×5 → ReLU → maxpool 2 → conv 64@5×5 → ReLU → maxpool 2
     → fc 1024 → ReLU → fc K (convolutions "same"-padded). The features are the 1024-d layer.
     """
 
-    def __init__(self, num_classes: int, input_shape: tuple[int, int, int], width: float) -> None:
-        super().__init__()
-        c, h, w = input_shape
-        c1, c2, fc = scaled(32, width), scaled(64, width), scaled(1024, width)
-        flat = c2 * (h // 2 // 2) * (w // 2 // 2)
-        self.body = nn.Sequential(
-            nn.Conv2d(c, c1, kernel_size=5, padding=2),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, kernel_size=5, padding=2),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(flat, fc),
-            nn.ReLU(),
-        )
-        self.head = nn.Linear(fc, num_classes)
+    widths = (32, 64, 1024)
+
+    @staticmethod
+    def stage(cin: int, cout: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, kernel_size=5, padding=2), nn.ReLU(), nn.MaxPool2d(2)]
 
 
 class LeNet(Classifier):

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from robustscope.errors import ProbeError
-from robustscope.probes.base import ProbeData, ProbeResult, check_inputs, logits_of
+from robustscope.probes.base import ProbeResult, check_inputs, logits_of
 from robustscope.probes.registry import register_probe
 
 __all__ = ["CCKLResult", "cckl"]
@@ -59,6 +59,9 @@ def _ce(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> 
     return -logp.gather(1, y.long().cpu()[:, None])[:, 0]
 
 
+@register_probe(
+    "cckl", "cross-class KL divergence, exact over all pairs, and Lin's bound (shi2020)"
+)
 def cckl(
     model: nn.Module,
     x: torch.Tensor,
@@ -119,10 +122,3 @@ def cckl(
         train_ce_loss=train_ce,
         class_pair_kl=class_pair,
     )
-
-
-@register_probe(
-    "cckl", "cross-class KL divergence, exact over all pairs, and Lin's bound (shi2020)"
-)
-def _cckl_probe(model: nn.Module, data: ProbeData, *, batch_size: int = 1000) -> CCKLResult:
-    return cckl(model, *data.test, batch_size=batch_size, train=data.train)

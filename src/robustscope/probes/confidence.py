@@ -20,7 +20,7 @@ from torch import nn
 
 from robustscope.attacks.base import attack_mode
 from robustscope.errors import ProbeError
-from robustscope.probes.base import ProbeData, ProbeResult, check_inputs, logits_of
+from robustscope.probes.base import ProbeResult, check_inputs, logits_of
 from robustscope.probes.margins import fixed_histogram
 from robustscope.probes.registry import register_probe
 
@@ -117,6 +117,11 @@ class ConfidenceResult(ProbeResult):
         return out
 
 
+@register_probe(
+    "confidence",
+    "mean max-probability, predictive entropy (nats), expected calibration error and "
+    "reliability diagram over equal-width bins (wen2020's 'less confident solutions')",
+)
 def confidence(
     model: nn.Module,
     x: torch.Tensor,
@@ -196,14 +201,3 @@ def confidence(
         ece=ece,
         mce=mce,
     )
-
-
-@register_probe(
-    "confidence",
-    "mean max-probability, predictive entropy (nats), expected calibration error and "
-    "reliability diagram over equal-width bins (wen2020's 'less confident solutions')",
-)
-def _confidence_probe(
-    model: nn.Module, data: ProbeData, *, bins: int = 15, batch_size: int = 1000
-) -> ConfidenceResult:
-    return confidence(model, *data.test, bins=bins, batch_size=batch_size)

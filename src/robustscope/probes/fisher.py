@@ -19,7 +19,7 @@ from torch import nn
 
 from robustscope.attacks.fisher import input_fisher_gram, input_fisher_power
 from robustscope.errors import ProbeError
-from robustscope.probes.base import ProbeData, ProbeResult, batches, check_inputs
+from robustscope.probes.base import ProbeResult, batches, check_inputs
 from robustscope.probes.registry import register_probe
 
 __all__ = ["FisherStats", "input_fisher"]
@@ -78,6 +78,10 @@ class FisherStats(ProbeResult):
         return out
 
 
+@register_probe(
+    "input_fisher",
+    "input-space Fisher information per example: λ_max, ‖·‖_F, trace, spectrum (shi2020 eq. 6)",
+)
 def input_fisher(
     model: nn.Module,
     x: torch.Tensor,
@@ -140,23 +144,4 @@ def input_fisher(
         eigenvalues=torch.cat(eig) if exact else None,
         top_eigenvector=torch.cat(vecs),
         iterations=used,
-    )
-
-
-@register_probe(
-    "input_fisher",
-    "input-space Fisher information per example: λ_max, ‖·‖_F, trace, spectrum (shi2020 eq. 6)",
-)
-def _input_fisher_probe(
-    model: nn.Module,
-    data: ProbeData,
-    *,
-    method: Literal["gram", "power"] = "gram",
-    batch_size: int = 256,
-    iters: int = 1000,
-    tol: float = 1e-10,
-    seed: int = 0,
-) -> FisherStats:
-    return input_fisher(
-        model, data.test[0], method=method, batch_size=batch_size, iters=iters, tol=tol, seed=seed
     )

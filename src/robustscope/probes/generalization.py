@@ -313,6 +313,9 @@ def _generalization_gap_probe(
     seed: int = 0,
     batch_size: int = 256,
 ) -> GeneralizationGapResult:
+    """The registered probe: flat options (``attack`` name or ``"none"``, ``eps``, and the
+    ``norm``, ``steps`` and ``restarts`` the attack accepts) turned into the ``attack`` and
+    ``attack_params`` of :func:`generalization_gap`."""
     x_train, y_train = data.require_train(_PROBE)
     x_test, y_test = data.test
     if attack in ("none", ""):

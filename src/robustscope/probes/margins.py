@@ -11,7 +11,8 @@ be compared bin by bin. Optionally it also measures the input-space margin: the 
 ℓ2 (or ℓ∞) distance to a wrong decision, estimated by DeepFool.
 
 Registered as ``margins``: on the test split, and also on the train split when the data
-carries one (wen2020 Fig. 4 compares the two distributions).
+carries one (wen2020 Fig. 4 compares the two distributions); its options are the keyword
+arguments of :func:`margins` (``--opt range=[-5,5]``, ``--opt "deepfool_params={steps: 20}"``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from robustscope.attacks.minimal import DeepFool
 from robustscope.attacks.registry import create as create_attack
 from robustscope.errors import ProbeError, RobustscopeError
 from robustscope.evaluation import cross_entropy, predict
-from robustscope.probes.base import ProbeData, ProbeResult, batches, check_inputs, logits_of
+from robustscope.probes.base import ProbeResult, batches, check_inputs, logits_of
 from robustscope.probes.registry import register_probe
 
 __all__ = ["MarginStats", "MarginsResult", "fixed_histogram", "margins"]
@@ -271,6 +272,11 @@ def _split_stats(
     )
 
 
+@register_probe(
+    "margins",
+    "logit margins, true-class probabilities and losses on fixed-edge histograms, test and "
+    "(when given) train; optional DeepFool input margins (wen2020 §4.2.1, Figs. 4–5)",
+)
 def margins(
     model: nn.Module,
     x: torch.Tensor,
@@ -339,47 +345,3 @@ def margins(
         test_stats = _split_stats(model, x, y, **opts)
         train_stats = _split_stats(model, *train, **opts) if train is not None else None
     return MarginsResult(test=test_stats, train=train_stats)
-
-
-@register_probe(
-    "margins",
-    "logit margins, true-class probabilities and losses on fixed-edge histograms, test and "
-    "(when given) train; optional DeepFool input margins (wen2020 §4.2.1, Figs. 4–5)",
-)
-def _margins_probe(
-    model: nn.Module,
-    data: ProbeData,
-    *,
-    bins: int = 80,
-    margin_min: float = -20.0,
-    margin_max: float = 20.0,
-    prob_bins: int = 20,
-    loss_bins: int = 50,
-    loss_max: float = 10.0,
-    input_margin: bool = False,
-    input_bins: int = 40,
-    input_max: float = 4.0,
-    deepfool_steps: int = 50,
-    deepfool_overshoot: float = 0.02,
-    deepfool_norm: str = "l2",
-    batch_size: int = 1000,
-) -> MarginsResult:
-    return margins(
-        model,
-        *data.test,
-        bins=bins,
-        range=(margin_min, margin_max),
-        prob_bins=prob_bins,
-        loss_bins=loss_bins,
-        loss_max=loss_max,
-        input_margin=input_margin,
-        input_bins=input_bins,
-        input_max=input_max,
-        deepfool_params={
-            "steps": deepfool_steps,
-            "overshoot": deepfool_overshoot,
-            "norm": deepfool_norm,
-        },
-        batch_size=batch_size,
-        train=data.train,
-    )

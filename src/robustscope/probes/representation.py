@@ -51,7 +51,7 @@ from robustscope.attacks.base import attack_mode
 from robustscope.device import model_device
 from robustscope.errors import ProbeError
 from robustscope.numerics import gaussian_start, power_iteration
-from robustscope.probes.base import ProbeData, ProbeResult, batches, check_inputs
+from robustscope.probes.base import ProbeResult, batches, check_inputs
 from robustscope.probes.registry import register_probe
 
 __all__ = ["RepresentationFisherResult", "representation_fisher"]
@@ -173,6 +173,11 @@ def _rademacher(
     return torch.stack(r).to(dtype) * 2 - 1
 
 
+@register_probe(
+    _PROBE,
+    "Fisher of the representation about the input S = JᵀJ per example: trace, λ₁, "
+    "GNR/AT ratio tr/(n·λ₁) (terzi2021 Def. 0.2, Prop. 0.3)",
+)
 def representation_fisher(
     model: nn.Module,
     x: torch.Tensor,
@@ -363,33 +368,3 @@ def _exact_trace(prod: _Products, mode: str) -> torch.Tensor:
         for k in range(m):
             total += prod.squared_norms(eye[k].expand(1, b, m), "vjp")[0]
     return total
-
-
-@register_probe(
-    _PROBE,
-    "Fisher of the representation about the input S = JᵀJ per example: trace, λ₁, "
-    "GNR/AT ratio tr/(n·λ₁) (terzi2021 Def. 0.2, Prop. 0.3)",
-)
-def _representation_fisher_probe(
-    model: nn.Module,
-    data: ProbeData,
-    *,
-    method: Literal["exact", "hutchinson"] = "exact",
-    probes: int = 32,
-    mode: Literal["auto", "jvp", "vjp"] = "auto",
-    power_iters: int = 200,
-    power_tol: float = 1e-8,
-    seed: int = 0,
-    batch_size: int = 64,
-) -> RepresentationFisherResult:
-    return representation_fisher(
-        model,
-        data.test[0],
-        method=method,
-        probes=probes,
-        mode=mode,
-        power_iters=power_iters,
-        power_tol=power_tol,
-        seed=seed,
-        batch_size=batch_size,
-    )

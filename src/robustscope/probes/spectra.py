@@ -65,7 +65,7 @@ from torch import nn
 
 from robustscope.errors import ModelError, ProbeError
 from robustscope.models import spectral
-from robustscope.probes.base import ProbeData, ProbeResult
+from robustscope.probes.base import ProbeResult
 from robustscope.probes.registry import register_probe
 
 __all__ = [
@@ -300,6 +300,12 @@ def _conv_spectrum(
     )
 
 
+@register_probe(
+    "layer_spectra",
+    "singular values of every Linear/Conv2d layer's operator: std, σ_max, stable rank "
+    "(wen2020 §4.2.2, B.2)",
+    splits=(),
+)
 def layer_spectra(
     model: nn.Module,
     input_shape: Sequence[int],
@@ -505,34 +511,4 @@ def compare_spectra(
         increased_mean=float(inc.mean()) if len(inc) else math.nan,
         net=float(d.sum()),
         ratio=ratio,
-    )
-
-
-@register_probe(
-    "layer_spectra",
-    "singular values of every Linear/Conv2d layer's operator: std, σ_max, stable rank "
-    "(wen2020 §4.2.2, B.2)",
-    splits=(),
-)
-def _layer_spectra(
-    model: nn.Module,
-    data: ProbeData,
-    *,
-    method: str = "auto",
-    k: int = 1,
-    max_dense: int = 1024,
-    tol: float = 1e-6,
-    seed: int = 0,
-) -> SpectraResult:
-    x, _ = data.test
-    if len(x) == 0:
-        raise ProbeError("layer_spectra: needs one test example to know the input shape")
-    return layer_spectra(
-        model,
-        tuple(x.shape[1:]),
-        method=method,  # type: ignore[arg-type]
-        k=int(k),
-        max_dense=int(max_dense),
-        tol=float(tol),
-        seed=int(seed),
     )

@@ -26,7 +26,7 @@ from robustscope.attacks.fisher import input_fisher_quadratic_form
 from robustscope.attacks.losses import _binary_as_two
 from robustscope.device import model_device
 from robustscope.errors import ProbeError
-from robustscope.probes.base import ProbeData, ProbeResult, batches, check_inputs
+from robustscope.probes.base import ProbeResult, batches, check_inputs
 from robustscope.probes.registry import register_probe
 
 __all__ = ["TaylorSplitResult", "fisher_quadratic_form", "taylor_split"]
@@ -88,6 +88,9 @@ def _sample_pairs(y: torch.Tensor, n_pairs: int, seed: int) -> torch.Tensor:
     return torch.cat(out)
 
 
+@register_probe(
+    "taylor_split", "cross-class KL split into ½δᵀFδ (G1) and the rest (G2) (shi2020 §3.3)"
+)
 def taylor_split(
     model: nn.Module,
     x: torch.Tensor,
@@ -146,12 +149,3 @@ def taylor_split(
         g1_share=float(g1.mean() / kl_t.mean()) if float(kl_t.mean()) > 0 else float("nan"),
         g1_share_median=float(ratio.median()),
     )
-
-
-@register_probe(
-    "taylor_split", "cross-class KL split into ½δᵀFδ (G1) and the rest (G2) (shi2020 §3.3)"
-)
-def _taylor_probe(
-    model: nn.Module, data: ProbeData, *, n_pairs: int = 256, seed: int = 0, batch_size: int = 256
-) -> TaylorSplitResult:
-    return taylor_split(model, *data.test, n_pairs=n_pairs, seed=seed, batch_size=batch_size)

@@ -51,7 +51,7 @@ from robustscope.attacks.base import attack_mode
 from robustscope.device import model_device
 from robustscope.errors import ProbeError
 from robustscope.numerics import per_example
-from robustscope.probes.base import ProbeData, ProbeResult, batches, check_inputs
+from robustscope.probes.base import ProbeResult, batches, check_inputs
 from robustscope.probes.registry import register_probe
 
 __all__ = [
@@ -197,6 +197,11 @@ def fisher_diagonal(
     return {name: (a / len(x)).cpu() for name, a in acc.items()}
 
 
+@register_probe(
+    _INFO,
+    "diagonal weight Fisher and log-variance of the optimal Gaussian weight posterior "
+    "Σ* = (β/2)(F_w + β/(2λ²))⁻¹ (terzi2021 Def. 0.5, Fig. 4)",
+)
 def weight_information(
     model: nn.Module,
     x: torch.Tensor,
@@ -268,24 +273,6 @@ def weight_information(
     )
 
 
-@register_probe(
-    _INFO,
-    "diagonal weight Fisher and log-variance of the optimal Gaussian weight posterior "
-    "Σ* = (β/2)(F_w + β/(2λ²))⁻¹ (terzi2021 Def. 0.5, Fig. 4)",
-)
-def _weight_information_probe(
-    model: nn.Module,
-    data: ProbeData,
-    *,
-    beta: float = 1e-3,
-    lam: float = 1.0,
-    fisher: Literal["model", "empirical"] = "model",
-    batch_size: int = 64,
-) -> WeightInformationResult:
-    x, y = data.test
-    return weight_information(model, x, y, beta=beta, lam=lam, fisher=fisher, batch_size=batch_size)
-
-
 # ----------------------------------------------------------------------------- norms
 
 
@@ -329,6 +316,11 @@ def _counted(model: nn.Module, include: str) -> list[tuple[str, torch.Tensor]]:
     return out
 
 
+@register_probe(
+    _NORMS,
+    "ℓ1/ℓ2 norms of the linear and convolution weights per layer and in total "
+    "(terzi2021 Fig. 5, tsipras2019 Table 5); ignores the data",
+)
 def weight_norms(
     model: nn.Module, *, include: Literal["weights", "all"] = "weights"
 ) -> WeightNormsResult:
@@ -381,14 +373,3 @@ def weight_norms(
         l2=l2,
         num_params=count,
     )
-
-
-@register_probe(
-    _NORMS,
-    "ℓ1/ℓ2 norms of the linear and convolution weights per layer and in total "
-    "(terzi2021 Fig. 5, tsipras2019 Table 5); ignores the data",
-)
-def _weight_norms_probe(
-    model: nn.Module, data: ProbeData, *, include: Literal["weights", "all"] = "weights"
-) -> WeightNormsResult:
-    return weight_norms(model, include=include)

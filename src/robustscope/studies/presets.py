@@ -172,14 +172,23 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+#: the papers' CIFAR-10 grid of ε (wen2020's AR strengths 4/8/16, shi2020's 8/255)
+_CIFAR_EPS = [0.0, "4/255", "8/255", "16/255"]
+#: how every paper-scale preset evaluates: PGD-20 with steps of 2/255 on the whole test set
+_CIFAR_PGD20 = {"attack": "pgd", "eps": _CIFAR_EPS, "params": {"steps": 20, "step_size": 2 / 255}}
+
+
 def _full(name: str, base: str, description: str, reproduces: str) -> dict[str, Any]:
-    """A paper-scale CIFAR-10 preset (GPU machines; never run in the tests)."""
+    """A paper-scale CIFAR-10 preset (GPU machines; never run in the tests), evaluated with
+    :data:`_CIFAR_PGD20` on all 10,000 test images (``evaluation.attacks`` may add more)."""
     spec = copy.deepcopy(PRESETS[base])
     spec.update(
         name=name,
         description=description,
         reproduces=reproduces,
         dataset="cifar10",
+        evaluation={"n": 10000, "attacks": [_CIFAR_PGD20]},
+        resources={"num_cpus": 4.0, "num_gpus": 1.0},
     )
     return spec
 
@@ -218,17 +227,9 @@ PRESETS["shi2020-full"] = {
     },
     "evaluation": {
         "n": 10000,
-        "attacks": [
-            {
-                "attack": "pgd",
-                "eps": [0.0, "4/255", "8/255", "16/255"],
-                "params": {"steps": 20, "step_size": 2 / 255},
-            },
-            {"attack": "cw-linf", "eps": ["8/255"], "params": {"steps": 20}},
-        ],
+        "attacks": [_CIFAR_PGD20, {"attack": "cw-linf", "eps": ["8/255"], "params": {"steps": 20}}],
     },
     "probes": {"n": 10000, "train_n": 10000, "run": _CHEAP_PROBES},
-    "resources": {"num_cpus": 4.0, "num_gpus": 1.0},
 }
 
 PRESETS["wen2020-full"] = {
@@ -241,11 +242,7 @@ PRESETS["wen2020-full"] = {
     ),
     "models": [{"model": "resnet56"}],
     "methods": [
-        {
-            "method": "pgd",
-            "eps": [0.0, "4/255", "8/255", "16/255"],
-            "params": {"steps": 10, "step_size": 2 / 255},
-        }
+        {"method": "pgd", "eps": _CIFAR_EPS, "params": {"steps": 10, "step_size": 2 / 255}}
     ],
     "train": {
         "epochs": 200,
@@ -256,17 +253,6 @@ PRESETS["wen2020-full"] = {
         "track": ["clean"],
         "track_every": 10,
     },
-    "evaluation": {
-        "n": 10000,
-        "attacks": [
-            {
-                "attack": "pgd",
-                "eps": [0.0, "4/255", "8/255", "16/255"],
-                "params": {"steps": 20, "step_size": 2 / 255},
-            }
-        ],
-    },
-    "resources": {"num_cpus": 4.0, "num_gpus": 1.0},
 }
 
 
