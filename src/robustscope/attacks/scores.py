@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,11 +23,11 @@ from robustscope.attacks.registry import create
 from robustscope.attacks.threat import ThreatModel, check_norm, flat_norms
 from robustscope.data.box import BoxLike
 from robustscope.device import model_device
-from robustscope.evaluation import predict
+from robustscope.evaluation import EvalRecord, predict
 
 
 @dataclass(frozen=True)
-class NoiseRobustness:
+class NoiseRobustness(EvalRecord):
     """wu2020 eq. (4), estimated with ``draws`` random perturbations per example.
 
     Attributes:
@@ -49,9 +49,6 @@ class NoiseRobustness:
     draws: int
     n: int
     distribution: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @torch.no_grad()
@@ -109,7 +106,7 @@ def accuracy_independent_robustness(
 
 
 @dataclass(frozen=True)
-class ChallengeScore:
+class ChallengeScore(EvalRecord):
     """wu2020's mean squared-ℓ2 score of a minimal-norm attack.
 
     Attributes:
@@ -125,9 +122,6 @@ class ChallengeScore:
     successes: int
     clean_accuracy: float
     attack: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def challenge_score(
