@@ -34,8 +34,8 @@ def vs_eps_panels(
     table: pd.DataFrame,
     palette: Palette,
     panels: list[Panel],
-    used: set[str],
     *,
+    used: set[str],
     extra: int = 0,
     cols: int = 3,
 ) -> tuple[Figure, list[Any]] | None:

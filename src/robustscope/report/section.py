@@ -14,7 +14,7 @@ How the builder uses a section (in ascending :attr:`Section.order`, ties by id):
    count: they say "not tested here" themselves);
 2. :attr:`Section.needs_runs` and no run finished: the note "No finished run yet";
 3. otherwise the body is the drawn :meth:`Section.figures` (those not None), then
-   :meth:`Section.html`; an empty body becomes the note :attr:`Section.missing`.
+   :meth:`Section.html`; an empty body becomes the note :meth:`Section.missing`.
 
 The Findings of the report are every section's :meth:`Section.findings`, in section order
 (:attr:`ReportContext.findings`, :func:`compute_findings`).
@@ -22,20 +22,20 @@ The Findings of the report are every section's :meth:`Section.findings`, in sect
 Example:
     >>> from robustscope.report import StudyData
     >>> class Note(Section):
-    ...     '''A note on the number of finished runs.'''
-    ...     id, title, order, source = "note", "A note", 85, "the lab"
+    ...     '''The lab: the number of finished runs.'''
+    ...     title = "A note"
     ...     def html(self, ctx: ReportContext) -> str:
     ...         return f"<p>{len(ctx.table)} finished run(s).</p>"
-    >>> reg = Registry("report section", error=ReportError)
-    >>> reg.register(Note.id, Note()).title
-    'A note'
-    >>> ctx = ReportContext(StudyData.from_frames(runs=[{"run_id": "a"}]))
-    >>> reg.get("note").html(ctx)
+    >>> note = Note()
+    >>> note.source, note.missing()
+    ('The lab: the number of finished runs.', 'Not measured in this study: nothing to show.')
+    >>> note.html(ReportContext(StudyData.from_frames(runs=[{"run_id": "a"}])))
     '<p>1 finished run(s).</p>'
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import ClassVar, TypeVar
@@ -44,7 +44,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from robustscope.errors import RobustscopeError
-from robustscope.registry import Registry
+from robustscope.registry import Registry, first_line
 from robustscope.report.data import AttackColumn, StudyData
 from robustscope.report.findings import Finding, not_tested
 from robustscope.report.stats import main_robust_column, series
@@ -121,26 +121,40 @@ class ReportContext:
 class Section:
     """Base class of the report's sections (see the module doc for how they are used).
 
-    Subclasses set the class attributes and override what they have; registration
-    (:func:`register_section`) checks that ``id``, ``title`` and ``order`` are set.
+    Subclasses set ``title`` (and what else they need) and override what they have;
+    :func:`register_section` gives them their ``id`` and ``order``. The first line of the
+    class docstring names the paper or capability the section belongs to (:attr:`source`,
+    and what ``SECTIONS.available()`` lists).
 
     Attributes:
         id: the registered name and the HTML anchor (``<section id=...>``).
-        title: the heading.
         order: the place on the page and in the Findings (ascending; ties by id).
-        source: the paper(s) or capability it belongs to (``"shi2020"``, ``"the lab"``).
+        title: the heading.
         probes: the probes whose scalars it draws (no generic figure is made for them).
         needs_runs: show "No finished run yet" instead of the body before any run finished.
-        missing: the note shown when the section applies but drew nothing.
+        lacking: what the study lacks when the section applies but drew nothing (default:
+            that its ``probes`` did not run); see :meth:`missing`.
     """
 
     id: ClassVar[str] = ""
-    title: ClassVar[str] = ""
     order: ClassVar[int] = 0
-    source: ClassVar[str] = ""
+    title: ClassVar[str] = ""
     probes: ClassVar[tuple[str, ...]] = ()
     needs_runs: ClassVar[bool] = True
-    missing: ClassVar[str] = "Not measured in this study."
+    lacking: ClassVar[str] = ""
+
+    @property
+    def source(self) -> str:
+        """The paper(s) or capability the section belongs to (its docstring's first line)."""
+        return first_line(type(self))
+
+    def missing(self) -> str:
+        """The note shown when the section applies but drew nothing."""
+        reason = self.lacking or "nothing to show"
+        if not self.lacking and self.probes:
+            names = ", ".join(self.probes[:-1]) + " and " if len(self.probes) > 1 else ""
+            reason = f"the {names}{self.probes[-1]} probes did not run"
+        return f"Not measured in this study: {reason}."
 
     def applies(self, ctx: ReportContext) -> bool:
         """Whether the section is on the page of this study (default: always)."""
@@ -162,25 +176,33 @@ class Section:
         return f"<section {self.id!r}: {self.title}>"
 
 
-SECTIONS: Registry[Section] = Registry(
-    "report section", error=ReportError, describe=lambda s: s.title
-)
+SECTIONS: Registry[Section] = Registry("report section", error=ReportError)
 """The report's sections by id (filled by :mod:`robustscope.report.sections`)."""
 
 S = TypeVar("S", bound=type[Section])
 
 
-def register_section(cls: S) -> S:
-    """Class decorator: register an instance of the :class:`Section` subclass ``cls`` under
-    its ``id``; a second section with the same id is refused (:class:`ReportError`)."""
-    missing = [a for a in ("id", "title") if not getattr(cls, a)]
-    if missing or not isinstance(cls.order, int) or isinstance(cls.order, bool):
-        raise ReportError(
-            f"section class {cls.__name__}: set the class attributes id, title (non-empty "
-            f"strings) and order (an int) before registering it (missing: {missing or 'order'})"
-        )
-    SECTIONS.register(cls.id, cls(), doc=cls.title)
-    return cls
+def register_section(name: str, *, order: int) -> Callable[[S], S]:
+    """Class decorator: register an instance of a :class:`Section` subclass as ``name`` (its
+    ``id``) at place ``order``. A name registered twice, a class registered twice and a
+    class without a ``title`` are refused (:class:`ReportError`)."""
+
+    def deco(cls: S) -> S:
+        if cls.__dict__.get("id"):
+            raise ReportError(
+                f"{cls.__name__} is already registered as {cls.id!r}; register one class "
+                f"per section (it cannot also be {name!r})"
+            )
+        if not cls.title or not isinstance(order, int) or isinstance(order, bool):
+            raise ReportError(
+                f"section {name!r} ({cls.__name__}): set the class attribute title (a "
+                f"non-empty string) and register it with an int order, got {order!r}"
+            )
+        SECTIONS.register(name, cls())
+        cls.id, cls.order = name, order
+        return cls
+
+    return deco
 
 
 def ordered_sections() -> list[Section]:

@@ -12,14 +12,11 @@ from robustscope.report.stats import fired_flags
 __all__ = ["EvaluationChecks"]
 
 
-@register_section
+@register_section("checks", order=70)
 class EvaluationChecks(Section):
-    """The claim that the attacks' gradient-masking checks stayed quiet."""
+    """Attack evaluation (attacks.evaluate's checks): no gradient-masking warning fired."""
 
-    id = "checks"
     title = "Evaluation checks"
-    order = 70
-    source = "attacks.evaluate's gradient-masking checks"
 
     def applies(self, ctx: ReportContext) -> bool:
         """Never on the page (its evidence is in the trade-off section and All numbers)."""

@@ -11,14 +11,11 @@ from robustscope.report.section import ReportContext, Section, register_section
 __all__ = ["Findings"]
 
 
-@register_section
+@register_section("findings", order=10)
 class Findings(Section):
-    """Each testable claim of the papers, with its verdict and numbers."""
+    """Every section's claims in one table, with a count of the verdicts."""
 
-    id = "findings"
     title = "Findings"
-    order = 10
-    source = "every section's claims"
 
     def html(self, ctx: ReportContext) -> str:
         findings = ctx.findings

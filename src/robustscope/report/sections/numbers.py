@@ -51,14 +51,11 @@ def _metric_order(data: StudyData, columns: list[str]) -> list[str]:
     return sorted(columns, key=key)
 
 
-@register_section
+@register_section("numbers", order=90)
 class Numbers(Section):
-    """Every number of the study in tables (also before any run finished)."""
+    """The lab: every number of the study in tables (also before any run finished)."""
 
-    id = "numbers"
     title = "All numbers"
-    order = 90
-    source = "the lab"
     needs_runs = False
 
     def html(self, ctx: ReportContext) -> str:

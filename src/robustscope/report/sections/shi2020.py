@@ -35,7 +35,7 @@ __all__ = ["FISHER_FACTOR", "Shi2020", "fig_shi2020"]
 FISHER_FACTOR = 3.0
 
 
-def fig_shi2020(table: pd.DataFrame, palette: Palette, used: set[str]) -> Figure | None:
+def fig_shi2020(table: pd.DataFrame, palette: Palette, *, used: set[str]) -> Figure | None:
     """Input-Fisher norms, CCKL and the G1 share against ε, and CCKL against clean accuracy."""
     panels: list[Panel] = [
         (
@@ -59,7 +59,7 @@ def fig_shi2020(table: pd.DataFrame, palette: Palette, used: set[str]) -> Figure
         ),
     ]
     scatter = present(table, "cckl/value") and present(table, CLEAN_ACCURACY)
-    out = vs_eps_panels(table, palette, panels, used, extra=int(scatter))
+    out = vs_eps_panels(table, palette, panels, used=used, extra=int(scatter))
     if out is None:
         return None
     fig, axes = out
@@ -136,24 +136,18 @@ def cckl_tracks_accuracy(table: pd.DataFrame) -> Finding:
     return Finding(claim, paper, rho > 0.5, f"ρ = {rho:.2f} over {len(rows)} models")
 
 
-@register_section
+@register_section("shi2020", order=40)
 class Shi2020(Section):
-    """shi2020's measurements against the training ε and its claims."""
+    """shi2020: input Fisher, CCKL and the G1 share against the training ε, and its claims."""
 
-    id = "shi2020"
     title = "Fisher information, CCKL and the G1 share (shi2020)"
-    order = 40
-    source = "shi2020"
     probes = ("input_fisher", "cckl", "taylor_split")
-    missing = (
-        "Not measured in this study: the input_fisher, cckl and taylor_split probes did not run."
-    )
 
     def figures(self, ctx: ReportContext) -> list[SectionFigure]:
         return [
             SectionFigure(
                 "shi2020",
-                fig_shi2020(ctx.table, ctx.palette, ctx.used),
+                fig_shi2020(ctx.table, ctx.palette, used=ctx.used),
                 "shi2020 against the training ε: mean input-Fisher Frobenius norm and largest "
                 "eigenvalue over the test points (log), CCKL (mean KL between the predictions "
                 "of cross-class pairs, eq. 1) and the share of the second-order Fisher term G1 "

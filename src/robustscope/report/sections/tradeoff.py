@@ -146,15 +146,12 @@ def fig_robust_vs_attack_eps(
     return fig
 
 
-@register_section
+@register_section("tradeoff", order=20)
 class Tradeoff(Section):
-    """The frontier, robust accuracy against the attack's ε, and the trade-off's claims."""
+    """The trade-off (tsipras2019, wen2020, shi2020): frontier, robust accuracy and their claims."""
 
-    id = "tradeoff"
     title = "The trade-off"
-    order = 20
-    source = "tsipras2019, wen2020, shi2020 (the trade-off); attacks.evaluate's checks"
-    missing = "Not measured in this study: no attack results."
+    lacking = "no attack results"
 
     def figures(self, ctx: ReportContext) -> list[SectionFigure]:
         out = []

@@ -92,15 +92,16 @@ def fig_training(data: StudyData, table: pd.DataFrame, palette: Palette) -> Figu
     return fig
 
 
-@register_section
+@register_section("training", order=30)
 class Training(Section):
-    """The training history of every model × method and training ε."""
+    """Training curves (shi2020 Figs. 3–4; the lab's training loop) of every model and ε.
 
-    id = "training"
+    One figure: per model × method and training ε, the seed mean over epochs of the test
+    accuracy, the tracked input-Fisher norm, the tracked PGD accuracy and the losses.
+    """
+
     title = "Training curves"
-    order = 30
-    source = "shi2020 Figs. 3–4; the lab's training loop"
-    missing = "Not measured in this study: no training history stored."
+    lacking = "no training history stored"
 
     def figures(self, ctx: ReportContext) -> list[SectionFigure]:
         return [

@@ -32,7 +32,7 @@ from robustscope.report.style import Palette, grid
 __all__ = ["Weights", "fig_generic", "fig_weights"]
 
 
-def fig_weights(table: pd.DataFrame, palette: Palette, used: set[str]) -> Figure | None:
+def fig_weights(table: pd.DataFrame, palette: Palette, *, used: set[str]) -> Figure | None:
     """terzi2021 Figs. 4–5 and tsipras2019 Table 5: weight norms, per-layer ℓ2 norms,
     information in the weights and the representation's Fisher against ε."""
     panels: list[Panel] = [
@@ -67,7 +67,7 @@ def fig_weights(table: pd.DataFrame, palette: Palette, used: set[str]) -> Figure
         (c for c in table.columns if str(c).startswith("weight_norms/l2/") and present(table, c)),
         key=lambda c: natural_key(str(c).split("/", 2)[2]),
     )
-    out = vs_eps_panels(table, palette, panels, used, extra=int(bool(layer_cols)))
+    out = vs_eps_panels(table, palette, panels, used=used, extra=int(bool(layer_cols)))
     if out is None and not layer_cols:
         return None
     if out is None:
@@ -98,7 +98,7 @@ def fig_weights(table: pd.DataFrame, palette: Palette, used: set[str]) -> Figure
 
 
 def fig_generic(
-    table: pd.DataFrame, palette: Palette, probe: str, used: set[str], *, max_panels: int = 9
+    table: pd.DataFrame, palette: Palette, probe: str, *, used: set[str], max_panels: int = 9
 ) -> Figure | None:
     """Any probe's scalars that vary across the models, against ε (at most ``max_panels``)."""
     cols = [
@@ -109,7 +109,7 @@ def fig_generic(
         and table[c].dropna().nunique() > 1
     ][:max_panels]
     panels: list[Panel] = [(c, c.split("/", 1)[1], c.split("/", 1)[1], False) for c in cols]
-    out = vs_eps_panels(table, palette, panels, used)
+    out = vs_eps_panels(table, palette, panels, used=used)
     if out is None:
         return None
     fig, axes = out
@@ -128,23 +128,20 @@ def by_eps_table(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out).reindex(columns)
 
 
-@register_section
+@register_section("weights", order=60)
 class Weights(Section):
-    """Weights (terzi2021, tsipras2019) and the probes no other section draws."""
+    """terzi2021 and tsipras2019 on the weights, and every probe no other section draws."""
 
-    id = "weights"
     title = "Weights and the other probes"
-    order = 60
-    source = "terzi2021, tsipras2019 (weights); every other probe"
     probes = ("weight_norms", "weight_information", "representation_fisher")
-    missing = "Not measured in this study: no probe ran."
+    lacking = "no probe ran"
 
     def figures(self, ctx: ReportContext) -> list[SectionFigure]:
         t, p = ctx.table, ctx.palette
         out = [
             SectionFigure(
                 "weights",
-                fig_weights(t, p, ctx.used),
+                fig_weights(t, p, used=ctx.used),
                 "Weights against the training ε: total ℓ2 and ℓ1 norms (terzi2021 Fig. 5, "
                 "tsipras2019 Table 5), information in the weights (terzi2021 Fig. 4), the "
                 "representation's Fisher w.r.t. the input, and the ℓ2 norm of each layer.",
@@ -156,7 +153,7 @@ class Weights(Section):
             out.append(
                 SectionFigure(
                     f"probe_{probe}",
-                    fig_generic(t, p, probe, ctx.used),
+                    fig_generic(t, p, probe, used=ctx.used),
                     f"Probe {probe}: its scalars that vary across the models, against the "
                     "training ε.",
                 )

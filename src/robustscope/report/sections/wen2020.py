@@ -37,7 +37,7 @@ P_MIDDLE = (0.1, 0.9)
 MARGIN = r"$f_y - \max_{j \neq y} f_j$"
 
 
-def fig_gaps(table: pd.DataFrame, palette: Palette, used: set[str]) -> Figure | None:
+def fig_gaps(table: pd.DataFrame, palette: Palette, *, used: set[str]) -> Figure | None:
     """wen2020 Fig. 3: train and test loss and error, and their gaps, against ε (from the
     ``generalization_gap`` probe, else the ``margins`` probe's per-split means)."""
     if present(table, "generalization_gap/loss_gap"):
@@ -139,7 +139,7 @@ def _std_drops(stds: dict[str, pd.Series], eps: list[float]) -> tuple[float, flo
     return weak, strong, diffs
 
 
-def fig_spectra_std(table: pd.DataFrame, palette: Palette, used: set[str]) -> Figure | None:
+def fig_spectra_std(table: pd.DataFrame, palette: Palette, *, used: set[str]) -> Figure | None:
     """wen2020 Fig. 5(c–d) and B.2: per-layer STD of the singular values by training ε, and
     the per-layer STD difference between the weakest and the strongest ε."""
     layers = spectra_layers(table)
@@ -296,26 +296,19 @@ def spectra_spread(table: pd.DataFrame) -> Finding:
     return verdict(claim, paper, judged, "fewer than two training ε measured")
 
 
-@register_section
+@register_section("wen2020", order=50)
 class Wen2020(Section):
-    """wen2020's measurements against the training ε and its claims."""
+    """wen2020: gaps, margins, confidence and singular values against ε, and its claims."""
 
-    id = "wen2020"
     title = "Generalization, margins, confidence and singular values (wen2020)"
-    order = 50
-    source = "wen2020"
     probes = ("margins", "confidence", "generalization_gap", "layer_spectra")
-    missing = (
-        "Not measured in this study: the margins, confidence, generalization_gap and "
-        "layer_spectra probes did not run."
-    )
 
     def figures(self, ctx: ReportContext) -> list[SectionFigure]:
         d, t, p = ctx.data, ctx.table, ctx.palette
         return [
             SectionFigure(
                 "wen2020_gaps",
-                fig_gaps(t, p, ctx.used),
+                fig_gaps(t, p, used=ctx.used),
                 "wen2020 Fig. 3: training (dashed) and test (solid) loss and error, and the "
                 "generalization gaps (test − train), against the training ε.",
             ),
@@ -335,7 +328,7 @@ class Wen2020(Section):
             ),
             SectionFigure(
                 "wen2020_spectra_std",
-                fig_spectra_std(t, p, ctx.used),
+                fig_spectra_std(t, p, used=ctx.used),
                 "wen2020 Fig. 5(c–d) and B.2: standard deviation of the singular values of each "
                 "layer's operator by training ε (circular approximation where only the top "
                 "singular values are exact), and per layer the STD at the weakest minus the "
