@@ -3,7 +3,7 @@
 A :class:`Section` is one part of the page and the claims of one paper or capability: its
 figures, the text after them, and its :class:`~robustscope.report.findings.Finding` s. Each
 lives in a module of its own (:mod:`robustscope.report.sections`) and registers itself with
-:func:`register_section`; the builder (:func:`robustscope.report.write_report`) walks
+``@register_section(name, order=N)``; the builder (:func:`robustscope.report.write_report`) walks
 :func:`ordered_sections` and knows no section by name. A new paper adds a section by
 writing a module and importing it from :mod:`robustscope.report.sections` (or from its own
 code, before the report is written) — nothing else changes.

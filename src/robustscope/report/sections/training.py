@@ -11,6 +11,7 @@ from matplotlib.ticker import MaxNLocator
 
 from robustscope.report.data import StudyData
 from robustscope.report.section import ReportContext, Section, SectionFigure, register_section
+from robustscope.report.stats import series_name
 from robustscope.report.style import Palette, grid, log_y
 
 __all__ = ["Training", "fig_training"]
@@ -65,7 +66,7 @@ def fig_training(data: StudyData, table: pd.DataFrame, palette: Palette) -> Figu
     if not panels or not len(h):
         return None
     meta = table[["eps"]].assign(
-        series=[f"{m} · {f}" for m, f in zip(table["model"], table["family"], strict=True)]
+        series=[series_name(m, f) for m, f in zip(table["model"], table["family"], strict=True)]
     )
     h = h.join(meta, on="run_id")
     fig, axes = grid(len(panels), cols=2 if len(panels) == 4 else 3, width=4.6, height=3.4)
