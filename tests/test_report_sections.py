@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import inspect
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
@@ -71,30 +70,18 @@ def _study(novel: bool = True) -> StudyData:
     return StudyData.from_frames(spec={"name": "toy"}, runs=runs, metrics=metrics, probes=probes)
 
 
-class _Sections(HTMLParser):
-    """Section ids in page order, the contents' links and the figure ids."""
+class _Page:
+    """Section ids in page order, the contents' links and the figure ids of a report."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.ids: list[str] = []
-        self.links: list[str] = []
-        self.figures: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
-        if tag == "section":
-            self.ids.append(str(a["id"]))
-        elif tag == "a":
-            self.links.append(str(a["href"]))
-        elif tag == "figure":
-            self.figures.append(str(a["id"]))
+    def __init__(self, text: str) -> None:
+        self.ids = re.findall(r'<section id="([^"]*)">', text)
+        self.links = re.findall(r'<a href="([^"]*)">', text)
+        self.figures = re.findall(r'<figure id="([^"]*)">', text)
 
 
-def _page(out: Path, data: StudyData) -> tuple[str, _Sections]:
+def _page(out: Path, data: StudyData) -> tuple[str, _Page]:
     text = write_report(out, data).read_text()
-    parser = _Sections()
-    parser.feed(text)
-    return text, parser
+    return text, _Page(text)
 
 
 def _toy(name: str = "toy", order: int = 25, **attrs: object) -> type[Section]:
