@@ -32,7 +32,8 @@ from robustscope.report import (
     write_report,
 )
 from robustscope.report.data import natural_key
-from robustscope.report.findings import derived_columns, spearman
+from robustscope.report.findings import spearman
+from robustscope.report.sections.wen2020 import derived_columns
 from robustscope.report.stats import by_eps, main_robust_column, series
 from robustscope.studies.store.vocab import ATTACK_RESULT_COLUMNS
 

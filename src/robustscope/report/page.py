@@ -23,6 +23,7 @@ from robustscope.report.findings import Finding
 __all__ = [
     "FigureRecord",
     "document",
+    "error_line",
     "esc",
     "figure_html",
     "findings_html",
@@ -60,6 +61,13 @@ footer{margin-top:3em;color:#888;font-size:.8em}
 def esc(value: Any) -> str:
     """HTML-escaped text (quotes included)."""
     return html.escape(str(value), quote=True)
+
+
+def error_line(error: Any) -> str:
+    """The first line of a run's error, at most 200 characters ('' when there is none)."""
+    if not isinstance(error, str):
+        return ""
+    return (error.splitlines() or [""])[0][:200]
 
 
 def fmt(value: Any) -> str:

@@ -16,6 +16,7 @@ from robustscope.studies.store.vocab import find_eps
 
 __all__ = [
     "by_eps",
+    "fired_flags",
     "main_robust_column",
     "series",
     "series_name",
@@ -95,3 +96,15 @@ def spectra_layers(table: pd.DataFrame) -> dict[str, str]:
         if parts[2] == "std" or parts[1] not in layers:
             layers[parts[1]] = str(col)
     return dict(sorted(layers.items(), key=lambda kv: natural_key(kv[0])))
+
+
+def fired_flags(data: StudyData, table: pd.DataFrame) -> list[str]:
+    """``"<run label>: <flag>"`` for every gradient-masking flag raised on a run of
+    ``table`` (the finished runs), by flag column, then run."""
+    flags = [c for c in data.flag_columns() if c.column in table.columns]
+    return [
+        f"{table.loc[rid, 'label']}: {c.flag}"
+        for c in flags
+        for rid, value in table[c.column].items()
+        if value == value and value > 0
+    ]

@@ -1,7 +1,7 @@
-"""Figures of the trade-off itself: the frontier, robust accuracy against the attack's ε,
-and the training curves (shi2020 Figs. 3–4).
-
-Each function returns a ``Figure`` or None when the study lacks the data.
+"""The trade-off itself: clean against robust accuracy (the frontier), robust accuracy
+against the attack's ε, the gradient-masking warnings, and the two claims every source
+paper rests on — clean accuracy falls and robust accuracy rises with the training ε
+(tsipras2019 §2–3; wen2020 Fig. 1(c), Fig. 3(b); shi2020 §3.3; Madry et al. 2018).
 """
 
 from __future__ import annotations
@@ -9,14 +9,16 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
 
 from robustscope.report.data import AttackColumn, StudyData
-from robustscope.report.stats import by_eps, series
-from robustscope.report.style import Palette, grid, log_y
-from robustscope.studies.store.vocab import CLEAN_ACCURACY, format_eps
+from robustscope.report.findings import Finding, not_tested, trend
+from robustscope.report.page import esc
+from robustscope.report.section import ReportContext, Section, SectionFigure, register_section
+from robustscope.report.stats import by_eps, fired_flags, series
+from robustscope.report.style import Palette, grid
+from robustscope.studies.store.vocab import CLEAN_ACCURACY, format_eps, train_metric
 
-__all__ = ["fig_frontier", "fig_robust_vs_attack_eps", "fig_training"]
+__all__ = ["Tradeoff", "fig_frontier", "fig_robust_vs_attack_eps"]
 
 
 def fig_frontier(table: pd.DataFrame, robust: AttackColumn, palette: Palette) -> Figure | None:
@@ -144,77 +146,69 @@ def fig_robust_vs_attack_eps(
     return fig
 
 
-#: (candidate history columns, title, y label, scale, log y)
-_TRAINING_PANELS: tuple[tuple[tuple[str, ...], str, str, float, bool], ...] = (
-    (
-        ("test_accuracy", "track/test/clean_accuracy"),
-        "test accuracy (shi2020 Figs. 3–4, left)",
-        "accuracy (%)",
-        100.0,
-        False,
-    ),
-    (
-        ("track/test/input_fisher_frobenius_mean",),
-        "input-Fisher norm (shi2020 Figs. 3–4, right)",
-        r"mean $\|F_x\|_F$ on tracked test points",
-        1.0,
-        True,
-    ),
-    (
-        ("track/test/pgd_accuracy",),
-        "tracked PGD accuracy (test subset)",
-        "robust accuracy (%)",
-        100.0,
-        False,
-    ),
-    (("test_loss", "track/test/clean_loss"), "test loss", "cross-entropy (nats)", 1.0, False),
-    (
-        ("train_loss",),
-        "training loss (on the objective's inputs)",
-        "cross-entropy (nats)",
-        1.0,
-        False,
-    ),
-)
+@register_section("tradeoff", order=20)
+class Tradeoff(Section):
+    """The trade-off (tsipras2019, wen2020, shi2020): frontier, robust accuracy and their claims."""
 
+    title = "The trade-off"
+    lacking = "no attack results"
 
-def fig_training(data: StudyData, table: pd.DataFrame, palette: Palette) -> Figure | None:
-    """History over epochs, seed-averaged per (series, training ε): accuracy, the tracked
-    input-Fisher norm (log scale, shi2020 Figs. 3–4), tracked PGD accuracy and the losses."""
-    h = data.history
-    if not len(h) or "epoch" not in h.columns:
-        return None
-    h = h[h["run_id"].isin(table.index)]
-    panels = []
-    for candidates, title, label, scale, log in _TRAINING_PANELS:
-        col = next((c for c in candidates if c in h.columns and h[c].notna().any()), None)
-        if col is not None:
-            panels.append((col, title, label, scale, log))
-    if not panels or not len(h):
-        return None
-    meta = table[["eps"]].assign(
-        series=[f"{m} · {f}" for m, f in zip(table["model"], table["family"], strict=True)]
-    )
-    h = h.join(meta, on="run_id")
-    fig, axes = grid(len(panels), cols=2 if len(panels) == 4 else 3, width=4.6, height=3.4)
-    for ax, (col, title, label, scale, log) in zip(axes, panels, strict=True):
-        for (name, e), rows in h.groupby(["series", "eps"], sort=True):
-            curve = rows.groupby("epoch")[col].mean().dropna()
-            if not len(curve):
-                continue
-            ax.plot(
-                curve.index,
-                scale * curve.to_numpy(),
-                ls=palette.linestyle(str(name)),
-                marker=palette.marker(str(name)),
-                ms=3.5,
-                color=palette.color(float(e)),
+    def figures(self, ctx: ReportContext) -> list[SectionFigure]:
+        out = []
+        column = ctx.robust
+        if column is not None:
+            attack, eps = column.label, format_eps(column.eps)
+            out.append(
+                SectionFigure(
+                    "frontier",
+                    fig_frontier(ctx.table, column, ctx.palette),
+                    f"Clean accuracy against robust accuracy under {attack} at ε = {eps}, one "
+                    "point per training ε (seed mean; bars span the seeds, min–max), points of "
+                    "one model × method joined in ε order.",
+                )
             )
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(label, fontsize=8)
-        if log:
-            log_y(ax)
-        ax.set_title(title, fontsize=10)
-    axes[0].legend(handles=palette.eps_handles(table["eps"]) + palette.series_handles(), fontsize=7)
-    return fig
+        out.append(
+            SectionFigure(
+                "robust_vs_attack_eps",
+                fig_robust_vs_attack_eps(ctx.data, ctx.table, ctx.palette),
+                "Robust accuracy against the attack's ε, one panel per model × method and one "
+                "curve per training ε (first attack solid, others dashed/dotted; bands span the "
+                "seeds). Robust accuracy is over all evaluated test points.",
+            )
+        )
+        return out
+
+    def html(self, ctx: ReportContext) -> str:
+        fired = fired_flags(ctx.data, ctx.table)
+        if not fired:
+            return ""
+        return (
+            "<p><b>Gradient-masking warnings</b> (robust accuracy may be overestimated): "
+            + esc("; ".join(fired))
+            + "</p>"
+        )
+
+    def findings(self, ctx: ReportContext) -> list[Finding]:
+        t, robust = ctx.table, ctx.robust
+        paper = "wen2020 Fig. 1(c); Madry et al. 2018"
+        if robust is None:
+            claim = "Robust accuracy increases monotonically with the training ε"
+            rising = not_tested(claim, paper, "no attack was evaluated at ε > 0")
+        else:
+            claim = (
+                f"Robust accuracy ({robust.label} at ε = {format_eps(robust.eps)}) increases "
+                "monotonically with the training ε"
+            )
+            rising = trend(
+                t, (robust.column,), direction=+1, claim=claim, paper=paper, scale=100, unit=" %"
+            )
+        falling = trend(
+            t,
+            (CLEAN_ACCURACY, train_metric("test_accuracy")),
+            direction=-1,
+            claim="Clean accuracy decreases monotonically as the training ε grows",
+            paper="tsipras2019 §2–3; wen2020 Fig. 1(c), Fig. 3(b); shi2020 §3.3",
+            scale=100,
+            unit=" %",
+        )
+        return [falling, rising]
