@@ -15,7 +15,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     folder, which is then fsynced and renamed over ``path``.
 
     A process killed at any point leaves either the old file or the new one, never
-    a partial file.
+    a partial file. The file gets the permissions of a newly created file (``0o666`` less
+    the umask), not the owner-only ones of a temporary file, so results can be shared.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -23,6 +24,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -31,6 +33,22 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_bytes(path: str | Path, payload: bytes) -> Path:
+    """Atomically write ``payload`` (see :func:`atomic_write`)."""
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(payload)
+
+    return atomic_write(path, write)
 
 
 def write_json(path: str | Path, obj: Any) -> Path:

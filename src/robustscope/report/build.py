@@ -13,10 +13,10 @@ no script.
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import re
 from pathlib import Path
 
+from robustscope.io import write_bytes
 from robustscope.report.data import StudyData, load_study
 from robustscope.report.header import header_html
 from robustscope.report.page import FigureRecord, document, esc, figure_html, skip_html
@@ -64,18 +64,6 @@ def render(ctx: ReportContext, now: _dt.datetime) -> tuple[str, list[FigureRecor
     return "".join(parts), figures
 
 
-def _atomic_write(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_report(
     study_dir: str | Path, data: StudyData | None = None, *, eval_eps: float | None = None
 ) -> Path:
@@ -104,7 +92,7 @@ def write_report(
         if old.name not in keep:
             old.unlink()
     for rec in records:
-        _atomic_write(figures / f"{rec.name}.png", rec.png)
+        write_bytes(figures / f"{rec.name}.png", rec.png)
     out = study_dir / "report.html"
-    _atomic_write(out, page.encode("utf-8"))
+    write_bytes(out, page.encode("utf-8"))
     return out
