@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import typer
 
@@ -25,7 +25,7 @@ from robustscope.cli.output import Column, TableView, emit, err_console
 from robustscope.errors import RobustscopeError
 from robustscope.params import parse_eps_list
 
-__all__ = ["attack_cmd", "eval_cmd", "model_and_data", "probe_cmd"]
+__all__ = ["Subject", "attack_cmd", "eval_cmd", "load_subject", "probe_cmd"]
 
 
 def _dataset_params(meta: Any, dataset: str | None) -> dict[str, Any]:
@@ -35,19 +35,31 @@ def _dataset_params(meta: Any, dataset: str | None) -> dict[str, Any]:
     return params if dataset in (None, meta.dataset) else {}
 
 
-def model_and_data(
+class Subject(NamedTuple):
+    """A checkpoint to measure and the data to measure it on."""
+
+    model: Any
+    meta: Any
+    data: Any
+    device: Any
+
+
+def load_subject(
     checkpoint_path: Path,
     dataset: str | None,
     split: str,
     first_n: int | None,
     data_root: Path | None,
-    device: Any,
-) -> tuple[Any, Any, Any]:
-    """A checkpoint's model and metadata, and the first ``first_n`` examples of ``split`` of
-    the dataset to measure it on (default: the one it was trained on, with its options)."""
+    device: str,
+) -> Subject:
+    """A checkpoint's model (on ``device``: auto, cpu, cuda, ...) and metadata, and the first
+    ``first_n`` examples of ``split`` of the dataset to measure it on (default: the one it
+    was trained on, with its options)."""
     from robustscope import checkpoint, data
+    from robustscope.device import resolve_device
 
-    model, meta = checkpoint.load(checkpoint_path, device=device)
+    dev = resolve_device(device)
+    model, meta = checkpoint.load(checkpoint_path, device=dev)
     name = dataset or meta.dataset
     if not name:
         raise RobustscopeError(
@@ -65,7 +77,7 @@ def model_and_data(
             f"dataset {name!r} declares the input box {ds.box} but the model "
             f"({checkpoint_path}) was built for {meta.model.box}; pass a matching --dataset"
         )
-    return model, meta, ds
+    return Subject(model, meta, ds, dev)
 
 
 def eval_cmd(
@@ -80,11 +92,9 @@ def eval_cmd(
 ) -> None:
     """Clean accuracy and loss of a checkpoint on a dataset."""
     from robustscope import checkpoint
-    from robustscope.device import resolve_device
     from robustscope.evaluation import evaluate_clean
 
-    dev = resolve_device(device)
-    model, _, ds = model_and_data(checkpoint_path, dataset, split, subset, data_root, dev)
+    model, _, ds, dev = load_subject(checkpoint_path, dataset, split, subset, data_root, device)
     result = evaluate_clean(model, ds, batch_size=batch_size, device=dev)
     payload = {
         "dataset": result.dataset,
@@ -134,10 +144,8 @@ def attack_cmd(
 ) -> None:
     """Clean and robust accuracy of a checkpoint under an attack at several ε."""
     from robustscope import attacks
-    from robustscope.device import resolve_device
 
-    dev = resolve_device(device)
-    model, _, ds = model_and_data(checkpoint_path, dataset, split, n, data_root, dev)
+    model, _, ds, _ = load_subject(checkpoint_path, dataset, split, n, data_root, device)
     params = parse_kv(param, "--param")
     given = {"steps": steps, "restarts": restarts}
     params.update({k: v for k, v in given.items() if v is not None})
@@ -201,9 +209,7 @@ def probe_cmd(
     """Measure a checkpoint with one or more probes (input_fisher, cckl, margins, ...) on the
     first --n test examples."""
     from robustscope import data, probes
-    from robustscope.device import resolve_device
 
-    dev = resolve_device(device)
     names = [p for p in probe.replace(" ", "").split(",") if p]
     infos = [probes.get_probe(name) for name in names]
     options: dict[str, dict[str, Any]] = {name: {} for name in names}
@@ -213,7 +219,7 @@ def probe_cmd(
             raise RobustscopeError(f"--opt {key}: {name!r} is not among --probe {probe}")
         for target in [name] if sep else names:
             options[target][field] = value
-    model, meta, test = model_and_data(checkpoint_path, dataset, "test", n, data_root, dev)
+    model, meta, test, _ = load_subject(checkpoint_path, dataset, "test", n, data_root, device)
     train = None
     if train_n > 0 or any("train" in info.splits for info in infos):
         if train_n <= 0:
