@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from click.core import ParameterSource
 
 from robustscope.cli.fields import FIELDS, SHORTCUTS, build_config
 from robustscope.cli.options import JsonFlag
@@ -19,6 +18,13 @@ from robustscope.cli.output import emit
 from robustscope.errors import RobustscopeError
 
 __all__ = ["train_cmd"]
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was given rather than left at its default (by name: typer's
+    own ParameterSource or click's, whichever typer runs on)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def _outcome(result: Any) -> str:
@@ -66,7 +72,7 @@ def train_cmd(
     from robustscope.training import distributed, train
 
     values = {name: option.convert(options[name]) for name, option in FIELDS.items()}
-    given = {n for n in FIELDS if ctx.get_parameter_source(n) is not ParameterSource.DEFAULT}
+    given = {name for name in FIELDS if _given(ctx, name)}
     for key, shortcut in SHORTCUTS.items():
         value = shortcut.convert(options[key])
         if value is None:
