@@ -21,15 +21,8 @@ from robustscope.errors import RobustscopeError
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(
-    name="robustscope",
-    help="A laboratory for the robustness–accuracy trade-off of neural networks.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-for name, command in (
+#: the commands in the order ``robustscope --help`` lists them
+COMMANDS = (
     ("datasets", catalog.datasets_cmd),
     ("models", catalog.models_cmd),
     ("train", train.train_cmd),
@@ -44,8 +37,23 @@ for name, command in (
     ("report", studies.report_cmd),
     ("export", studies.export_cmd),
     ("info", catalog.info_cmd),
-):
-    app.command(name)(command)
+)
+
+
+def _build_app() -> typer.Typer:
+    cli = typer.Typer(
+        name="robustscope",
+        help="A laboratory for the robustness–accuracy trade-off of neural networks.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    for name, command in COMMANDS:
+        cli.command(name)(command)
+    return cli
+
+
+app = _build_app()
 
 
 def main() -> None:
