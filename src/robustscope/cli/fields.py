@@ -228,10 +228,9 @@ def build_config(
         robustscope.errors.RobustscopeError: invalid options: --epochs: Input should be greater than or equal to 1
     """
     base = _read_config(file) if file else {}
-    merged = {k: v for k, v in values.items() if not base or k in given}
-    merged = {**base, **{k: _merge(base.get(k), v) for k, v in merged.items()}}
-    names = {k: f"{file}: {k}" for k in base}
-    names.update({k: f.flag for k, f in FIELDS.items() if not base or k in given or k not in base})
+    chosen = {k: v for k, v in values.items() if file is None or k in given}
+    merged = {**base, **{k: _merge(base.get(k), v) for k, v in chosen.items()}}
+    names = {k: f"{file}: {k}" for k in base} | {k: FIELDS[k].flag for k in chosen}
     try:
         return TrainConfig(**merged)
     except ValidationError as exc:
