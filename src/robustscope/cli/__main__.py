@@ -1,0 +1,5 @@
+"""``python -m robustscope.cli`` (as ``python -m robustscope``)."""
+
+from robustscope.cli import main
+
+main()

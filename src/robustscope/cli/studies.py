@@ -1,0 +1,126 @@
+"""Studies: ``study`` (train, attack and probe a family, then report), ``show`` (the summary
+table), ``report`` (the HTML report) and ``export`` (the results store as files)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from robustscope.cli.options import DeviceOpt, JsonFlag, StudyDirArg
+from robustscope.cli.output import Column, TableView, emit, err_console, fixed, out_console
+from robustscope.errors import RobustscopeError
+
+__all__ = ["export_cmd", "report_cmd", "show_cmd", "study_cmd"]
+
+
+def summary_view(study_dir: Path, summary: Any) -> TableView | str:
+    """The human form of a study's summary (:func:`robustscope.report.summarize`): one row
+    per run; the robust-accuracy columns share one attack, named once, in the title."""
+    from robustscope.studies.store.vocab import format_eps
+
+    rows = summary.rows
+    if not rows:
+        return f"{study_dir}: no finished runs yet"
+    keys = list(rows[0].keys())
+    if all(r.get("status") == "done" for r in rows):
+        keys.remove("status")
+    heads = {k: k for k in keys}
+    title = str(study_dir)
+    if summary.attack is not None:
+        title += f" — robust accuracy under {summary.attack}"
+        heads.update({k: f"ε={format_eps(eps)}" for k, eps in summary.robust.items()})
+    columns = [Column(heads[k], k, fixed(3)) for k in keys]
+    return TableView(columns, rows=rows, title=title, compact=True)
+
+
+def _summary(study_dir: Path) -> Any:
+    from robustscope.report import load_study, summarize
+
+    return summarize(load_study(study_dir))
+
+
+def study_cmd(
+    preset: Annotated[
+        str | None,
+        typer.Option(help="built-in preset (robustscope presets); default tradeoff-fmnist"),
+    ] = None,
+    spec: Annotated[Path | None, typer.Option(help="a study spec YAML file")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="study directory (default runs/<preset or spec name>)")
+    ] = None,
+    executor: Annotated[str, typer.Option(help="local or ray")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (ray executor; default: local Ray)")
+    ] = None,
+    device: DeviceOpt = "auto",
+    report: Annotated[bool, typer.Option(help="write the HTML report at the end")] = True,
+    progress: Annotated[bool, typer.Option(help="show training progress bars")] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run (or resume) a study: train the family, attack and probe every member, report."""
+    from robustscope.studies import presets, runner
+    from robustscope.studies import spec as spec_mod
+
+    if preset and spec:
+        raise RobustscopeError("give --preset or --spec, not both")
+    study = spec_mod.load_spec(spec) if spec else presets.preset(preset or presets.DEFAULT_PRESET)
+    summary = runner.run_study(
+        study,
+        out,
+        executor=executor,  # type: ignore[arg-type]
+        address=address,
+        device=device,
+        progress=progress and sys.stderr.isatty() and not as_json,
+        echo=None if as_json else (lambda line: err_console.print(line, soft_wrap=True)),
+    )
+    report_path = None
+    if report:
+        from robustscope.report import write_report
+
+        report_path = write_report(summary.out)
+    found = {
+        "out": str(summary.out),
+        "planned": summary.planned,
+        "skipped": summary.skipped,
+        "done": summary.done,
+        "failed": summary.failed,
+        "held": summary.held,
+        "seconds": summary.seconds,
+        "report": str(report_path) if report_path else None,
+    }
+    emit(
+        found,
+        as_json,
+        lambda: summary_view(summary.out, _summary(summary.out)),
+        f"report: {report_path}" if report_path else None,
+    )
+    if summary.failed:
+        raise SystemExit(1)
+
+
+def show_cmd(study_dir: StudyDirArg, as_json: JsonFlag = False) -> None:
+    """Print a study's summary table (one row per run)."""
+    summary = _summary(study_dir)
+    emit(summary.rows, as_json, summary_view(study_dir, summary))
+
+
+def report_cmd(study_dir: StudyDirArg) -> None:
+    """Write STUDY_DIR/report.html (figures embedded) and the figures as PNGs beside it."""
+    from robustscope.report import write_report
+
+    out_console.print(str(write_report(study_dir)))
+
+
+def export_cmd(
+    study_dir: StudyDirArg,
+    format: Annotated[str, typer.Option("--format", help="csv or parquet")] = "csv",
+    out: Annotated[Path | None, typer.Option(help="folder (default STUDY_DIR/export)")] = None,
+) -> None:
+    """Export every table of a study's results store as CSV or Parquet files."""
+    from robustscope.studies import export
+
+    for path in export(study_dir, format=format, out=out):
+        out_console.print(str(path))
