@@ -8,6 +8,7 @@ being a parameter.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, fields
 from typing import ClassVar
@@ -359,12 +360,14 @@ class APGDT(APGD):
 
 
 @register("autoattack-lite")
-class AutoAttackLite(Attack):
+class AutoAttackLite(APGD):
     """A light AutoAttack (Croce & Hein 2020): APGD-CE, then APGD-T on the points still robust.
 
-    1. APGD-CE (1 restart, ``steps`` iterations);
+    1. APGD-CE (1 restart, ``steps`` iterations) — this class's own :class:`APGD` run, so its
+       parameters are APGD's and configure this first stage (AutoAttack's settings by
+       default);
     2. on the points still correctly classified after step 1 only: APGD-T against the
-       ``n_target_classes`` most likely other classes (1 restart each, ``steps``
+       ``n_target_classes`` most likely other classes (``restarts`` each, ``steps``
        iterations). Models with fewer than 4 classes cannot use targeted DLR: the
        second attack is then APGD-DLR (3 classes) or APGD with the margin loss
        ``"cw"`` (2 classes or a single score).
@@ -376,10 +379,7 @@ class AutoAttackLite(Attack):
     ``model``, ``eps``, ``norm``, ``box`` and ``criterion`` are the parameters of
     :class:`~robustscope.attacks.base.Attack` (documented there once).
 
-    Args:
-        steps: iterations of each APGD run (default 100).
-        seed: seed of both attacks (None: the global RNG).
-        n_target_classes: target classes of APGD-T (9 in AutoAttack).
+    Args: as :class:`APGD` (``steps`` and ``seed`` apply to both stages).
 
     Example:
         >>> from robustscope import models
@@ -391,42 +391,15 @@ class AutoAttackLite(Attack):
 
     name: ClassVar[str] = "autoattack-lite"
 
-    def __init__(
-        self,
-        model: nn.Module,
-        eps: float | str,
-        norm: str = "linf",
-        steps: int = 100,
-        seed: int | None = None,
-        n_target_classes: int = 9,
-        *,
-        box: BoxLike | None = None,
-    ) -> None:
-        super().__init__(model, eps=eps, norm=norm, box=box, seed=seed)
-        self.steps = self.positive_int("steps", steps)
-        self.n_target_classes = self.positive_int("n_target_classes", n_target_classes)
-
-    def _apgd(self, loss: str) -> APGD:
-        return APGD(
-            self.model,
-            self.eps,
-            norm=self.norm,
-            steps=self.steps,
-            restarts=1,
-            loss=loss,
-            seed=self.seed,
-            n_target_classes=self.n_target_classes,
-            box=self.box,
-        )
-
     def run(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x_adv = self._apgd("ce").run(x, y)
+        x_adv = super().run(x, y)  # the first stage: APGD-CE (by default), one restart
         with torch.no_grad():
             logits = self.model(x_adv)
         robust = (predict(logits) == y).nonzero()[:, 0]
         if len(robust) == 0:
             return x_adv
         k = logits.shape[1]
-        second = "dlr-targeted" if k >= 4 else ("dlr" if k == 3 else "cw")
-        x_adv[robust] = self._apgd(second).run(x[robust], y[robust])
+        second = copy.copy(self)
+        second.loss = "dlr-targeted" if k >= 4 else ("dlr" if k == 3 else "cw")
+        x_adv[robust] = APGD.run(second, x[robust], y[robust])
         return x_adv

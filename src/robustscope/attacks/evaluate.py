@@ -281,10 +281,9 @@ def evaluate(
 
     Example:
         >>> from robustscope import models
-        >>> _ = torch.manual_seed(0)
-        >>> model = models.create("mlp", 10, (1, 8, 8), widths=[16])
+        >>> cnn = models.create("smallcnn", 10, (1, 8, 8), width=0.25)
         >>> x, y = torch.rand(32, 1, 8, 8), torch.randint(0, 10, (32,))
-        >>> curve = evaluate(model, x, y, "pgd", "0,8/255,16/255", steps=5, checks=False)
+        >>> curve = evaluate(cnn, x, y, "pgd", "0,8/255,16/255", steps=5, checks=False)
         >>> list(curve.robust_accuracy) == [0.0, 8 / 255, 16 / 255], str(curve.box)
         (True, '[0, 1]')
         >>> r = list(curve.robust_accuracy.values())

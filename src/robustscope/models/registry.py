@@ -12,7 +12,7 @@ import torch
 from robustscope.data.box import BoxLike
 from robustscope.errors import ModelError
 from robustscope.models.base import Classifier, ModelSpec, Normalize
-from robustscope.registry import Registry
+from robustscope.registry import Registry, first_line
 
 Builder = Callable[..., Classifier]
 
@@ -43,10 +43,12 @@ MODELS: Registry[ModelEntry] = Registry(
 def register(
     name: str, *, notes: str = "", default_input_shape: tuple[int, ...] = (1, 28, 28)
 ) -> Callable[[Builder], Builder]:
-    """Decorator registering ``builder`` under ``name``."""
+    """Decorator registering ``builder`` under ``name``; ``notes`` (shown by ``robustscope
+    models``) default to the first line of the builder's docstring."""
 
     def deco(builder: Builder) -> Builder:
-        MODELS.register(name, ModelEntry(name, builder, notes, default_input_shape))
+        entry = ModelEntry(name, builder, notes or first_line(builder), default_input_shape)
+        MODELS.register(name, entry)
         return builder
 
     return deco

@@ -210,16 +210,13 @@ class PreActResNet(Classifier):
         _he_init(self)
 
 
-@register(
-    "preact_resnet18",
-    notes="pre-activation ResNet-18 (He et al. 2016b; Wong et al. 2020 fast AT), "
-    "64-128-256-512 × width; images ≥ 4×4, for 3×32×32",
-    default_input_shape=(3, 32, 32),
-)
+@register("preact_resnet18", default_input_shape=(3, 32, 32))
 def preact_resnet18(
     num_classes: int, input_shape: tuple[int, ...], *, width: float = 1
 ) -> Classifier:
-    """PreAct ResNet-18 as in Wong, Rice & Kolter 2020 ("Fast is better than free").
+    """Pre-activation ResNet-18 (He et al. 2016b; Wong et al. 2020), 64-512 × width; 3×32×32.
+
+    PreAct ResNet-18 as in Wong, Rice & Kolter 2020 ("Fast is better than free").
 
     3×3 stem with 64 channels, four stages of two pre-activation blocks (64, 128, 256, 512
     channels, strides 1, 2, 2, 2), final BN-ReLU, global average pool, linear layer.
@@ -235,12 +232,7 @@ def preact_resnet18(
     return PreActResNet(num_classes, c, widths[0], widths, (2, 2, 2, 2), (1, 2, 2, 2))
 
 
-@register(
-    "wrn",
-    notes="Wide ResNet WRN-depth-k (Zagoruyko & Komodakis 2016), default WRN-28-10; "
-    "images ≥ 4×4, for 3×32×32",
-    default_input_shape=(3, 32, 32),
-)
+@register("wrn", default_input_shape=(3, 32, 32))
 def wrn(
     num_classes: int,
     input_shape: tuple[int, ...],
@@ -249,7 +241,9 @@ def wrn(
     widen_factor: float = 10,
     dropout: float = 0.0,
 ) -> Classifier:
-    """Wide ResNet WRN-``depth``-``widen_factor`` (Zagoruyko & Komodakis 2016).
+    """Wide ResNet WRN-depth-k (Zagoruyko & Komodakis 2016), default WRN-28-10; 3×32×32.
+
+    Wide ResNet WRN-``depth``-``widen_factor`` (Zagoruyko & Komodakis 2016).
 
     16-channel 3×3 stem, three stages of n = (depth−4)/6 pre-activation blocks with
     16k, 32k, 64k channels (strides 1, 2, 2), dropout between the two convolutions of a
@@ -394,12 +388,7 @@ class FixupResNet(Classifier):
         nn.init.zeros_(head.bias)
 
 
-@register(
-    "fixup_resnet",
-    notes="BatchNorm-free CIFAR ResNet (6n+2) with Fixup init (Zhang et al. 2019; wen2020 §B.3); "
-    "images ≥ 4×4, for 3×32×32",
-    default_input_shape=(3, 32, 32),
-)
+@register("fixup_resnet", default_input_shape=(3, 32, 32))
 def fixup_resnet(
     num_classes: int,
     input_shape: tuple[int, ...],
@@ -408,7 +397,9 @@ def fixup_resnet(
     width: float = 1,
     scalars: bool = True,
 ) -> Classifier:
-    """BatchNorm-free ResNet-``depth`` with Fixup initialisation (Zhang, Dauphin & Ma 2019).
+    """BatchNorm-free CIFAR ResNet (6n+2), Fixup init (Zhang et al. 2019; wen2020 §B.3).
+
+    BatchNorm-free ResNet-``depth`` with Fixup initialisation (Zhang, Dauphin & Ma 2019).
 
     wen2020 (§B.3, §D.3) trains such a network to study spectral norms without BN.
     At initialisation every residual branch outputs 0 and so do the logits (zero

@@ -169,14 +169,11 @@ def _input_dim(input_shape: Sequence[int]) -> int:
     return math.prod(int(s) for s in input_shape)
 
 
-@register(
-    "linear",
-    notes="linear classifier on the flattened input (num_classes=1: binary score, tsipras2019); "
-    "any input, images or vectors (D,)",
-    default_input_shape=(1, 28, 28),
-)
+@register("linear")
 def linear(num_classes: int, input_shape: tuple[int, ...], *, bias: bool = True) -> Classifier:
-    """Linear classifier ``W·flatten(x) + b``; ``num_classes=1`` gives one binary score.
+    """Linear classifier on the flattened input (1 output: a binary score, tsipras2019); any input.
+
+    Linear classifier ``W·flatten(x) + b``; ``num_classes=1`` gives one binary score.
 
     Args:
         num_classes: number of outputs K (1 allowed: a binary score, as in Tsipras et al. 2019).
@@ -186,12 +183,7 @@ def linear(num_classes: int, input_shape: tuple[int, ...], *, bias: bool = True)
     return LinearClassifier(num_classes, _input_dim(input_shape), bias=bool(bias))
 
 
-@register(
-    "mlp",
-    notes="fully connected net, hidden widths (256, 256), ReLU/tanh/linear; "
-    "any input, images or vectors (D,)",
-    default_input_shape=(1, 28, 28),
-)
+@register("mlp")
 def mlp(
     num_classes: int,
     input_shape: tuple[int, ...],
@@ -199,7 +191,9 @@ def mlp(
     widths: Sequence[int] = (256, 256),
     activation: str = "relu",
 ) -> Classifier:
-    """Multi-layer perceptron on the flattened input.
+    """Fully connected net, hidden widths (256, 256), ReLU/tanh/linear; images or vectors (D,).
+
+    Multi-layer perceptron on the flattened input.
 
     Args:
         num_classes: number of logits K.
@@ -217,14 +211,11 @@ def mlp(
     return MLP(num_classes, _input_dim(input_shape), tuple(widths), activation)
 
 
-@register(
-    "cnn",
-    notes="the default CNN: small ConvNet of Wong & Kolter 2018 (conv16/s2-conv32/s2-fc100); "
-    "images ≥ 4×4, e.g. 1×28×28, 3×32×32, 1×8×8",
-    default_input_shape=(1, 28, 28),
-)
+@register("cnn")
 def cnn(num_classes: int, input_shape: tuple[int, ...], *, width: float = 1) -> Classifier:
-    """The lab's default CNN: the small ConvNet of Wong & Kolter 2018, widths scaled by ``width``.
+    """The default: Wong & Kolter 2018's small ConvNet (conv16/s2-conv32/s2-fc100); images ≥ 4×4.
+
+    The lab's default CNN: the small ConvNet of Wong & Kolter 2018, widths scaled by ``width``.
 
     Two 4×4 convolutions with stride 2 and padding 1 (16 and 32 channels, each halving the
     side) each followed by ReLU, then a 100-unit ReLU layer (the features) and the K logits;
@@ -242,14 +233,11 @@ def cnn(num_classes: int, input_shape: tuple[int, ...], *, width: float = 1) -> 
     return CNN(num_classes, dims, check_width("cnn", width))
 
 
-@register(
-    "smallcnn",
-    notes="MNIST CNN of Madry et al. 2018 (conv32-conv64-fc1024); images ≥ 4×4, "
-    "e.g. 1×28×28, 3×32×32, 1×8×8",
-    default_input_shape=(1, 28, 28),
-)
+@register("smallcnn")
 def smallcnn(num_classes: int, input_shape: tuple[int, ...], *, width: float = 1) -> Classifier:
-    """The CNN Madry et al. 2018 train on MNIST, with every layer's width scaled by ``width``.
+    """MNIST CNN of Madry et al. 2018 (conv32-conv64-fc1024); images ≥ 4×4.
+
+    The CNN Madry et al. 2018 train on MNIST, with every layer's width scaled by ``width``.
 
     Two "same"-padded 5×5 convolutions (32 and 64 channels) each followed by ReLU and a
     2×2 max pool, then a 1024-unit ReLU layer (the features) and the K logits. An H×W input
@@ -265,12 +253,7 @@ def smallcnn(num_classes: int, input_shape: tuple[int, ...], *, width: float = 1
     return SmallCNN(num_classes, dims, check_width("smallcnn", width))
 
 
-@register(
-    "lenet",
-    notes="LeNet-5 (LeCun et al. 1998) with max pooling; images ≥ 12×12, "
-    "e.g. 1×28×28 (first conv padded), 3×32×32",
-    default_input_shape=(1, 28, 28),
-)
+@register("lenet")
 def lenet(
     num_classes: int,
     input_shape: tuple[int, ...],
@@ -278,7 +261,9 @@ def lenet(
     padding: int | None = None,
     activation: str = "relu",
 ) -> Classifier:
-    """LeNet-5 (LeCun et al. 1998, "Gradient-based learning applied to document recognition").
+    """LeNet-5 (LeCun et al. 1998) with max pooling; images ≥ 12×12 (1×28×28: first conv padded).
+
+    LeNet-5 (LeCun et al. 1998, "Gradient-based learning applied to document recognition").
 
     conv 6@5×5 → pool 2 → conv 16@5×5 → pool 2 → fc 120 → fc 84 → fc K, with max pooling.
     The classic network reads 32×32 images; smaller ones (28×28 MNIST) get their first

@@ -80,12 +80,7 @@ class VGG(Classifier):
         self.head = nn.Linear(channels, num_classes)
 
 
-@register(
-    "vgg13",
-    notes="VGG13, variants normal/half_linear/linear of shi2020 Table 1; images, "
-    "for 3×32×32 (pools adapt to 1×28×28, 1×8×8)",
-    default_input_shape=(3, 32, 32),
-)
+@register("vgg13", default_input_shape=(3, 32, 32))
 def vgg13(
     num_classes: int,
     input_shape: tuple[int, ...],
@@ -94,7 +89,9 @@ def vgg13(
     batch_norm: bool = True,
     width: float = 1.0,
 ) -> Classifier:
-    """VGG13 for small images with one linear classifier (the CIFAR VGG of shi2020).
+    """VGG13, variants normal/half_linear/linear of shi2020 Table 1; 3×32×32 (pools adapt).
+
+    VGG13 for small images with one linear classifier (the CIFAR VGG of shi2020).
 
     Config 64,64,M,128,128,M,256,256,M,512,512,M,512,512,M (3×3 convs, padding 1).
     Convolutions carry a bias only without batch norm. Default PyTorch initialisation.
