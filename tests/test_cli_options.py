@@ -120,8 +120,8 @@ def test_train_help_lists_every_field_with_its_description() -> None:
     for name, info in TrainConfig.model_fields.items():
         flag = FIELDS[name].flag
         assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", text), flag
-        if info.description:
-            assert " ".join(info.description.split()) in text, name
+        assert info.description, f"TrainConfig.{name} has no description (its --help text)"
+        assert " ".join(info.description.split()) in text, name
     for shortcut in SHORTCUTS.values():
         assert shortcut.flag in text
     # the flags that existed before the options were derived

@@ -31,7 +31,6 @@ from pydantic.fields import FieldInfo
 from robustscope.cli.options import SHARED, parse_kv, parse_nested
 from robustscope.errors import RobustscopeError
 from robustscope.params import parse_ints, parse_number
-from robustscope.training import available as available_objectives
 from robustscope.training.config import TrainConfig
 
 __all__ = [
@@ -49,23 +48,6 @@ CONFIG_PANEL = "Training configuration (saved as config.json)"
 OBJECTIVE_PANEL = "Objective shortcuts (each sets one --method-param)"
 
 #: help of the configuration fields whose TrainConfig field has no description
-FIELD_HELP = {
-    "model": "architecture (robustscope models)",
-    "model_kwargs": "architecture options",
-    "method": "training objective: " + ", ".join(available_objectives()),
-    "method_params": "objective options (the objective shortcuts set one each)",
-    "epochs": "number of epochs",
-    "eval_batch_size": "examples per batch when evaluating",
-    "optimizer": "the optimizer",
-    "lr": "learning rate, the peak of the schedule (e.g. 0.05 or 1/20)",
-    "momentum": "SGD momentum",
-    "nesterov": "Nesterov momentum (SGD with momentum > 0)",
-    "weight_decay": "L2 weight decay",
-    "schedule": "learning-rate schedule",
-    "milestones": "multistep: the epochs after which the rate is multiplied by --gamma",
-    "gamma": "multistep: the factor applied at each milestone",
-    "warmup_fraction": "onecycle: the fraction of the steps that ramps the rate up",
-}
 
 
 @dataclass(frozen=True)
@@ -152,7 +134,7 @@ def _field_option(name: str, info: FieldInfo) -> FieldOption:
     other commands share take the shared definition (same help everywhere)."""
     default = None if info.is_required() or info.default_factory else info.default
     if name not in SHARED:
-        help_text = info.description or FIELD_HELP.get(name, "")
+        help_text = info.description or ""
         return option_for(name, info.annotation, default, help_text, CONFIG_PANEL)
     annotation, option = get_args(SHARED[name])
     option = copy(option)

@@ -69,25 +69,36 @@ class TrainConfig(BaseModel):
         None, description="'none', 'crop_flip' or None for the dataset default"
     )
 
-    model: str = "cnn"
-    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    model: str = Field("cnn", description="architecture (robustscope models)")
+    model_kwargs: dict[str, Any] = Field(default_factory=dict, description="architecture options")
     normalize: bool = Field(True, description="dataset mean/std as the model's first layer")
 
-    method: str = "standard"
-    method_params: dict[str, Any] = Field(default_factory=dict)
+    method: str = Field(
+        "standard", description="training objective (robustscope.training.available())"
+    )
+    method_params: dict[str, Any] = Field(
+        default_factory=dict, description="objective options (the objective shortcuts set one each)"
+    )
 
-    epochs: int = Field(5, ge=1)
+    epochs: int = Field(5, ge=1, description="number of epochs")
     batch_size: int = Field(128, ge=1)
-    eval_batch_size: int = Field(1000, ge=1)
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    lr: float = Field(0.05, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    nesterov: bool = False
-    weight_decay: float = Field(5e-4, ge=0)
-    schedule: Schedule = "cosine"
-    milestones: list[int] = Field(default_factory=list)
-    gamma: float = Field(0.1, gt=0)
-    warmup_fraction: float = Field(0.4, gt=0, lt=1)
+    eval_batch_size: int = Field(1000, ge=1, description="examples per batch when evaluating")
+    optimizer: Literal["sgd", "adam"] = Field("sgd", description="the optimizer")
+    lr: float = Field(
+        0.05, gt=0, description="learning rate, the peak of the schedule (e.g. 0.05 or 1/20)"
+    )
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    nesterov: bool = Field(False, description="Nesterov momentum (SGD with momentum > 0)")
+    weight_decay: float = Field(5e-4, ge=0, description="L2 weight decay")
+    schedule: Schedule = Field("cosine", description="learning-rate schedule")
+    milestones: list[int] = Field(
+        default_factory=list,
+        description="multistep: the epochs after which the rate is multiplied by gamma",
+    )
+    gamma: float = Field(0.1, gt=0, description="multistep: the factor applied at each milestone")
+    warmup_fraction: float = Field(
+        0.4, gt=0, lt=1, description="onecycle: the fraction of the steps that ramps the rate up"
+    )
 
     seed: int = 0
     device: str = "auto"
