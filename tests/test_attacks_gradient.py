@@ -41,17 +41,6 @@ def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor
         return predict(model(x)) == y
 
 
-class TinyCNN(nn.Module):
-    def __init__(self, c: int, h: int, w: int, k: int) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(c, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * h * w, k)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
 class Counting(nn.Module):
     """Counts forward calls with and without autograd (a grad call is one backward too)."""
 

@@ -64,17 +64,8 @@ class DatasetInfo:
     ) -> ArrayDataset:
         """Split ``split`` of this dataset, holding ``x`` and ``y``: the loaded examples carry
         the dataset's declared name, classes and box (what every loader returns)."""
-        return ArrayDataset(
-            x=x,
-            y=y,
-            num_classes=self.num_classes,
-            classes=self.classes,
-            name=self.name,
-            split=split,
-            source=source,
-            meta=meta,
-            box=self.box,
-        )
+        facts = (self.num_classes, self.classes, self.name)
+        return ArrayDataset(x, y, *facts, split, source, meta, box=self.box)
 
 
 @dataclass(frozen=True, kw_only=True)
