@@ -50,6 +50,7 @@ Design of the training loop under DDP (:mod:`robustscope.training.loop`):
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import torch
@@ -163,13 +164,32 @@ def cleanup(*, sync: bool = True) -> None:
     """Destroy the process group (no-op when none exists).
 
     With ``sync`` all ranks first meet at a barrier: a rank tearing gloo down while another
-    still uses it aborts the other ("terminate called without an active exception"). After
-    an error, ``sync=False`` skips the barrier, which the failed ranks might never reach.
+    still uses it aborts the other ("terminate called without an active exception"). A gloo
+    barrier alone is not enough — a rank may leave it and close its connections while a peer
+    still drains the barrier's last messages (pytorch/gloo#155) — so the ranks then also meet
+    on the rendezvous store, which is not a gloo connection, before any of them destroys the
+    group. After an error, ``sync=False`` skips both, which the failed ranks might never
+    reach.
     """
     if is_distributed():
         if sync:
             dist.barrier()
+            _store_meeting("robustscope/cleanup")
         dist.destroy_process_group()
+
+
+def _store_meeting(key: str, timeout: float = 60.0) -> None:
+    """Every rank increments ``key`` on the default store, then waits until all have (at most
+    ``timeout`` seconds). A store that went away means the others are done: go on."""
+    try:
+        store = dist.distributed_c10d._get_default_store()
+        arrived = store.add(key, 1)
+        deadline = time.monotonic() + timeout
+        while arrived < world_size() and time.monotonic() < deadline:
+            time.sleep(0.002)
+            arrived = store.add(key, 0)
+    except (RuntimeError, ValueError):
+        return
 
 
 def rank_seed(seed: int, r: int) -> int:
