@@ -73,8 +73,15 @@ def resolve(name: str) -> str | None:
 def imports_of(module: str) -> list[tuple[str, int]]:
     """``(imported module, line)`` for every robustscope import in ``module``'s source."""
     path = MODULES[module]
-    tree = ast.parse(path.read_text(), str(path))
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    return imports_in(path.read_text(), module, is_package=path.name == "__init__.py")
+
+
+def imports_in(source: str, module: str, *, is_package: bool = False) -> list[tuple[str, int]]:
+    """``(imported module, line)`` for every robustscope import in ``source``, the text of
+    ``module``: import statements, ``importlib.import_module("…")`` and module names in
+    strings."""
+    tree = ast.parse(source)
+    package = module if is_package else module.rpartition(".")[0]
     out: list[tuple[str, int]] = []
     for node in ast.walk(tree):
         targets: list[str] = []
@@ -96,6 +103,15 @@ def imports_of(module: str) -> list[tuple[str, int]]:
             and isinstance(node.args[0].value, str)
         ):
             targets = [node.args[0].value]
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value in MODULES
+            and node.value != "robustscope"
+        ):
+            # a module named in a string (a provider table, a lazy import by name): the code
+            # depends on that module as much as an import statement does
+            targets = [node.value]
         for t in targets:
             if t.split(".")[0] == "robustscope" and (r := resolve(t)) is not None:
                 out.append((r, node.lineno))
@@ -165,3 +181,8 @@ def test_the_checker_sees_violations() -> None:
     assert resolve("robustscope.attacks.gradient.PGD") == "robustscope.attacks.gradient"
     deps = {d for d, _ in GRAPH["robustscope.plugins"]}
     assert any(d.startswith("robustscope.probes") for d in deps), deps
+    # a module named in a string counts as a dependency, as an importlib call does
+    fake = 'import importlib\nPROVIDERS = {"h": "robustscope.posthoc"}\n'
+    fake += 'importlib.import_module("robustscope.probes.fisher")\n'
+    found = {d for d, _ in imports_in(fake, "robustscope.training.fake")}
+    assert found == {"robustscope.posthoc", "robustscope.probes.fisher"}, found

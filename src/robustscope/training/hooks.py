@@ -3,7 +3,8 @@
 Training must not import the layers after it (posthoc, probes), yet some configuration
 fields ask for their code during training — ``spectral_clip`` (wen2020 B.4.2) is
 :mod:`robustscope.posthoc`'s spectral-norm clipping, applied every epoch. The loop therefore
-knows such a field only by the name of the hook it needs (:data:`CONFIG_HOOKS`), and the
+knows such a field only by name (:data:`CONFIG_HOOKS`; the hook is registered under the
+field's name), and the
 composition point :func:`robustscope.plugins.load` registers the later layer's hook factory
 under that name::
 
@@ -48,10 +49,9 @@ HookFactory = Callable[[TrainConfig], EpochCallback]
 HOOKS: Registry[HookFactory] = Registry("training hook", error=TrainingError)
 """Hook factories by name (registered by :func:`robustscope.plugins.load`)."""
 
-CONFIG_HOOKS: dict[str, str] = {"spectral_clip": "spectral_clip"}
-"""Configuration field → the hook that runs when the field is set (not None)."""
-
-_PROVIDERS: dict[str, str] = {"spectral_clip": "robustscope.posthoc"}
+CONFIG_HOOKS: tuple[str, ...] = ("spectral_clip",)
+"""Configuration fields that ask for a hook: when one is set (not None), the hook registered
+under the field's name runs."""
 
 
 def config_hooks(config: TrainConfig) -> list[EpochCallback]:
@@ -66,15 +66,14 @@ def config_hooks(config: TrainConfig) -> list[EpochCallback]:
         []
     """
     hooks: list[EpochCallback] = []
-    for field, name in CONFIG_HOOKS.items():
+    for field in CONFIG_HOOKS:
         if getattr(config, field) is None:
             continue
-        if name not in HOOKS:
-            provider = _PROVIDERS.get(name, "a later layer")
+        if field not in HOOKS:
             raise TrainingError(
-                f"TrainConfig.{field} needs the training hook {name!r} (from {provider}), "
-                "which is not registered: call robustscope.plugins.load() before training "
-                "(the CLI and studies do)"
+                f"TrainConfig.{field} needs the training hook {field!r}, which is not "
+                "registered: call robustscope.plugins.load() before training (the CLI and "
+                "studies do)"
             )
-        hooks.append(HOOKS.get(name)(config))
+        hooks.append(HOOKS.get(field)(config))
     return hooks
