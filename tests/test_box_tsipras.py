@@ -11,6 +11,7 @@ PGD and APGD all reach that point.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -34,14 +35,7 @@ def linear_worst_case(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(robust, usable) per point, in float64, from the affine map the model computes
     (normalization included): W from autograd, b = z(0)."""
-    m = models.create(
-        model.spec.name,  # type: ignore[union-attr]
-        model.spec.num_classes,  # type: ignore[union-attr]
-        model.spec.input_shape,  # type: ignore[union-attr]
-        box=model.spec.box,  # type: ignore[union-attr]
-    )
-    m.load_state_dict(model.state_dict())
-    m = m.double().eval()
+    m = copy.deepcopy(model).double().eval()
     d = x.shape[1]
     eye = torch.eye(d, dtype=torch.float64)
     with torch.no_grad():

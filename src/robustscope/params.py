@@ -30,6 +30,7 @@ __all__ = [
     "parse_ints",
     "parse_number",
     "parse_numbers",
+    "parse_real",
     "positive_int",
 ]
 
@@ -77,13 +78,41 @@ def parse_numbers(
     return [parse_number(v, field, error=error) for v in _items(value, field, error)]
 
 
+def parse_real(
+    value: Any,
+    field: str,
+    *,
+    minimum: float = -math.inf,
+    maximum: float = math.inf,
+    strict: bool = False,
+    error: type[RobustscopeError] = ParameterError,
+) -> float:
+    """:func:`parse_number`, finite, ≥ ``minimum`` (``>`` with ``strict``) and ≤ ``maximum``.
+
+    Example:
+        >>> parse_real("1/2", "rho", minimum=0, strict=True, maximum=1)
+        0.5
+        >>> parse_real(0, "rho", minimum=0, strict=True, maximum=1)
+        Traceback (most recent call last):
+        ...
+        robustscope.errors.ParameterError: rho must be finite and > 0 and ≤ 1, got 0
+    """
+    v = parse_number(value, field, error=error)
+    low_ok = v > minimum if strict else v >= minimum
+    if not (low_ok and v <= maximum and math.isfinite(v)):
+        parts = ["finite"]
+        if math.isfinite(minimum):
+            parts.append(f"{'>' if strict else '≥'} {minimum:g}")
+        if math.isfinite(maximum):
+            parts.append(f"≤ {maximum:g}")
+        shown = value.strip() if isinstance(value, str) else value
+        raise error(f"{field} must be {' and '.join(parts)}, got {shown}")
+    return v
+
+
 def parse_eps(value: Any, field: str, *, error: type[RobustscopeError] = ParameterError) -> float:
     """A radius ε: :func:`parse_number`, finite and ≥ 0."""
-    eps = parse_number(value, field, error=error)
-    if not (eps >= 0) or math.isinf(eps):
-        shown = value.strip() if isinstance(value, str) else value
-        raise error(f"{field} must be finite and ≥ 0, got {shown}")
-    return eps
+    return parse_real(value, field, minimum=0.0, error=error)
 
 
 def parse_eps_list(

@@ -42,7 +42,7 @@ from robustscope.data.box import Box, BoxLike
 from robustscope.device import model_device
 from robustscope.errors import AttackError
 from robustscope.models.base import declared_box
-from robustscope.params import parse_eps, parse_number, positive_int
+from robustscope.params import parse_eps, parse_real, positive_int
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -136,9 +136,9 @@ class Attack(ABC):
     minimal_norm: ClassVar[bool] = False
     #: the norms the attack implements
     norms: ClassVar[tuple[str, ...]] = NORMS
-    #: ``"any"``: every criterion (targeted and composite ones too); ``"misclassification"``:
-    #: only the default untargeted one
-    criteria: ClassVar[str] = "misclassification"
+    #: takes every criterion (targeted and composite ones too); else only the default
+    #: untargeted misclassification
+    any_criterion: ClassVar[bool] = False
     #: run with the model in train mode (BatchNorm running statistics kept); see attack_mode
     train_mode: bool = False
     #: accepts ``atk(x, y, start=x0)``: begin from a given point instead of a random start
@@ -176,7 +176,7 @@ class Attack(ABC):
             if eps is None:
                 raise AttackError(f"{self.name}: eps is required (e.g. eps=0.1 or eps='8/255')")
             eps_value = parse_eps(eps, f"{self.name}: eps", error=AttackError)
-            self._threat = ThreatModel(norm, eps_value, self.box)  # type: ignore[arg-type]
+            self._threat = ThreatModel(norm, eps_value, self.box)
         self.criterion = self._check_criterion(criterion)
 
     def _check_criterion(self, criterion: Criterion | None) -> Criterion:
@@ -187,7 +187,7 @@ class Attack(ABC):
                 f"{self.name}: criterion must be a robustscope.attacks.criteria.Criterion, "
                 f"got {type(criterion).__name__}"
             )
-        if self.criteria != "any" and not criterion.is_plain_misclassification:
+        if not self.any_criterion and not criterion.is_plain_misclassification:
             raise AttackError(
                 f"{self.name} supports only the untargeted Misclassification criterion, "
                 f"got {criterion!r}"
@@ -222,16 +222,15 @@ class Attack(ABC):
         maximum: float = math.inf,
     ) -> float:
         """``value`` (a number or a fraction string) as a finite float ≥ ``minimum``
-        (``> minimum`` with ``strict``) and ≤ ``maximum``."""
-        v = parse_number(value, f"{self.name}: {field}", error=AttackError)
-        low_ok = v > minimum if strict else v >= minimum
-        if not (low_ok and v <= maximum and math.isfinite(v)):
-            rel = ">" if strict else "≥"
-            upper = f" and ≤ {maximum:g}" if math.isfinite(maximum) else ""
-            raise AttackError(
-                f"{self.name}: {field} must be finite and {rel} {minimum:g}{upper}, got {value!r}"
-            )
-        return v
+        (``> minimum`` with ``strict``) and ≤ ``maximum`` (:func:`robustscope.params.parse_real`)."""
+        return parse_real(
+            value,
+            f"{self.name}: {field}",
+            minimum=minimum,
+            maximum=maximum,
+            strict=strict,
+            error=AttackError,
+        )
 
     def step_size_or(self, value: Any, default: float) -> float:
         """The step size: ``value`` (≥ 0) if given, else ``default``."""

@@ -43,7 +43,7 @@ from robustscope.attacks.base import Attack, attack_mode, resolve_box
 from robustscope.attacks.losses import ce_loss
 from robustscope.attacks.registry import create, get, parameters
 from robustscope.attacks.threat import ThreatModel, check_norm, flat_norms
-from robustscope.data.box import UNIT, Box, BoxLike
+from robustscope.data.box import Box, BoxLike
 from robustscope.device import model_device
 from robustscope.errors import AttackError, RobustscopeError
 from robustscope.evaluation import predict
@@ -114,12 +114,12 @@ class RobustnessCurve:
     epsilons: list[float]
     clean_correct: torch.Tensor
     robust: torch.Tensor
+    box: Box
     distances: torch.Tensor | None = None
     flags: list[Flag] = field(default_factory=list)
     seconds: float = 0.0
     checks_run: list[str] = field(default_factory=list)
     warm_start: bool = False
-    box: Box = UNIT
 
     @property
     def n(self) -> int:
@@ -341,7 +341,7 @@ def evaluate(
         for eps in distinct:
             if eps > 0:
                 atk = make(eps)
-                threat = ThreatModel(norm, eps, in_box)  # type: ignore[arg-type]
+                threat = ThreatModel(norm, eps, in_box)
                 idx = alive.nonzero()[:, 0]
                 reached = x.clone() if continued and eps < distinct[-1] else None
                 for s in range(0, len(idx), batch_size):

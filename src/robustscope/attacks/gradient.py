@@ -146,7 +146,7 @@ class FGSM(Attack):
     """
 
     name: ClassVar[str] = "fgsm"
-    criteria: ClassVar[str] = "any"
+    any_criterion: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -239,7 +239,7 @@ class PGD(Attack):
 
     name: ClassVar[str] = "pgd"
     warm_start: ClassVar[bool] = True
-    criteria: ClassVar[str] = "any"
+    any_criterion: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -71,7 +71,8 @@ def accuracy_independent_robustness(
     ``draws`` per example.
     """
     check_norm(norm)
-    threat = ThreatModel(norm, bound, resolve_box(model, box, "accuracy_independent_robustness"))  # type: ignore[arg-type]
+    in_box = resolve_box(model, box, "accuracy_independent_robustness")
+    threat = ThreatModel(norm, bound, in_box)
     device = model_device(model)
     gen = torch.Generator(device=device).manual_seed(seed)
     x, y = x.to(device), y.to(device)

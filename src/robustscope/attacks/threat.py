@@ -68,7 +68,7 @@ class ThreatModel:
         True
     """
 
-    norm: Norm
+    norm: str
     eps: float
     box: Box
 

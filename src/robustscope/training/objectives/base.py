@@ -52,6 +52,7 @@ Shared conventions of the adversarial objectives (the modules of this package):
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -62,7 +63,7 @@ from torch import nn
 from robustscope.attacks.threat import NORMS
 from robustscope.data.box import Box, BoxLike
 from robustscope.errors import RobustscopeError, TrainingError
-from robustscope.params import parse_number, positive_int
+from robustscope.params import parse_eps, parse_real, positive_int
 from robustscope.registry import Registry
 
 __all__ = [
@@ -165,14 +166,11 @@ def check_box(method: str, box: BoxParam) -> Box | None:
 
 def check_threat(method: str, norm: str, eps: Any) -> float:
     """ε as a float, after checking it and the norm."""
-    value = real(method, "eps", eps)
     if norm not in NORMS:
         raise TrainingError(
             f"method {method!r}: norm must be one of {', '.join(NORMS)}, got {norm!r}"
         )
-    if not (value >= 0) or value == float("inf"):
-        raise TrainingError(f"method {method!r}: eps must be finite and ≥ 0, got {eps!r}")
-    return value
+    return parse_eps(eps, f"method {method!r}: eps", error=TrainingError)
 
 
 def check_positive_int(method: str, field: str, value: Any) -> int:
@@ -180,12 +178,8 @@ def check_positive_int(method: str, field: str, value: Any) -> int:
 
 
 def check_step(method: str, step_size: Any, default: float) -> float:
-    if step_size is None:
-        return default
-    value = real(method, "step_size", step_size)
-    if not (value >= 0):
-        raise TrainingError(f"method {method!r}: step_size must be ≥ 0, got {step_size!r}")
-    return value
+    """The step size (finite, ≥ 0) if given, else ``default``."""
+    return default if step_size is None else real(method, "step_size", step_size, minimum=0.0)
 
 
 def check_attack_mode(method: str, attack_mode: str) -> bool:
@@ -198,10 +192,14 @@ def check_attack_mode(method: str, attack_mode: str) -> bool:
     return attack_mode == "train"
 
 
-def real(method: str, field: str, value: Any) -> float:
-    """A number option of objective ``method`` (:func:`robustscope.params.parse_number`:
-    ``0.03`` or a fraction ``"8/255"`` as in the papers)."""
-    return parse_number(value, f"method {method!r}: {field}", error=TrainingError)
+def real(
+    method: str, field: str, value: Any, *, minimum: float = -math.inf, maximum: float = math.inf
+) -> float:
+    """A number option of objective ``method`` (:func:`robustscope.params.parse_real`:
+    ``0.03`` or a fraction ``"8/255"`` as in the papers; finite, in ``[minimum, maximum]``)."""
+    return parse_real(
+        value, f"method {method!r}: {field}", minimum=minimum, maximum=maximum, error=TrainingError
+    )
 
 
 def _objective_seed(seed: int) -> int:

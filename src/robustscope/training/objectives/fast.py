@@ -51,7 +51,7 @@ class FreeTraining:
     def __init__(
         self, eps: float, norm: str, replays: int, step_size: float, box: Box | None
     ) -> None:
-        self.ball = ThreatModel(norm, eps, UNBOUNDED)  # type: ignore[arg-type]
+        self.ball = ThreatModel(norm, eps, UNBOUNDED)
         self.replays = check_positive_int("free", "replays", replays)
         self.step_size = float(step_size)
         self.box = box

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from robustscope.attacks.losses import kl_to_clean
-from robustscope.errors import TrainingError
 from robustscope.evaluation import cross_entropy
 from robustscope.training.objectives.base import (
     BoxParam,
@@ -203,9 +202,7 @@ def trades(
             from 0 to their values (0: none); helps large ε train from scratch.
         seed: seed of the objective's generator (the run's seed by default).
     """
-    beta = real("trades", "beta", beta)
-    if not (beta >= 0):
-        raise TrainingError(f"method 'trades': beta must be ≥ 0, got {beta!r}")
+    beta = real("trades", "beta", beta, minimum=0.0)
     inner = pgd_inner(
         "trades", eps, norm, steps, step_size, random_start, attack_mode, box, loss="kl"
     )

@@ -8,7 +8,6 @@ from torch import nn
 
 from robustscope.attacks.base import resolve_box
 from robustscope.data.box import Box
-from robustscope.errors import TrainingError
 from robustscope.evaluation import cross_entropy
 from robustscope.training.objectives.base import (
     BoxParam,
@@ -66,7 +65,5 @@ def noise(sigma: float = 0.1, box: BoxParam = None, seed: int = 0) -> Objective:
         box: the input box; None: the one the model declares (its dataset's box).
         seed: seed of the objective's generator (the run's seed by default).
     """
-    sigma = real("noise", "sigma", sigma)
-    if not (sigma >= 0):
-        raise TrainingError(f"method 'noise': sigma must be ≥ 0, got {sigma!r}")
+    sigma = real("noise", "sigma", sigma, minimum=0.0)
     return NoiseAugmentation(sigma, check_box("noise", box), seed)
