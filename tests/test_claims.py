@@ -26,7 +26,8 @@ from robustscope.studies import (
     run_study,
     runner,
 )
-from robustscope.studies.store import Claimant, Heartbeat, Store
+from robustscope.studies.execute import RunOutcome
+from robustscope.studies.store import Claimant, Heartbeat, Store, StoreError
 from robustscope.studies.store.claims import pid_alive
 
 HOST = socket.gethostname()
@@ -85,7 +86,9 @@ def test_claim_rules(tmp_path: Path, dead_pid: int, live_pid: int) -> None:
     with open_store(out) as store:
         first = store.claim_run(r0, me)
         assert (first.outcome, first.holder) == ("claimed", None)
+        since = store.claim_of(r0).since  # type: ignore[union-attr]
         assert store.claim_run(r0, me).outcome == "claimed"  # one's own claim: renewed
+        assert store.claim_of(r0).since == since  # type: ignore[union-attr]  # ... not restarted
 
         # a live driver on this host, fresh heartbeat: held, whoever asks
         _claim_row(store, r1, "live", live_pid)
@@ -124,9 +127,11 @@ def test_claim_rules(tmp_path: Path, dead_pid: int, live_pid: int) -> None:
         assert store.claimed_by(me.token) == sorted([r0, r1])
         assert store.release_run(r0, "not-me") is False and store.release_run(r0, me.token)
         assert store.claimed_by(me.token) == [r1]
-        desc = store.claim_of(r1).describe()  # type: ignore[union-attr]
+        claim = store.claim_of(r1)
+        assert claim is not None
+        desc = claim.describe(now=claim.heartbeat + 3.2)
         assert desc.startswith(f"host {HOST}, pid {os.getpid()}, since ")
-        assert desc.endswith("UTC (last heartbeat 0 s ago)")
+        assert desc.endswith("UTC (last heartbeat 3 s ago)")
 
 
 def test_a_zombie_is_dead() -> None:
@@ -156,7 +161,7 @@ def test_heartbeat_renews_from_a_background_thread(tmp_path: Path) -> None:
         assert mine is not None and time.time() - mine.heartbeat < 1.0
         assert mine.since == 1000.0  # the claim itself is unchanged
         assert other is not None and time.time() - other.heartbeat > 400  # not renewed
-    with pytest.raises(ValueError, match="interval must be > 0"):
+    with pytest.raises(StoreError, match="interval must be > 0"):
         Heartbeat(out, "t", interval=0)
 
 
@@ -220,6 +225,33 @@ def test_an_interrupted_driver_releases_its_claims(
         assert store.claims_table().empty
         statuses = {r["run_id"]: (r["status"], r["error"]) for r in store.runs()}
         assert ("pending", "interrupted before it finished") in statuses.values()
+
+
+def test_a_driver_whose_claim_was_taken_over_records_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A (suspended) driver finishing a run that another driver took over in the meantime
+    must not overwrite the new holder's run: nothing is written, the holder is returned."""
+    spec = _spec(eps=[0.0])
+    out, (r0,) = _registered(tmp_path, spec)
+    slow, fast = Claimant("slow", HOST, os.getpid()), Claimant("fast", HOST, os.getpid())
+    run = plan(spec, device="cpu")[0]
+    with open_store(out) as store:
+        assert record.claim(store, run, slow, "mh").outcome == "claimed"
+        with store.transaction() as c:  # slow's lease runs out while it trains
+            c.execute("UPDATE claims SET heartbeat = heartbeat - 1000")
+        taken = record.claim(store, run, fast, "mh", lease_s=60.0)
+        assert taken.outcome == "claimed" and taken.holder is not None
+        outcome = RunOutcome(run_id=r0, ok=True, metrics={"clean_accuracy": 0.5})
+        lost_to = record.record_outcome(store, spec.name, run, outcome, "mh", slow)
+        assert lost_to is not None and lost_to.token == "fast"
+        row = {r["run_id"]: r for r in store.runs()}[r0]
+        assert row["status"] == "running" and store.metrics_table().empty
+        assert store.claim_of(r0).token == "fast"  # type: ignore[union-attr]
+        # the holder records normally
+        assert record.record_outcome(store, spec.name, run, outcome, "mh", fast) is None
+        assert {r["run_id"]: r for r in store.runs()}[r0]["status"] == "done"
+        assert store.measured("mh") == {r0}
 
 
 def test_the_ray_driver_claims_the_runs_it_submits(tmp_path: Path, live_pid: int) -> None:

@@ -426,14 +426,16 @@ def test_attack_results_replace_per_run_and_are_validated(tmp_path: Path) -> Non
             store.set_attack_results("nope", [_pgd(1)])
         pd.testing.assert_frame_equal(store.attack_results_long(), before)  # nothing written
 
-    with pytest.raises(ValueError, match="one entry per ε"):
+    with pytest.raises(StoreError, match="one entry per ε"):
         _pgd(1, epsilons=(0.1,))
-    with pytest.raises(ValueError, match="an ε is listed twice"):
+    with pytest.raises(StoreError, match="an ε is listed twice"):
         _pgd(1, epsilons=(0.1, 0.1))
-    with pytest.raises(ValueError, match="norm must be one of linf, l2"):
+    with pytest.raises(StoreError, match="norm must be one of linf, l2"):
         _pgd(1, norm="l1")
-    with pytest.raises(ValueError, match="params are not JSON-serialisable"):
+    with pytest.raises(StoreError, match="params are not JSON-serialisable"):
         _pgd(1, params={"x": object()})
+    with pytest.raises(StoreError, match=r"ε must be finite and ≥ 0, got -0\.1"):
+        _pgd(1, epsilons=(-0.1, 0.2))
 
 
 def test_empty_store_tables(tmp_path: Path) -> None:

@@ -25,7 +25,6 @@ from robustscope.studies import load_spec, open_store, plan, run_study
 from robustscope.studies.runner import MEASURE_VERSION, measure_hash
 from robustscope.studies.store import schema
 from robustscope.studies.store.vocab import (
-    QUANTITIES,
     SCHEMA_VERSION,
     LegacyAttackMetric,
     LegacyFlagMetric,
@@ -232,10 +231,6 @@ def test_the_version_2_code_refuses_a_migrated_store(study: Path) -> None:
     open_store(study).close()  # ... now version 3
     with pytest.raises(old.StoreError, match="schema version 3 is newer than this robustscope"):
         old.open(study)
-
-
-def test_quantities_are_the_v2_suffixes() -> None:
-    assert QUANTITIES == ("robust_accuracy", "robust_accuracy_on_correct")
 
 
 @pytest.mark.parametrize(

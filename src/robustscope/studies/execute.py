@@ -172,9 +172,7 @@ def execute_run(
                 **atk.params,
             )
             outcome.metrics[vocab.CLEAN_ACCURACY] = curve.clean_accuracy
-            outcome.attacks.append(
-                attack_result(curve, vocab.attack_label(atk.attack, atk.norm, atk.label))
-            )
+            outcome.attacks.append(attack_result(curve, atk.key()))
         outcome.timings["attacks"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()

@@ -18,7 +18,14 @@ from __future__ import annotations
 from robustscope.studies.execute import RunOutcome
 from robustscope.studies.plan import RunPlan
 from robustscope.studies.spec import StudySpec
-from robustscope.studies.store import LEASE_S, Claimant, ClaimResult, Store, collect_provenance
+from robustscope.studies.store import (
+    LEASE_S,
+    Claim,
+    Claimant,
+    ClaimResult,
+    Store,
+    collect_provenance,
+)
 from robustscope.studies.store.vocab import MEASURE_HASH_KEY, TRAIN_TIME_S
 
 __all__ = ["claim", "measured_runs", "record_outcome", "register_study", "release_claims"]
@@ -47,12 +54,7 @@ def register_study(store: Store, spec: StudySpec, plans: list[RunPlan]) -> None:
 
 def measured_runs(store: Store, mhash: str) -> set[str]:
     """Ids of the runs finished with the measurement settings of hash ``mhash``."""
-    out = set()
-    for r in store.runs(status="done"):
-        config = r["config"] if isinstance(r["config"], dict) else {}
-        if config.get(MEASURE_HASH_KEY) == mhash:
-            out.add(r["run_id"])
-    return out
+    return store.measured(mhash)
 
 
 def claim(
@@ -74,27 +76,32 @@ def record_outcome(
     outcome: RunOutcome,
     mhash: str,
     claimant: Claimant | None = None,
-) -> None:
+) -> Claim | None:
     """Write everything ``outcome`` measured and its status (done / failed), and release
     ``claimant``'s claim of the run, in one transaction: a run is either recorded whole or
-    not at all. The run's attack results replace those stored before, as a whole."""
+    not at all. The run's attack results replace those stored before, as a whole.
+
+    A ``claimant`` that no longer holds the run (its claim went stale and another driver
+    took it over) records nothing: the run belongs to the new holder, which is returned;
+    None when the outcome was recorded.
+    """
     with store.transaction():
+        if claimant is not None and not store.release_run(run.run_id, claimant.token):
+            holder = store.claim_of(run.run_id)
+            if holder is not None:
+                return holder
         _record(store, study, run, outcome, mhash)
-        if claimant is not None:
-            store.release_run(run.run_id, claimant.token)
+    return None
 
 
 def release_claims(store: Store, claimant: Claimant) -> list[str]:
     """Release every run ``claimant`` still holds; those still ``running`` (claimed, never
     recorded: the driver stopped) go back to ``pending``. Returns their ids."""
-    released = []
     with store.transaction():
-        running = {r["run_id"] for r in store.runs(status="running")}
-        for run_id in store.claimed_by(claimant.token):
-            if run_id in running:
-                store.set_status(run_id, "pending", error="interrupted before it finished")
+        released = store.claimed_by(claimant.token)
+        for run_id in released:  # recorded runs released their claim: these never finished
+            store.set_status(run_id, "pending", error="interrupted before it finished")
             store.release_run(run_id, claimant.token)
-            released.append(run_id)
     return released
 
 

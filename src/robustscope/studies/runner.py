@@ -188,6 +188,11 @@ def run_study(
 
     if executor not in ("local", "ray"):
         raise StudyError(f"unknown executor {executor!r}; valid executors: local, ray")
+    if not lease_s > 2 * heartbeat_s > 0:
+        raise StudyError(
+            f"lease_s ({lease_s:g} s) must exceed twice heartbeat_s ({heartbeat_s:g} s): a "
+            "live driver's claim would otherwise look stale between two heartbeats"
+        )
     t0 = time.perf_counter()
     say = echo or (lambda _line: None)
     out = Path(out) if out is not None else Path("runs") / spec.name
@@ -208,7 +213,8 @@ def run_study(
         def take(run: RunPlan) -> str:
             nonlocal skipped
             result = record.claim(store, run, claimant, mhash, lease_s=lease_s)
-            if result.outcome == "held" and result.holder is not None:
+            if result.outcome == "held":
+                assert result.holder is not None  # a held run names its holder
                 held[run.run_id] = result.holder
                 return "held"
             held.pop(run.run_id, None)
@@ -231,8 +237,13 @@ def run_study(
                     )
                 for i, outcome in enumerate(outcomes, 1):
                     run = by_id[outcome.run_id]
-                    record.record_outcome(store, spec.name, run, outcome, mhash, claimant)
-                    if outcome.ok:
+                    lost_to = record.record_outcome(store, spec.name, run, outcome, mhash, claimant)
+                    if lost_to is not None:
+                        say(
+                            f"[{i}/{len(todo)}] {run.label}: not recorded — its claim went stale "
+                            f"and {lost_to.describe()} took it over"
+                        )
+                    elif outcome.ok:
                         done += 1
                         clean = outcome.metrics.get(CLEAN_ACCURACY, float("nan"))
                         say(

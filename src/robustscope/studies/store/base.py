@@ -22,7 +22,7 @@ from typing import Any, Self
 import numpy as np
 
 from robustscope.errors import RobustscopeError
-from robustscope.studies.store.vocab import STATUSES
+from robustscope.studies.store.vocab import MEASURE_HASH_KEY, STATUSES
 
 __all__ = ["StoreBase", "StoreError", "read_real", "real"]
 
@@ -177,6 +177,19 @@ class StoreBase:
                 f"{self.path}: run {run_id!r} is not in the store; call upsert_run first"
             )
         return str(row[0])
+
+    def measured(self, measure_hash: str, run_id: str | None = None) -> set[str]:
+        """Ids of the ``done`` runs (or of ``run_id`` alone) measured with the evaluation and
+        probe settings of hash ``measure_hash`` (their config's ``measure_hash``)."""
+        sql = (
+            "SELECT run_id FROM runs WHERE status = 'done' "
+            f"AND json_extract(config, '$.{MEASURE_HASH_KEY}') = ?"
+        )
+        args: tuple[str, ...] = (measure_hash,)
+        if run_id is not None:
+            sql += " AND run_id = ?"
+            args += (run_id,)
+        return {r for (r,) in self.conn.execute(sql, args)}
 
     def _require_study(self, name: str) -> None:
         if self.conn.execute("SELECT 1 FROM studies WHERE name = ?", (name,)).fetchone() is None:

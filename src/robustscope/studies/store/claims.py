@@ -31,7 +31,6 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import socket
 import sqlite3
@@ -43,7 +42,6 @@ from pathlib import Path
 from typing import Literal, Self
 
 from robustscope.studies.store.base import StoreBase, StoreError
-from robustscope.studies.store.vocab import MEASURE_HASH_KEY
 
 __all__ = [
     "HEARTBEAT_S",
@@ -175,25 +173,22 @@ class Claims(StoreBase):
         """
         now = time.time() if now is None else now
         with self.transaction() as c:
-            row = c.execute(
-                "SELECT status, config FROM runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
-            if row is None:
-                raise StoreError(
-                    f"{self.path}: run {run_id!r} is not in the store; call upsert_run first"
-                )
-            if measure_hash is not None and row[0] == "done":
-                config = json.loads(row[1])
-                if isinstance(config, dict) and config.get(MEASURE_HASH_KEY) == measure_hash:
-                    return ClaimResult(run_id, "measured")
+            self._require_run(run_id)
+            if measure_hash is not None and self.measured(measure_hash, run_id):
+                return ClaimResult(run_id, "measured")
             held = self.claim_of(run_id)
             reason = None
             if held is not None and held.token != claimant.token:
                 reason = stale_reason(held, now=now, lease_s=lease_s, host=claimant.host)
                 if reason is None:
                     return ClaimResult(run_id, "held", held)
+            # a new claim, a stale one taken over, or this driver's own renewed (its `since` kept)
             c.execute(
-                f"INSERT OR REPLACE INTO claims ({_CLAIM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO claims ({_CLAIM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(run_id) DO UPDATE SET token = excluded.token, "
+                "host = excluded.host, pid = excluded.pid, heartbeat = excluded.heartbeat, "
+                "since = CASE WHEN claims.token = excluded.token THEN claims.since "
+                "ELSE excluded.since END",
                 (run_id, claimant.token, claimant.host, claimant.pid, now, now),
             )
         taken = held if held is not None and held.token != claimant.token else None
@@ -214,12 +209,17 @@ class Claims(StoreBase):
 
     def renew_claims(self, token: str, now: float | None = None) -> int:
         """Set the heartbeat of every claim of the driver ``token`` to ``now``; how many."""
-        with self.transaction() as c:
-            cur = c.execute(
-                "UPDATE claims SET heartbeat = ? WHERE token = ?",
-                (time.time() if now is None else now, token),
-            )
-            return cur.rowcount
+        return renew(self.conn, token, now)
+
+
+def renew(conn: sqlite3.Connection, token: str, now: float | None = None) -> int:
+    """Set the heartbeat of the driver ``token``'s claims to ``now`` (one statement, so atomic
+    on an autocommit connection); returns how many it holds."""
+    cur = conn.execute(
+        "UPDATE claims SET heartbeat = ? WHERE token = ?",
+        (time.time() if now is None else now, token),
+    )
+    return cur.rowcount
 
 
 class Heartbeat:
@@ -242,7 +242,7 @@ class Heartbeat:
 
     def __init__(self, path: Path, token: str, interval: float = HEARTBEAT_S) -> None:
         if not interval > 0:
-            raise ValueError(f"heartbeat interval must be > 0 seconds, got {interval}")
+            raise StoreError(f"heartbeat interval must be > 0 seconds, got {interval}")
         self.path, self.token, self.interval = Path(path), token, float(interval)
         self.beats = 0
         self._stop = threading.Event()
@@ -262,14 +262,9 @@ class Heartbeat:
             conn.execute("PRAGMA synchronous = FULL")
             while not self._stop.wait(self.interval):
                 try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    conn.execute(
-                        "UPDATE claims SET heartbeat = ? WHERE token = ?", (time.time(), self.token)
-                    )
-                    conn.commit()
+                    renew(conn, self.token)
                     self.beats += 1
                 except sqlite3.Error:
-                    if conn.in_transaction:
-                        conn.rollback()
+                    pass  # the database stayed locked: the next beat tries again
         finally:
             conn.close()

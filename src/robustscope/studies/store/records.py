@@ -14,11 +14,12 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from robustscope.params import parse_eps_list
+from robustscope.studies.store.base import StoreError
 from robustscope.studies.store.vocab import (
     NORMS,
     ROBUST_ACCURACY,
@@ -79,30 +80,29 @@ class AttackResult:
     def __post_init__(self) -> None:
         where = f"attack result {self.label!r}"
         if not self.label or not self.attack:
-            raise ValueError(f"{where}: label and attack must be non-empty")
+            raise StoreError(f"{where}: label and attack must be non-empty")
         if self.norm not in NORMS:
-            raise ValueError(f"{where}: norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+            raise StoreError(f"{where}: norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
         sizes = {
             len(self.epsilons),
             len(self.robust_accuracy),
             len(self.robust_accuracy_on_correct),
         }
         if len(sizes) != 1:
-            raise ValueError(
+            raise StoreError(
                 f"{where}: epsilons, robust_accuracy and robust_accuracy_on_correct must have "
                 f"one entry per ε, got lengths {len(self.epsilons)}, "
                 f"{len(self.robust_accuracy)}, {len(self.robust_accuracy_on_correct)}"
             )
         if len(set(self.epsilons)) != len(self.epsilons):
-            raise ValueError(f"{where}: an ε is listed twice in {list(self.epsilons)}")
-        if any(not (math.isfinite(e) and e >= 0) for e in self.epsilons):
-            raise ValueError(f"{where}: ε must be finite and ≥ 0, got {list(self.epsilons)}")
+            raise StoreError(f"{where}: an ε is listed twice in {list(self.epsilons)}")
+        parse_eps_list(list(self.epsilons), f"{where}: ε", error=StoreError)
         if self.n < 0:
-            raise ValueError(f"{where}: n must be ≥ 0, got {self.n}")
+            raise StoreError(f"{where}: n must be ≥ 0, got {self.n}")
         try:
             canonical_params(self.params)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{where}: params are not JSON-serialisable ({exc})") from None
+            raise StoreError(f"{where}: params are not JSON-serialisable ({exc})") from None
 
     def rows(self) -> Iterator[tuple[float, str, float]]:
         """``(ε, quantity, value)`` for every ε, in the order of :attr:`epsilons`."""

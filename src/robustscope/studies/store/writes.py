@@ -8,18 +8,16 @@ Every method is one transaction (or a savepoint inside an enclosing
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import json
 import time
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from robustscope.io import atomic_write
+from robustscope.io import write_bytes
 from robustscope.studies.store.base import (
     StoreBase,
     StoreError,
@@ -34,10 +32,6 @@ from robustscope.studies.store.records import AttackResult
 from robustscope.studies.store.vocab import ARTIFACTS_DIR, canonical_params
 
 __all__ = ["Writes"]
-
-
-def _write_bytes(tmp: Path, data: bytes) -> None:
-    tmp.write_bytes(data)
 
 
 def _describe(r: AttackResult) -> str:
@@ -283,7 +277,7 @@ class Writes(StoreBase):
             self._require_run(run_id)
             for *_, rel, _, _, _, _, data in encoded:
                 self._touched.append(rel)
-                atomic_write(self.root / rel, functools.partial(_write_bytes, data=data))
+                write_bytes(self.root / rel, data)
             where = "WHERE run_id = ? AND probe = ? AND split = ?"
             old = c.execute(f"SELECT path FROM artifacts {where}", (run_id, probe, split))
             self._touched.extend(p for (p,) in old.fetchall())
