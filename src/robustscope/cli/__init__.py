@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import typer
 
+from robustscope import plugins
 from robustscope.cli import catalog, measure, studies, train
 from robustscope.cli.output import err_console
 from robustscope.errors import RobustscopeError
@@ -48,6 +49,12 @@ def _build_app() -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
+
+    @cli.callback()
+    def plugged() -> None:
+        # every command, however the app is invoked: tracked probes as training measurements
+        plugins.load()
+
     for name, command in COMMANDS:
         cli.command(name)(command)
     return cli
@@ -57,12 +64,9 @@ app = _build_app()
 
 
 def main() -> None:
-    """Console entry point: load the plugins, run the app, and turn robustscope errors into
-    one-line messages (exit status 2)."""
-    from robustscope import plugins
-
+    """Console entry point: run the app (which loads the plugins) and turn robustscope errors
+    into one-line messages (exit status 2)."""
     try:
-        plugins.load()
         app()
     except RobustscopeError as exc:
         err_console.print(f"[bold red]error:[/bold red] {exc}", soft_wrap=True)

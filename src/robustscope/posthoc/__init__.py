@@ -10,8 +10,8 @@ wu2020's M1/M2/M3 (drop rarely active units, drop trailing singular values, both
 the same way: a frozen dataclass subclass of :class:`Transform`, registered with
 :func:`register_transform`, with ``needs_data = True`` where it measures the model first.
 
-The training hook it provides (``spectral_clip``, :mod:`robustscope.training.hooks`) is
-registered by :func:`robustscope.plugins.load`, the one composition point.
+Training applies the same spectral-norm clipping every epoch when
+``TrainConfig.spectral_clip`` is set, by :func:`robustscope.models.spectral.clip_spectral_norms`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from robustscope.posthoc.base import (
     save,
     transform_checkpoint,
 )
-from robustscope.posthoc.spectral_clip import SpectralClip, clip_spectral_norms, spectral_clip_hook
+from robustscope.posthoc.spectral_clip import SpectralClip
 
 __all__ = [
     "TRANSFORMS",
@@ -41,11 +41,9 @@ __all__ = [
     "Transformed",
     "apply",
     "available",
-    "clip_spectral_norms",
     "create",
     "records_of",
     "register_transform",
     "save",
-    "spectral_clip_hook",
     "transform_checkpoint",
 ]

@@ -10,10 +10,8 @@ the input size it sees in the model — by scaling each layer above the bound do
 the paper; the norms are exact, chosen per layer by
 :func:`robustscope.models.spectral.exact_method`).
 
-Training applies the same transform after every epoch when ``TrainConfig.spectral_clip``
-is set: :func:`spectral_clip_hook` is the ``spectral_clip`` epoch hook
-(:mod:`robustscope.training.hooks`, registered by :func:`robustscope.plugins.load`), which
-records the largest norm before clipping as ``spectral_clip/max_norm`` in the history row.
+Training applies the same clipping after every epoch when ``TrainConfig.spectral_clip`` is
+set (:func:`robustscope.models.spectral.clip_spectral_norms`, called by the training loop).
 """
 
 from __future__ import annotations
@@ -28,29 +26,8 @@ from torch import nn
 from robustscope.models import spectral
 from robustscope.posthoc.base import Transform, TransformError, register_transform
 from robustscope.probes.base import ProbeData
-from robustscope.training.config import TrainConfig
-from robustscope.training.hooks import EpochCallback
 
-__all__ = ["SpectralClip", "clip_spectral_norms", "spectral_clip_hook"]
-
-
-def clip_spectral_norms(
-    model: nn.Module,
-    bound: float,
-    input_shapes: dict[str, tuple[int, ...]],
-    *,
-    tol: float = 1e-9,
-    seed: int = 0,
-) -> dict[str, float]:
-    """Clip the operator norm of every Linear/Conv2d layer of ``model`` listed in
-    ``input_shapes`` (from :func:`robustscope.models.spectral.layer_input_shapes`) to
-    ``bound``, in place; each layer's norm before clipping, in module order. Deterministic
-    (exact methods or a seeded iteration)."""
-    return {
-        name: spectral.clip_operator_norm_(module, bound, input_shapes[name], tol=tol, seed=seed)
-        for name, module in spectral.linear_layers(model)
-        if name in input_shapes
-    }
+__all__ = ["SpectralClip"]
 
 
 @register_transform(
@@ -110,7 +87,9 @@ class SpectralClip(Transform):
 
     def apply_(self, model: nn.Module, data: ProbeData | None = None) -> dict[str, Any]:
         shapes = spectral.layer_input_shapes(model, _input_shape(model, self.input_shape))
-        norms = clip_spectral_norms(model, self.bound, shapes, tol=self.tol, seed=self.seed)
+        norms = spectral.clip_spectral_norms(
+            model, self.bound, shapes, tol=self.tol, seed=self.seed
+        )
         return {
             "max_norm_before": max(norms.values(), default=0.0),
             "clipped": [name for name, sigma in norms.items() if sigma > self.bound],
@@ -129,17 +108,3 @@ def _input_shape(model: nn.Module, given: Sequence[int] | None) -> tuple[int, ..
             "pass input_shape=(C, H, W) (the per-example input shape)"
         )
     return tuple(shape)
-
-
-def spectral_clip_hook(config: TrainConfig) -> EpochCallback:
-    """The training hook of ``config.spectral_clip``: :class:`SpectralClip` after every
-    epoch, recording the largest norm before clipping as ``spectral_clip/max_norm``."""
-    if config.spectral_clip is None:
-        raise TransformError("the spectral_clip hook needs TrainConfig.spectral_clip to be set")
-    clip = SpectralClip(config.spectral_clip)
-
-    def hook(model: nn.Module, epoch: int, row: dict[str, Any]) -> dict[str, Any]:
-        details = clip.apply_(model)
-        return {"spectral_clip/max_norm": details["max_norm_before"]}
-
-    return hook

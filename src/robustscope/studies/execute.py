@@ -133,7 +133,7 @@ def execute_run(
     from robustscope.studies.store import collect_provenance
     from robustscope.training import train
 
-    plugins.load()  # tracked probes and training hooks (also in a Ray worker's process)
+    plugins.load()  # tracked probes as measurements (also in a Ray worker's process)
     outcome = RunOutcome(run_id=run.run_id, checkpoint=str(run_dir))
     try:
         outcome.provenance = collect_provenance(

@@ -4,16 +4,15 @@ Objectives (``robustscope.training.available()``, the package
 :mod:`robustscope.training.objectives`): ``standard``, and the adversarial ones — ``pgd`` (Madry et al. 2018), ``trades`` (Zhang et
 al. 2019), ``fgsm-rs`` (Wong et al. 2020), ``free`` (Shafahi et al. 2019), ``mixed``
 (tsipras2019 App. B) and ``noise`` (Gaussian augmentation). Measurements during training:
-:mod:`robustscope.training.tracking` and :mod:`robustscope.training.overfitting`. Epoch hooks
-that later layers register for configuration fields (``spectral_clip``, registered by
-:mod:`robustscope.posthoc`): :mod:`robustscope.training.hooks`.
+:mod:`robustscope.training.tracking` and :mod:`robustscope.training.overfitting`. Weight
+hooks the configuration asks for (``spectral_clip``): :mod:`robustscope.training.hooks`.
 """
 
 from __future__ import annotations
 
 from robustscope.training.config import TrainConfig
 from robustscope.training.epoch import epoch_generator
-from robustscope.training.hooks import HOOKS, EpochCallback, HookFactory, config_hooks
+from robustscope.training.hooks import EpochCallback, config_hooks
 from robustscope.training.loop import (
     TrainResult,
     build_model,
@@ -32,10 +31,8 @@ from robustscope.training.overfitting import CatastrophicOverfittingDetector
 from robustscope.training.tracking import Tracker, available_measures, register_measure
 
 __all__ = [
-    "HOOKS",
     "CatastrophicOverfittingDetector",
     "EpochCallback",
-    "HookFactory",
     "Objective",
     "StepOutput",
     "Tracker",

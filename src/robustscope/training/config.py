@@ -39,9 +39,8 @@ class TrainConfig(BaseModel):
     than every iteration": a layer above the bound has its weight scaled down to it
     (:func:`robustscope.models.spectral.clip_operator_norm_`). It runs after the epoch's
     last step, before evaluation and the checkpoint; the history row records the largest
-    norm before clipping (``spectral_clip/max_norm``). It is :mod:`robustscope.posthoc`'s
-    ``spectral_clip`` transform, run by the training hook posthoc registers
-    (:mod:`robustscope.training.hooks`): call ``robustscope.plugins.load()`` before training.
+    norm before clipping (``spectral_clip/max_norm``); the same clipping as
+    :mod:`robustscope.posthoc`'s ``spectral_clip`` transform (:mod:`robustscope.training.hooks`).
 
     Speed options, all off by default and never needed on the CPU: ``amp`` (bf16 autocast
     around the objective — forward passes, inner attacks and the loss — CUDA only; refused on

@@ -9,8 +9,7 @@ restarted with ``resume=True`` therefore ends with the same weights as an uninte
 
 Each epoch: the optimisation steps (:mod:`robustscope.training.epoch`, where the generic
 hooks of objectives are), then the epoch hooks the configuration asks for
-(:mod:`robustscope.training.hooks`, e.g. spectral-norm clipping, registered by a later
-layer), then the clean test evaluation, then the epoch callbacks — from the configuration
+(:mod:`robustscope.training.hooks`: spectral-norm clipping), then the clean test evaluation, then the epoch callbacks — from the configuration
 (tracking, :mod:`robustscope.training.tracking`; the catastrophic-overfitting detector,
 :mod:`robustscope.training.overfitting`) and from the caller; a callback may return the
 reserved key ``"stop"`` (a reason) to end training cleanly after the current epoch, which is
@@ -199,7 +198,6 @@ def _train(
     datasets: tuple[ArrayDataset, ArrayDataset] | None,
 ) -> TrainResult:
     run_dir = Path(out) if out is not None else None
-    hooks = config_hooks(config)  # a hook nobody registered is refused before any work
     world, rank = distributed.world_size(), distributed.rank()
     main = rank == 0
     if not main:  # only rank 0 logs and shows progress
@@ -222,6 +220,7 @@ def _train(
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if rank > 0:  # distinct global RNG stream per rank (dropout etc.); rank 0 = single process
         torch.manual_seed(distributed.rank_seed(config.seed, rank))
+    hooks = config_hooks(config, model, train_ds.input_shape)
     optimizer = make_optimizer(model, config)
     method_params = dict(config.method_params)
     if "seed" in method_params:

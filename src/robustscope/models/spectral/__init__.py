@@ -43,7 +43,7 @@ spectrum is 6.3% above the exact one on 8×8 inputs and 3.1% above on 16×16 inp
 
 from __future__ import annotations
 
-from robustscope.models.spectral.clip import clip_operator_norm_
+from robustscope.models.spectral.clip import clip_operator_norm_, clip_spectral_norms
 from robustscope.models.spectral.explicit import MAX_ENTRIES, conv_operator_matrix, operator_matrix
 from robustscope.models.spectral.fft import conv_singular_values
 from robustscope.models.spectral.frobenius import operator_frobenius_sq
@@ -79,6 +79,7 @@ __all__ = [
     "Pair",
     "TopSingularValues",
     "clip_operator_norm_",
+    "clip_spectral_norms",
     "conv_geometry",
     "conv_operator_matrix",
     "conv_singular_values",

@@ -1,6 +1,8 @@
-"""Spectral-norm control of a layer (wen2020 B.4.2): scale its weight so that the operator
-norm is at most a bound. The model-level transform is :mod:`robustscope.posthoc`'s
-``spectral_clip``; training runs it every epoch through a hook."""
+"""Spectral-norm control (wen2020 B.4.2): scale a layer's weight so that its operator norm is
+at most a bound (:func:`clip_operator_norm_`), and every layer of a model
+(:func:`clip_spectral_norms`). Training clips every epoch when ``TrainConfig.spectral_clip``
+is set; :mod:`robustscope.posthoc`'s ``spectral_clip`` transform applies the same clipping
+to a trained model."""
 
 from __future__ import annotations
 
@@ -10,9 +12,10 @@ import torch
 from torch import nn
 
 from robustscope.errors import ModelError
+from robustscope.models.spectral.layers import linear_layers
 from robustscope.models.spectral.methods import operator_norm
 
-__all__ = ["clip_operator_norm_"]
+__all__ = ["clip_operator_norm_", "clip_spectral_norms"]
 
 
 def clip_operator_norm_(
@@ -64,3 +67,22 @@ def clip_operator_norm_(
         with torch.no_grad():
             weight.mul_(c / sigma)
     return sigma
+
+
+def clip_spectral_norms(
+    model: nn.Module,
+    bound: float,
+    input_shapes: dict[str, tuple[int, ...]],
+    *,
+    tol: float = 1e-9,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Clip the operator norm of every Linear/Conv2d layer of ``model`` listed in
+    ``input_shapes`` (from :func:`~robustscope.models.spectral.layer_input_shapes`) to
+    ``bound``, in place; each layer's norm before clipping, in module order. Deterministic
+    (exact methods or a seeded iteration), so a resumed run clips as an uninterrupted one."""
+    return {
+        name: clip_operator_norm_(module, bound, input_shapes[name], tol=tol, seed=seed)
+        for name, module in linear_layers(model)
+        if name in input_shapes
+    }
