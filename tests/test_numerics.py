@@ -82,19 +82,31 @@ def test_power_iteration_reports_iterations_and_change() -> None:
     assert three.iterations.tolist() == [3, 3, 3] and bool((three.rel_change > 0).all())
 
 
-def test_zero_and_rank_one_operators() -> None:
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_zero_and_rank_one_operators(dtype: torch.dtype) -> None:
     zero = power_iteration(
-        lambda v: torch.zeros_like(v), torch.ones(2, 4, dtype=F64), iters=9, tol=0
+        lambda v: torch.zeros_like(v), torch.ones(2, 4, dtype=dtype), iters=9, tol=0
     )
-    assert zero.value.tolist() == [0.0, 0.0] and zero.iterations.tolist() == [2, 2]
-    assert torch.equal(zero.vector, torch.zeros(2, 4, dtype=F64))
+    # vᵀMv = 0 for a PSD M means Mv = 0: one product settles it
+    assert zero.value.tolist() == [0.0, 0.0] and zero.iterations.tolist() == [1, 1]
+    assert torch.equal(zero.vector, torch.zeros(2, 4, dtype=dtype))
     assert zero.rel_change.tolist() == [0.0, 0.0]
+    # a zero operator beside a non-zero one in the same batch (float32 gave NaN here before)
+    scale = torch.tensor([[0.0], [2.0]], dtype=dtype)
+    mixed = power_iteration(lambda v: scale * v, torch.ones(2, 3, dtype=dtype), iters=9, tol=0)
+    assert float(mixed.value[0]) == 0.0 and float(mixed.value[1]) == pytest.approx(2.0, rel=1e-6)
+    assert bool(torch.isfinite(mixed.vector).all())
+    assert torch.equal(mixed.vector[0], torch.zeros(3, dtype=dtype))
     u = torch.tensor([[0.0, -3.0, 4.0]], dtype=F64)
     rank_one = power_iteration(
-        lambda v: u * (v * u).sum(1, keepdim=True), torch.ones(1, 3, dtype=F64), iters=50, tol=0
+        lambda v: u.to(dtype) * (v * u.to(dtype)).sum(1, keepdim=True),
+        torch.ones(1, 3, dtype=dtype),
+        iters=50,
+        tol=0,
     )
     torch.testing.assert_close(rank_one.value, torch.tensor([25.0], dtype=F64))
-    torch.testing.assert_close(rank_one.vector, torch.tensor([[0.0, -0.6, 0.8]], dtype=F64))
+    expected = torch.tensor([[0.0, -0.6, 0.8]], dtype=dtype)
+    torch.testing.assert_close(rank_one.vector, expected)
 
 
 def test_power_iteration_refuses_bad_arguments() -> None:

@@ -25,6 +25,9 @@ from dataclasses import dataclass
 
 import torch
 
+from robustscope.errors import ParameterError
+from robustscope.params import parse_real, positive_int
+
 __all__ = [
     "TopEigenpair",
     "fisher_quadratic_form",
@@ -107,7 +110,9 @@ class TopEigenpair:
 
 
 def _unit_rows(v: torch.Tensor) -> torch.Tensor:
-    return v / v.norm(dim=1, keepdim=True).clamp_min(_TINY)
+    """Each row scaled to norm 1; zero rows stay zero (in any float dtype)."""
+    norm = v.norm(dim=1, keepdim=True)
+    return torch.where(norm > 0, v / torch.where(norm > 0, norm, 1.0), 0.0)
 
 
 def power_iteration(
@@ -146,14 +151,12 @@ def power_iteration(
         a :class:`TopEigenpair`.
 
     Raises:
-        ValueError: ``iters < 1``, ``tol < 0`` or a start that is not ``[N, d]``.
+        ParameterError: ``iters < 1``, ``tol < 0`` or a start that is not ``[N, d]``.
     """
-    if isinstance(iters, bool) or int(iters) != iters or iters < 1:
-        raise ValueError(f"power_iteration: iters must be an integer ≥ 1, got {iters!r}")
-    if not tol >= 0:
-        raise ValueError(f"power_iteration: tol must be ≥ 0, got {tol!r}")
+    iters = positive_int(iters, "power_iteration: iters")
+    tol = parse_real(tol, "power_iteration: tol", minimum=0.0)
     if start.ndim != 2:
-        raise ValueError(
+        raise ParameterError(
             f"power_iteration: start must be [N, d], got shape {tuple(start.shape)}; for one "
             "start shared by every example pass start_vector.expand(N, d)"
         )
@@ -169,10 +172,11 @@ def power_iteration(
         if it > 0:
             rel = torch.where(new > 0, (new - lam).abs() / new.clamp_min(_TINY), 0.0)
             change = torch.where(done, change, rel)
+        # λ = vᵀMv = 0 for a PSD M means Mv = 0: nothing left to iterate (also at the start)
+        change = torch.where(~done & (new == 0), 0.0, change)
         lam = torch.where(done, lam, new)
         steps = torch.where(done, steps, steps + 1)
-        if it > 0:
-            done = done | (change <= tol)
+        done = done | (new == 0) | ((change <= tol) if it > 0 else False)
         if bool(done.all()):
             break
         if it < iters - 1:
