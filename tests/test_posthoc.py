@@ -113,10 +113,11 @@ def test_spectral_clip_takes_an_input_shape_for_plain_modules() -> None:
     assert max(exact_norms(out.model, (1, 6, 6)).values()) <= 0.1 * (1 + 1e-6)
 
 
-@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf"), "1"])
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf"), "one", True])
 def test_spectral_clip_refuses_bad_bounds(bad: Any) -> None:
     with pytest.raises(TransformError, match="bound"):
         SpectralClip(bad)
+    assert SpectralClip("1/2").bound == 0.5  # numbers as written everywhere (params)
 
 
 # --- registry, records, chains -------------------------------------------------------------

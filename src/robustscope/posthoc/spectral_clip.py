@@ -16,7 +16,6 @@ set (:func:`robustscope.models.spectral.clip_spectral_norms`, called by the trai
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from torch import nn
 
 from robustscope.models import spectral
+from robustscope.params import parse_real
 from robustscope.posthoc.base import Transform, TransformError, register_transform
 from robustscope.probes.base import ProbeData
 
@@ -68,14 +68,13 @@ class SpectralClip(Transform):
     input_shape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        if not (
-            isinstance(self.bound, int | float) and math.isfinite(self.bound) and self.bound > 0
-        ):
-            raise TransformError(
-                f"transform 'spectral_clip': bound must be a finite number > 0, got {self.bound!r}"
-            )
-        if not self.tol > 0:
-            raise TransformError(f"transform 'spectral_clip': tol must be > 0, got {self.tol!r}")
+        where = "transform 'spectral_clip'"
+        bound = parse_real(
+            self.bound, f"{where}: bound", minimum=0.0, strict=True, error=TransformError
+        )
+        tol = parse_real(self.tol, f"{where}: tol", minimum=0.0, strict=True, error=TransformError)
+        object.__setattr__(self, "bound", bound)
+        object.__setattr__(self, "tol", tol)
         if self.input_shape is not None:
             object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
 

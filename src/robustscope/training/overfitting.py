@@ -38,7 +38,7 @@ from robustscope import checkpoint
 from robustscope.attacks import evaluate as attack_evaluate
 from robustscope.data.dataset import ArrayDataset
 from robustscope.errors import TrainingError
-from robustscope.params import parse_number
+from robustscope.params import parse_eps, parse_real
 from robustscope.training.config import TrainConfig
 
 __all__ = ["BEST_FILE", "STOP", "CatastrophicOverfittingDetector", "CollapseCriteria"]
@@ -144,12 +144,12 @@ class CatastrophicOverfittingDetector:
         return cls(
             head.x.to(device),
             head.y.to(device),
-            parse_number(eps, "co_params.eps", error=TrainingError),
+            parse_eps(eps, "co_params.eps", error=TrainingError),
             norm,
             steps,
             None
             if step_size is None
-            else parse_number(step_size, "co_params.step_size", error=TrainingError),
+            else parse_real(step_size, "co_params.step_size", minimum=0.0, error=TrainingError),
             criteria,
             early_stop=config.early_stop,
             run_dir=run_dir,

@@ -39,7 +39,7 @@ from robustscope.attacks import evaluate as attack_evaluate
 from robustscope.data.dataset import ArrayDataset
 from robustscope.errors import RobustscopeError, TrainingError
 from robustscope.evaluation import cross_entropy, predict
-from robustscope.params import parse_number
+from robustscope.params import parse_eps, parse_real
 from robustscope.registry import Registry, first_line
 from robustscope.training.config import TrainConfig
 
@@ -252,12 +252,12 @@ def pgd(
             "tracking 'pgd' needs eps: the method has none, so set track_params "
             "{'pgd': {'eps': ...}} (CLI: --track-param pgd.eps=0.1)"
         )
-    eps_value = parse_number(eps, "track_params.pgd.eps", error=TrainingError)
+    eps_value = parse_eps(eps, "track_params.pgd.eps", error=TrainingError)
     norm_value = norm or str(config.method_params.get("norm", "linf"))
     step = (
         None
         if step_size is None
-        else parse_number(step_size, "track_params.pgd.step_size", error=TrainingError)
+        else parse_real(step_size, "track_params.pgd.step_size", minimum=0.0, error=TrainingError)
     )
     options: dict[str, Any] = {"steps": steps, "restarts": restarts}
     if step is not None:

@@ -167,7 +167,7 @@ def free(
     return FreeTraining(
         eps,
         norm,
-        check_positive_int("free", "replays", replays),
+        replays,  # checked by FreeTraining
         check_step("free", step_size, eps),
         check_box("free", box),
     )
