@@ -247,6 +247,9 @@ def test_tracked_weight_probe_runs_once_per_epoch(monkeypatch: pytest.MonkeyPatc
 
     info = registry.get_probe("layer_spectra")
     assert info.splits == ()
+    # read from the signatures: probes of the weights alone read no data
+    assert registry.get_probe("weight_norms").splits == ()
+    assert registry.get_probe("cckl").splits == ("test",)
     calls: list[int] = []
     adapter = info.adapter
 

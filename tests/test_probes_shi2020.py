@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 from torch import nn
 
 from robustscope import models
+from robustscope.attacks.fisher import input_fisher_quadratic_form
 from robustscope.errors import ProbeError
 from robustscope.probes import ProbeData, run_probe
 from robustscope.probes.cckl import cckl
-from robustscope.probes.taylor import fisher_quadratic_form, taylor_split
+from robustscope.probes.taylor import taylor_split
 
 
 def _model(k: int = 4, d: int = 6, seed: int = 0) -> nn.Module:
@@ -113,7 +114,7 @@ def test_quadratic_form_matches_dense_fisher() -> None:
     model = _model(k=4, d=6, seed=2)
     x, _ = _data(5, 6, 4, 2)
     v = torch.randn(5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
-    q, _ = fisher_quadratic_form(model, x, v)
+    q, _ = input_fisher_quadratic_form(model, x, v)
     for i in range(5):
         assert float(q[i]) == pytest.approx(_dense_quadratic(model, x[i], v[i]), rel=1e-10)
 

@@ -15,8 +15,10 @@ A probe is registered from its function, whose signature says everything the reg
   as text (YAML reads ``1e-6`` as a string): they go through the lab's one number parser
   (:mod:`robustscope.params`).
 
-``splits`` says which subsets the probe reads (``("test",)``, ``("train", "test")``, or
-``()`` for a probe of the weights alone); ``tracked`` says whether it may run inside
+``splits`` says which subsets the probe reads: by default ``("test",)`` when it reads ``x``,
+``y`` or ``data``, else ``()`` — a probe of the weights alone (``input_shape`` is not the
+data), which tracking then runs once per epoch; ``("train", "test")`` is given explicitly
+by a probe that needs both. ``tracked`` says whether it may run inside
 training's tracking hook (on one split at a time, so probes comparing two splits are not
 tracked; their per-split parts are).
 """
@@ -92,9 +94,9 @@ def _parse_float(value: Any, field: str) -> float:
 _PARSERS: dict[Any, Callable[[Any, str], Any]] = {int: _parse_int, float: _parse_float}
 
 
-def _adapter(name: str, fn: ProbeAdapter) -> tuple[ProbeAdapter, tuple[str, ...]]:
-    """``adapter(model, data, **options)`` calling ``fn`` as its signature asks, and the
-    option names (module doc)."""
+def _adapter(name: str, fn: ProbeAdapter) -> tuple[ProbeAdapter, tuple[str, ...], tuple[str, ...]]:
+    """``adapter(model, data, **options)`` calling ``fn`` as its signature asks, the option
+    names and the splits it reads by default (module doc)."""
     params = list(inspect.signature(fn, eval_str=True).parameters.values())
     reads = [p.name for p in params[1:] if p.kind is not p.KEYWORD_ONLY]
     unknown = [r for r in reads if r not in _READS]
@@ -116,22 +118,25 @@ def _adapter(name: str, fn: ProbeAdapter) -> tuple[ProbeAdapter, tuple[str, ...]
             options[_TRAIN] = data.train
         return fn(model, *(_READS[r](data) for r in reads), **options)
 
-    return adapter, tuple(parsers)
+    reads_data = any(r in ("x", "y", "data") for r in reads)
+    return adapter, tuple(parsers), ("test",) if reads_data else ()
 
 
 def register_probe(
     name: str,
     doc: str = "",
     *,
-    splits: tuple[str, ...] = ("test",),
+    splits: tuple[str, ...] | None = None,
     tracked: bool = True,
 ) -> Callable[[ProbeFn], ProbeFn]:
-    """Register the probe function ``fn`` under ``name`` (see the module doc); returns ``fn``."""
+    """Register the probe function ``fn`` under ``name`` (see the module doc); returns ``fn``.
+    ``splits`` defaults to what the signature reads."""
 
     def deco(fn: ProbeFn) -> ProbeFn:
-        adapter, options = _adapter(name, fn)
+        adapter, options, read = _adapter(name, fn)
         line = doc or first_line(fn)
-        PROBES.register(name, ProbeInfo(name, line, adapter, splits, tracked, options))
+        chosen = read if splits is None else splits
+        PROBES.register(name, ProbeInfo(name, line, adapter, chosen, tracked, options))
         return fn
 
     return deco

@@ -304,7 +304,6 @@ def _conv_spectrum(
     "layer_spectra",
     "singular values of every Linear/Conv2d layer's operator: std, σ_max, stable rank "
     "(wen2020 §4.2.2, B.2)",
-    splits=(),
 )
 def layer_spectra(
     model: nn.Module,

@@ -29,12 +29,7 @@ from robustscope.errors import ProbeError
 from robustscope.probes.base import ProbeResult, batches, check_inputs
 from robustscope.probes.registry import register_probe
 
-__all__ = ["TaylorSplitResult", "fisher_quadratic_form", "taylor_split"]
-
-
-fisher_quadratic_form = input_fisher_quadratic_form
-"""``(vᵀ F_x v, log p(x))`` per example by one JVP: the attack layer's
-:func:`~robustscope.attacks.fisher.input_fisher_quadratic_form` (this module's name for it)."""
+__all__ = ["TaylorSplitResult", "taylor_split"]
 
 
 @dataclass(frozen=True)
@@ -132,7 +127,7 @@ def taylor_split(
         i, j = pairs[s, 0], pairs[s, 1]
         xi = x[i].to(device)
         delta = scale * (x[j].to(device) - xi)
-        q, lp_i = fisher_quadratic_form(model, xi, delta)
+        q, lp_i = input_fisher_quadratic_form(model, xi, delta)
         with torch.no_grad(), attack_mode(model):
             lp_j = F.log_softmax(_binary_as_two(model(xi + delta)).double(), dim=1).cpu()
         kl.append((lp_i.exp() * (lp_i - lp_j)).sum(1))

@@ -107,12 +107,9 @@ def make_measure(name: str, config: TrainConfig, **options: Any) -> Measure:
             "the CLI and studies call it)"
         ) from None
     try:
-        measure = entry.factory(config, **options)
+        return entry.factory(config, **options)
     except TypeError as exc:
         raise TrainingError(f"tracking {name!r}: bad options {options}: {exc}") from None
-    if entry.data_independent:
-        measure.data_independent = True  # type: ignore[attr-defined]
-    return measure
 
 
 class Tracker:
@@ -123,6 +120,8 @@ class Tracker:
         subsets: split name (``"train"``, ``"test"``) → fixed ``(x, y)``.
         every: run after epochs ``every, 2·every, ...``.
         last_epoch: also run after this epoch (the run's last).
+        weights_only: the measurements of the weights alone (run once per epoch, their
+            values written under every split's keys).
     """
 
     name = "track"
@@ -133,11 +132,13 @@ class Tracker:
         subsets: dict[str, tuple[torch.Tensor, torch.Tensor]],
         every: int = 1,
         last_epoch: int | None = None,
+        weights_only: frozenset[str] = frozenset(),
     ) -> None:
         self.measures = measures
         self.subsets = subsets
         self.every = every
         self.last_epoch = last_epoch
+        self.weights_only = weights_only
 
     @classmethod
     def from_config(
@@ -164,7 +165,8 @@ class Tracker:
         for split, ds in (("train", train_ds), ("test", test_ds)):
             head = ds.head(config.track_n)
             subsets[split] = (head.x.to(device), head.y.to(device))
-        return cls(measures, subsets, config.track_every, config.epochs)
+        weights_only = frozenset(n for n in measures if MEASURES.get(n).data_independent)
+        return cls(measures, subsets, config.track_every, config.epochs, weights_only)
 
     def due(self, epoch: int) -> bool:
         return epoch % self.every == 0 or epoch == self.last_epoch
@@ -176,7 +178,7 @@ class Tracker:
         once: dict[str, dict[str, Any]] = {}  # measures of the weights alone: one run a call
         for split, (x, y) in self.subsets.items():
             for name, measure in self.measures.items():
-                if getattr(measure, "data_independent", False):
+                if name in self.weights_only:
                     if name not in once:
                         once[name] = measure(model, x, y)
                     values = once[name]

@@ -54,7 +54,7 @@ class InnerMaximizer:
     def __post_init__(self) -> None:
         # validate once, when the objective is built (the attack is rebuilt at every call)
         try:
-            self._build(nn.Identity(), 0, self.box or UNBOUNDED)
+            self.make(nn.Identity(), 0, self.box or UNBOUNDED)
         except RobustscopeError as exc:
             raise TrainingError(f"method {self.owner!r}: {exc}") from None
 
@@ -62,11 +62,10 @@ class InnerMaximizer:
         """The same attack with ε and the step size scaled by ``factor`` (ε warm-up)."""
         return dataclasses.replace(self, eps=self.eps * factor, step_size=self.step_size * factor)
 
-    def make(self, model: nn.Module, x: torch.Tensor, seed: int) -> Attack:
-        """The attack on ``model`` for this batch (``x``) with this batch's ``seed``."""
-        return self._build(model, seed, self.box)
-
-    def _build(self, model: nn.Module, seed: int, box: Box | None) -> Attack:
+    def make(self, model: nn.Module, seed: int, box: Box | None = None) -> Attack:
+        """The attack on ``model`` with this batch's ``seed``, in ``box`` (default: this
+        maximizer's, else the one the model declares)."""
+        box = self.box if box is None else box
         atk: Attack
         if self.kind == "fgsm":
             atk = FGSM(model, self.eps, self.norm, self.random_start, self.step_size, seed, box=box)
@@ -89,7 +88,7 @@ class InnerMaximizer:
     def __call__(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int
     ) -> torch.Tensor:
-        return self.make(model, x, seed)(x, y)
+        return self.make(model, seed)(x, y)
 
 
 def pgd_inner(
