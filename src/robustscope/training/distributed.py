@@ -129,7 +129,14 @@ def init(device: torch.device) -> bool:
     if backend == "nccl":
         torch.cuda.set_device(local_rank())
     dist.init_process_group(backend=backend)
+    global _GROUPS
+    _GROUPS += 1  # every rank creates its groups in the same order: the same count
     return True
+
+
+#: process groups created by :func:`init` in this process (names the cleanup meeting's key, so
+#: a second group in one process does not find the first one's counter already full)
+_GROUPS = 0
 
 
 def device_for_rank(device: torch.device) -> torch.device:
@@ -174,7 +181,7 @@ def cleanup(*, sync: bool = True) -> None:
     if is_distributed():
         if sync:
             dist.barrier()
-            _store_meeting("robustscope/cleanup")
+            _store_meeting(f"robustscope/cleanup/{_GROUPS}")  # a fresh key per group
         dist.destroy_process_group()
 
 
