@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,6 +281,7 @@ def test_derived_options_round_trip_into_config_json(tmp_path: Path) -> None:
         (["--eps", "x"], "--eps must be a number such as 0.1 or 8/255, got 'x'"),
         (["--eps", "0.1", "--method-param", "eps=0.2"], "--eps and --method-param eps="),
         (["--config", "missing.yaml"], "--config missing.yaml: cannot read it"),
+        (["--config", "broken.yaml"], "--config broken.yaml: cannot read it (while parsing"),
     ],
 )
 def test_invalid_values_name_the_flag(
@@ -291,6 +293,7 @@ def test_invalid_values_name_the_flag(
     tmp_path: Path,
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken.yaml").write_text("epochs: [1,\n")  # a YAML error spans several lines
     monkeypatch.setattr(sys, "argv", ["robustscope", "train", "--out", "run", *args])
     with pytest.raises(SystemExit) as exit_:
         main()
@@ -322,3 +325,21 @@ def test_config_file_errors_name_the_file(
         err = " ".join(capsys.readouterr().err.split())
         assert exit_.value.code == 2 and message in err, (content, err)
     assert not trained
+
+
+def test_the_app_itself_loads_the_plugins(tmp_path: Path) -> None:
+    """Invoked without main() (as CliRunner or another program does), the app still plugs the
+    tracked probes into training: a fresh interpreter trains with --track input_fisher."""
+    code = (
+        "from typer.testing import CliRunner\n"
+        "from robustscope.cli import app\n"
+        "r = CliRunner().invoke(app, ['train', '--dataset', 'digits', '--model', 'mlp',"
+        " '--epochs', '1', '--train-subset', '64', '--test-subset', '32', '--track',"
+        f" 'input_fisher', '--track-n', '16', '--device', 'cpu', '--no-progress', '--out',"
+        f" {str(tmp_path / 'run')!r}])\n"
+        "print(r.exit_code)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.stdout.strip().splitlines()[-1] == "0", proc.stdout + proc.stderr
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert any(k.startswith("track/test/input_fisher_") for k in history[0])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 
 class RobustscopeError(Exception):
     """Base class of every error robustscope raises on purpose."""
@@ -32,6 +35,35 @@ class CheckpointError(RobustscopeError):
 
 class TrainingError(RobustscopeError):
     """Training cannot go on (bad configuration, non-finite loss, ...)."""
+
+
+def field_errors(
+    errors: Iterable[Mapping[str, Any]], names: Mapping[str, str] | None = None
+) -> list[str]:
+    """``"field: message"`` for each error of a pydantic ``ValidationError.errors()``: the
+    location dotted (``methods.0.eps``), its first part renamed by ``names`` (e.g. a field
+    → the CLI flag that gave it); errors of the whole object are their message alone.
+
+    Example:
+        >>> field_errors([{"loc": ("epochs",), "msg": "Value error, must be ≥ 1"}], {"epochs": "--epochs"})
+        ['--epochs: must be ≥ 1']
+    """
+    parts = []
+    for err in errors:
+        loc = [str(p) for p in err["loc"]]
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if not loc:
+            parts.append(msg)
+            continue
+        head = (names or {}).get(loc[0], loc[0])
+        parts.append(".".join([head, *loc[1:]]) + f": {msg}")
+    return parts
+
+
+def one_line(text: object) -> str:
+    """``text`` with its white space (newlines included) collapsed: error messages are one
+    line (a YAML parser's error, for one, spans several)."""
+    return " ".join(str(text).split())
 
 
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> str:

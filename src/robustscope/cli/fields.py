@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
 from robustscope.cli.options import SHARED, parse_kv, parse_nested
-from robustscope.errors import RobustscopeError
+from robustscope.errors import RobustscopeError, field_errors, one_line
 from robustscope.params import parse_ints, parse_number
 from robustscope.training.config import TrainConfig
 
@@ -167,16 +167,7 @@ SHORTCUTS: dict[str, FieldOption] = {
 def validation_message(exc: ValidationError, names: Mapping[str, str]) -> str:
     """One line naming each invalid field as the user gave it (``names``: field → its flag,
     or where else it came from); errors of the whole configuration are shown as they are."""
-    parts = []
-    for err in exc.errors():
-        loc = [str(p) for p in err["loc"]]
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        if not loc:
-            parts.append(msg)
-            continue
-        where = names.get(loc[0], loc[0]) + "".join(f" {p}" for p in loc[1:])
-        parts.append(f"{where}: {msg}")
-    return "invalid options: " + "; ".join(parts)
+    return "invalid options: " + "; ".join(field_errors(exc.errors(), names))
 
 
 def _merge(base: Any, given: Any) -> Any:
@@ -189,7 +180,7 @@ def _read_config(path: Path) -> dict[str, Any]:
     try:
         content = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise RobustscopeError(f"--config {path}: cannot read it ({exc})") from None
+        raise RobustscopeError(f"--config {path}: cannot read it ({one_line(exc)})") from None
     if not isinstance(content, dict):
         raise RobustscopeError(f"--config {path}: expected a mapping of TrainConfig fields")
     return content

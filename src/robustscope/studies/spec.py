@@ -33,7 +33,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from robustscope.errors import RobustscopeError
+from robustscope.errors import RobustscopeError, field_errors, one_line
 from robustscope.params import parse_eps_list
 from robustscope.studies.store.vocab import attack_label
 
@@ -231,11 +231,7 @@ class StudySpec(_Strict):
 
 
 def _message(exc: ValidationError, source: str) -> str:
-    parts = []
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "spec"
-        parts.append(f"{field}: {err['msg'].removeprefix('Value error, ')}")
-    return f"{source}: invalid study spec — " + "; ".join(parts)
+    return f"{source}: invalid study spec — " + "; ".join(field_errors(exc.errors()))
 
 
 def load_spec(source: str | Path | dict[str, Any]) -> StudySpec:
@@ -251,7 +247,7 @@ def load_spec(source: str | Path | dict[str, Any]) -> StudySpec:
         try:
             raw = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
-            raise StudyError(f"{path}: not valid YAML: {exc}") from None
+            raise StudyError(f"{path}: not valid YAML: {one_line(exc)}") from None
         where = str(path)
         if not isinstance(raw, dict):
             raise StudyError(f"{path}: a study spec is a YAML mapping (name:, dataset:, ...)")
