@@ -47,8 +47,6 @@ KEYWORD_ONLY = inspect.Parameter.KEYWORD_ONLY
 CONFIG_PANEL = "Training configuration (saved as config.json)"
 OBJECTIVE_PANEL = "Objective shortcuts (each sets one --method-param)"
 
-#: help of the configuration fields whose TrainConfig field has no description
-
 
 @dataclass(frozen=True)
 class FieldOption:

@@ -144,6 +144,7 @@ def attack_cmd(
 ) -> None:
     """Clean and robust accuracy of a checkpoint under an attack at several ε."""
     from robustscope import attacks
+    from robustscope.studies.store.vocab import format_eps
 
     model, _, ds, _ = load_subject(checkpoint_path, dataset, split, n, data_root, device)
     params = parse_kv(param, "--param")
@@ -168,7 +169,7 @@ def attack_cmd(
     on_correct = curve.robust_accuracy_on_correct
     table = TableView(
         [
-            Column("ε", "eps", lambda e: f"{e:g}"),
+            Column("ε", "eps", format_eps),
             Column("robust accuracy", "robust"),
             Column("on correctly classified", "on_correct"),
         ],

@@ -76,11 +76,10 @@ def study_cmd(
         progress=progress and sys.stderr.isatty() and not as_json,
         echo=None if as_json else (lambda line: err_console.print(line, soft_wrap=True)),
     )
-    report_path = None
-    if report:
-        from robustscope.report import write_report
+    from robustscope.report import load_study, summarize, write_report
 
-        report_path = write_report(summary.out)
+    data = load_study(summary.out)  # read once, for the report and the summary table
+    report_path = write_report(summary.out, data) if report else None
     found = {
         "out": str(summary.out),
         "planned": summary.planned,
@@ -94,7 +93,7 @@ def study_cmd(
     emit(
         found,
         as_json,
-        lambda: summary_view(summary.out, _summary(summary.out)),
+        lambda: summary_view(summary.out, summarize(data)),
         f"report: {report_path}" if report_path else None,
     )
     if summary.failed:

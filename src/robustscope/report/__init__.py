@@ -2,7 +2,7 @@
 
 ``write_report(study_dir)`` reads the study's results store (:func:`load_study`) into a
 :class:`StudyData` and writes ``report.html`` (figures embedded, inline CSS, no script)
-and ``figures/*.png`` beside it; ``summary_rows`` gives ``robustscope show`` its table;
+and ``figures/*.png`` beside it; ``summarize`` gives ``robustscope show`` its table;
 ``compute_findings`` checks the source papers' claims on the study's numbers.
 
 The page is assembled from registered sections (:class:`Section`, :func:`register_section`,

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from robustscope.report.stats import by_eps, series
+from robustscope.studies.store.vocab import format_eps
 
 __all__ = [
     "NOT_TESTED",
@@ -102,7 +103,7 @@ def _ratio(r: float) -> str:
 
 def eps_list(index: pd.Index) -> str:
     """Training ε for evidence: ``0, 0.1, 0.2``."""
-    return ", ".join(f"{float(e):g}" for e in index)
+    return ", ".join(format_eps(e) for e in index)
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -171,7 +172,7 @@ def trend(
         text = f"{name}: {values}{unit} at ε = {eps_list(s.index)}"
         if not ok:
             bad = [
-                f"{float(s.index[i]):g}→{float(s.index[i + 1]):g}"
+                f"{format_eps(s.index[i])}→{format_eps(s.index[i + 1])}"
                 for i in range(len(diffs))
                 if not direction * diffs[i] > 0
             ]

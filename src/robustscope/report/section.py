@@ -107,7 +107,7 @@ class ReportContext:
     @cached_property
     def robust(self) -> AttackColumn | None:
         """The robust-accuracy column of the frontier and of the robust-accuracy claim."""
-        return main_robust_column(self.data, self.eval_eps)
+        return main_robust_column(self.data, self.eval_eps, self.table)
 
     @cached_property
     def findings(self) -> list[Finding]:

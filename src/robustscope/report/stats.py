@@ -58,11 +58,14 @@ def by_eps(rows: pd.DataFrame, column: str) -> pd.DataFrame:
     return out.sort_index()
 
 
-def main_robust_column(data: StudyData, eval_eps: float | None = None) -> AttackColumn | None:
+def main_robust_column(
+    data: StudyData, eval_eps: float | None = None, table: pd.DataFrame | None = None
+) -> AttackColumn | None:
     """The robust-accuracy column the frontier and findings use: the first attack at
     ``eval_eps`` if given, else at the middle (upper median) training ε > 0 that the attack
     evaluates, else at its middle evaluated ε > 0. ε are matched with the store's tolerance
-    (:func:`robustscope.studies.store.vocab.find_eps`: ``0.0313725`` finds ``8/255``)."""
+    (:func:`robustscope.studies.store.vocab.find_eps`: ``0.0313725`` finds ``8/255``).
+    ``table``: ``data.table()`` when the caller has it already."""
     cols = data.robust_columns()
     if not cols:
         return None
@@ -72,7 +75,7 @@ def main_robust_column(data: StudyData, eval_eps: float | None = None) -> Attack
     if eval_eps is not None:
         found = find_eps(eval_eps, evaluated)
         return None if found is None else evaluated[found]
-    table = data.table()
+    table = data.table() if table is None else table
     train_eps = sorted({float(e) for e in table["eps"] if e > 0}) if len(table) else []
     candidates = [evaluated[f] for e in train_eps if (f := find_eps(e, evaluated)) is not None]
     if not candidates:

@@ -10,7 +10,7 @@
 * :func:`release_claims` — at the driver's end, give back the runs it claimed but did not
   record (they return to ``pending``).
 
-``robustscope show`` reads its table through ``robustscope.report.summary_rows``.
+``robustscope show`` reads its table through ``robustscope.report.summarize``.
 """
 
 from __future__ import annotations

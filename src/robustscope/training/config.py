@@ -58,15 +58,13 @@ class TrainConfig(BaseModel):
     dataset: str = "fashion-mnist"
     data_root: str | None = None
     dataset_params: dict[str, Any] = Field(
-        default_factory=dict, description="dataset options, e.g. {'d': 10} for tsipras"
+        default_factory=dict, description="dataset options (tsipras: d, p, eta)"
     )
     train_subset: int | None = Field(
         None, ge=1, description="use only the first N training examples"
     )
     test_subset: int | None = Field(None, ge=1, description="evaluate on the first N test examples")
-    augment: str | None = Field(
-        None, description="'none', 'crop_flip' or None for the dataset default"
-    )
+    augment: str | None = Field(None, description="none or crop_flip; unset: the dataset's default")
 
     model: str = Field("cnn", description="architecture (robustscope models)")
     model_kwargs: dict[str, Any] = Field(default_factory=dict, description="architecture options")
@@ -104,12 +102,12 @@ class TrainConfig(BaseModel):
 
     track: list[str] = Field(
         default_factory=list,
-        description="tracking measurements run on fixed train/test subsets, e.g. ['clean', 'pgd']",
+        description="tracking measurements run on fixed train/test subsets (clean, pgd, probes)",
     )
     track_every: int = Field(1, ge=1, description="run the tracking measurements every N epochs")
     track_n: int = Field(500, ge=1, description="size of each fixed tracking subset")
     track_params: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="per-measurement options, e.g. {'pgd': {'eps': 0.1}}"
+        default_factory=dict, description="per-measurement options (pgd: eps, steps, ...)"
     )
 
     co_detect: bool = Field(
@@ -117,7 +115,7 @@ class TrainConfig(BaseModel):
     )
     early_stop: bool = Field(
         False,
-        description="stop at catastrophic overfitting (implies co_detect); keep best.safetensors",
+        description="stop at catastrophic overfitting (turns the detector on); keep best.safetensors",
     )
     co_batch: int = Field(
         512, ge=1, description="held-out batch of the detector: first N test points"

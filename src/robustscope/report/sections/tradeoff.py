@@ -59,7 +59,7 @@ def fig_frontier(table: pd.DataFrame, robust: AttackColumn, palette: Palette) ->
                 zorder=2,
             )
             ax.annotate(
-                f"ε={float(e):g}",
+                f"ε={format_eps(e)}",
                 (x, y),
                 textcoords="offset points",
                 xytext=(7, 6),

@@ -28,6 +28,7 @@ from robustscope.report.section import (
 )
 from robustscope.report.stats import by_eps, series
 from robustscope.report.style import Palette, grid
+from robustscope.studies.store.vocab import format_eps
 
 __all__ = ["Weights", "fig_generic", "fig_weights"]
 
@@ -124,7 +125,7 @@ def by_eps_table(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     for name, rows in series(table).items():
         for col in columns:
             for e, mean in by_eps(rows, col)["mean"].items():
-                out.setdefault(f"{name} ε={float(e):g}", {})[col] = float(mean)
+                out.setdefault(f"{name} ε={format_eps(e)}", {})[col] = float(mean)
     return pd.DataFrame(out).reindex(columns)
 
 

@@ -20,6 +20,7 @@ from robustscope.report.panels import HistSpec, hist_figure, present
 from robustscope.report.section import ReportContext, Section, SectionFigure, register_section
 from robustscope.report.stats import by_eps, series, spectra_layers
 from robustscope.report.style import Palette, grid, log_y, plot_vs_eps
+from robustscope.studies.store.vocab import format_eps
 
 __all__ = [
     "P_MIDDLE",
@@ -166,7 +167,7 @@ def fig_spectra_std(table: pd.DataFrame, palette: Palette, *, used: set[str]) ->
         bx.bar(x, diffs, color=["#0072B2" if d > 0 else "#D55E00" for d in diffs])
         bx.axhline(0, color="0.4", lw=0.8)
         bx.set_xticks(x, names, rotation=45, ha="right", fontsize=7)
-        bx.set_ylabel(f"STD(ε={weak:g}) − STD(ε={strong:g})", fontsize=8)
+        bx.set_ylabel(f"STD(ε={format_eps(weak)}) − STD(ε={format_eps(strong)})", fontsize=8)
         dec = sum(d for d in diffs if d > 0)
         inc = -sum(d for d in diffs if d < 0)
         bx.set_title(f"B.2: Σ decrease {dec:.3g} vs Σ increase {inc:.3g}", fontsize=9)
@@ -289,7 +290,7 @@ def spectra_spread(table: pd.DataFrame) -> Finding:
         judged.append(
             (
                 ok,
-                f"{name}, ε = {weak:g} vs {strong:g}: STD lower in {len(dec)} of {len(diffs)} "
+                f"{name}, ε = {format_eps(weak)} vs {format_eps(strong)}: STD lower in {len(dec)} of {len(diffs)} "
                 f"layers; summed decrease {sum(dec):.3g} vs summed increase {sum(inc):.3g}",
             )
         )
