@@ -87,6 +87,8 @@ def test_every_dataset_declares_its_box() -> None:
     for name in data.names():
         box = data.info(name).box
         assert box == (UNBOUNDED if name == "tsipras" else UNIT), name
+    for name in ("digits", "tsipras"):  # always present: the loaded split carries it
+        assert data.load(name, "test").box == data.info(name).box, name
 
 
 def test_dataset_refuses_values_outside_its_box() -> None:

@@ -6,7 +6,6 @@ registers its datasets here with :func:`register`.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,8 +224,7 @@ def load(
         raise DataError(
             f"dataset {name!r} has no split {split!r}; valid splits: {', '.join(facts.splits)}"
         )
-    ds = entry.loader(split, root, **params)
-    return ds if ds.box == facts.box else dataclasses.replace(ds, box=facts.box)
+    return entry.loader(split, root, **params)  # built by DatasetInfo.dataset: its box
 
 
 def available(root: str | Path | None = None) -> list[DatasetStatus]:
