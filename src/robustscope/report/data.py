@@ -43,12 +43,12 @@ import numpy as np
 import pandas as pd
 
 from robustscope.errors import RobustscopeError
+from robustscope.studies.spec import AttackEval
 from robustscope.studies.store import views
 from robustscope.studies.store.views import AttackColumn, FlagColumn
 from robustscope.studies.store.vocab import (
     ROBUST_ACCURACY,
     ROBUST_ACCURACY_ON_CORRECT,
-    attack_label,
 )
 
 __all__ = [
@@ -250,10 +250,9 @@ class StudyData:
 
 
 def attack_key(entry: dict[str, Any]) -> str:
-    """The label of one ``evaluation.attacks`` entry of a spec dict."""
-    return attack_label(
-        str(entry.get("attack", "pgd")), str(entry.get("norm", "linf")), entry.get("label")
-    )
+    """The label of one ``evaluation.attacks`` entry of a spec dict (the spec's own rule,
+    :meth:`robustscope.studies.spec.AttackEval.key`, defaults included)."""
+    return AttackEval.model_validate(entry).key()
 
 
 def _long(df: pd.DataFrame | None, empty: pd.DataFrame) -> pd.DataFrame:
