@@ -439,9 +439,10 @@ def run(
         ks: the top-k grid of Fig. 5(c).
     """
     eps_, lam = _check_settings(eps, l2, loss)
+    ks_ = _ks(ks)  # checked before any fitting
     d = load_binary_mnist(data, root)
     t5 = table5(d, eps=eps_, l2=lam, loss=loss)
-    f5 = figure5(d, t5.standard, t5.adversarial, eps=eps_, l2=lam, loss=loss, ks=ks)
+    f5 = figure5(d, t5.standard, t5.adversarial, eps=eps_, l2=lam, loss=loss, ks=ks_)
     return BinaryMnistResult(
         data=d.to_dict(),
         settings={"eps": eps_, "l2": lam, "loss": loss, "box": UNIT.to_json(), "bias": True},

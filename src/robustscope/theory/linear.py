@@ -90,6 +90,10 @@ LOSSES: tuple[str, ...] = ("logistic", "hinge")
 NORMS: tuple[str, ...] = ("linf", "l2")
 
 _DT = torch.float64
+#: L-BFGS-B's relative-decrease stop (``ftol``), ~45 machine epsilons: looser values stopped
+#: the smoothed-hinge fits measurably early (on 300 points, w off by 2e-3 between two orders of
+#: the same data at 1e-12, 2e-6 at 1e-14)
+FTOL = 1e-14
 
 
 @dataclass(frozen=True)
@@ -366,7 +370,7 @@ def fit(
     bias: bool = True,
     features: Sequence[int] | None = None,
     max_iter: int = 5000,
-    tol: float = 1e-9,
+    tol: float = 1e-8,
     hinge_smoothing: float = 1e-3,
 ) -> LinearModel:
     """Fit ``sign(wᵀx + b)`` by (adversarial) empirical risk minimisation, deterministically.
@@ -389,8 +393,8 @@ def fit(
         bias: fit ``b`` (unpenalised); False keeps ``b = 0``.
         features: restrict ``w`` to these flattened indices (the others stay exactly 0).
         max_iter: L-BFGS-B iterations per stage.
-        tol: L-BFGS-B's relative objective tolerance (``ftol``); the projected-gradient
-            tolerance is ``tol`` too.
+        tol: L-BFGS-B's projected-gradient tolerance (``gtol``; it also stops when the
+            objective's relative decrease falls below :data:`FTOL`).
         hinge_smoothing: the final Huber δ of the hinge (the objective is within δ/2 of the
             hinge's).
 
@@ -453,7 +457,7 @@ def fit(
             jac=True,
             method="L-BFGS-B",
             bounds=bounds,
-            options={"maxiter": max_iter, "maxfun": 4 * max_iter, "ftol": tol, "gtol": tol},
+            options={"maxiter": max_iter, "maxfun": 4 * max_iter, "ftol": FTOL, "gtol": tol},
         )
         z = np.asarray(res.x, dtype=np.float64)
         iterations += int(res.nit)
@@ -526,7 +530,7 @@ def to_classifier(
         )
     clf = models.create(
         "linear", 1, shape, mean=mean, std=std, box=model.box if box is None else box
-    )
+    ).to(dtype)
     flat_mean = torch.broadcast_to(clf.normalize.mean.to(_DT), (1, *shape)).reshape(-1)
     flat_std = torch.broadcast_to(clf.normalize.std.to(_DT), (1, *shape)).reshape(-1)
     head = clf.head
@@ -535,4 +539,4 @@ def to_classifier(
         head.weight.copy_((model.w * flat_std).reshape(1, -1).to(head.weight.dtype))
         assert head.bias is not None
         head.bias.fill_(model.b + float(model.w @ flat_mean))
-    return clf.to(dtype)
+    return clf
