@@ -37,6 +37,7 @@ from robustscope.report.section import dedicated_probes, ordered_sections
 BUILT_IN = [
     "findings",
     "tradeoff",
+    "datasize",
     "training",
     "shi2020",
     "wen2020",
@@ -126,7 +127,8 @@ def test_a_section_registered_here_appears_in_the_report(
 ) -> None:
     data = _study()
     _, before = _page(tmp_path / "before", data)
-    assert before.ids == [s for s in BUILT_IN if s != "checks"]  # checks: Findings only
+    # checks: Findings only; datasize: only in studies with a training-set-size axis
+    assert before.ids == [s for s in BUILT_IN if s not in ("checks", "datasize")]
 
     _toy()
     text, page = _page(tmp_path / "after", data)

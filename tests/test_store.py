@@ -329,7 +329,7 @@ def test_wide_tables_one_row_per_run(tmp_path: Path) -> None:
         assert list(m.columns) == ["clean_accuracy", "seed"]  # attack results are not metrics
         mj = store.metrics_table(with_runs=True)
         assert list(mj.index) == ["r0", "r1", "r2"]
-        assert list(mj.columns[:9]) == [
+        assert list(mj.columns[:10]) == [
             "label",
             "model",
             "dataset",
@@ -337,6 +337,7 @@ def test_wide_tables_one_row_per_run(tmp_path: Path) -> None:
             "family",
             "eps",
             "norm",
+            "train_size",
             "seed",
             "status",
         ]

@@ -8,6 +8,7 @@ import hashlib
 import importlib.util
 import json
 import math
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -20,6 +21,7 @@ import pandas as pd
 import pytest
 
 from robustscope.report import compute_findings, load_study, summary_rows, write_report
+from robustscope.report.sections import datasize
 from robustscope.report.stats import main_robust_column
 from robustscope.studies import load_spec, open_store, plan, run_study
 from robustscope.studies.runner import MEASURE_VERSION, measure_hash
@@ -150,14 +152,34 @@ def test_report_shows_the_same_numbers_after_migration(study: Path) -> None:
     main = main_robust_column(data)
     assert main is not None and main.column == EXPECTED["main_robust_column"]
     findings = [f.__dict__ for f in compute_findings(data)]
-    assert _clean(findings) == EXPECTED["findings"]
+    # the training-set-size claims came after the fixture: not tested on its one-size study
+    sized = [f for f in findings if f["paper"] == datasize.PAPER]
+    assert len(sized) == 2 and all(f["holds"] is None for f in sized)
+    assert _clean([f for f in findings if f not in sized]) == EXPECTED["findings"]
 
     report = write_report(study)
     parser = _Sections()
     parser.feed(report.read_text())
     assert list(parser.text) == list(EXPECTED["report_sections"])
     for section, text in EXPECTED["report_sections"].items():
-        assert parser.text[section] == text, section
+        got = parser.text[section]
+        if section == "findings":
+            got = _without_findings(got, sized)
+        assert got == text, section
+
+
+def _without_findings(text: list[str], findings: list[dict[str, Any]]) -> list[str]:
+    """The Findings section's text without the rows of ``findings`` (all "not tested") and
+    with its count of untested claims lowered by as many."""
+    rows = [[f["claim"], f["paper"], "not tested here", f["evidence"]] for f in findings]
+    out = list(text)
+    for row in rows:
+        at = next(i for i in range(len(out)) if out[i : i + 4] == row)
+        del out[at : at + 4]
+    count = re.search(r"(\d+) not tested here", out[1])
+    assert count is not None
+    out[1] = out[1].replace(count.group(0), f"{int(count.group(1)) - len(rows)} not tested here")
+    return out
     figures = {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted((study / "figures").glob("*.png"))

@@ -13,7 +13,7 @@ from robustscope.cli.options import DeviceOpt, JsonFlag, StudyDirArg
 from robustscope.cli.output import Column, TableView, emit, err_console, fixed, out_console
 from robustscope.errors import RobustscopeError
 
-__all__ = ["export_cmd", "report_cmd", "show_cmd", "study_cmd"]
+__all__ = ["export_cmd", "plan_rows", "plan_view", "report_cmd", "show_cmd", "study_cmd"]
 
 
 def summary_view(study_dir: Path, summary: Any) -> TableView | str:
@@ -33,6 +33,47 @@ def summary_view(study_dir: Path, summary: Any) -> TableView | str:
         title += f" — robust accuracy under {summary.attack}"
         heads.update({k: f"ε={format_eps(eps)}" for k, eps in summary.robust.items()})
     columns = [Column(heads[k], k, fixed(3)) for k in keys]
+    return TableView(columns, rows=rows, title=title, compact=True)
+
+
+def plan_rows(plans: list[Any]) -> list[dict[str, Any]]:
+    """One row per planned run (``robustscope study --dry-run``): id, label, model, method,
+    family, ε, norm, ``train_size`` (the run's ``train_subset``: None for the whole training
+    split) and seed."""
+    from robustscope.studies.store.vocab import TRAIN_SIZE
+
+    return [
+        {
+            "run_id": p.run_id,
+            "label": p.label,
+            "model": p.model,
+            "method": p.method,
+            "family": p.family,
+            "eps": p.eps,
+            "norm": p.norm,
+            TRAIN_SIZE: p.config.train_subset,
+            "seed": p.seed,
+        }
+        for p in plans
+    ]
+
+
+def plan_view(name: str, rows: list[dict[str, Any]]) -> TableView:
+    """The human form of :func:`plan_rows`."""
+    from robustscope.studies.store.vocab import TRAIN_SIZE, format_eps
+
+    sizes = sorted({r[TRAIN_SIZE] for r in rows if r[TRAIN_SIZE] is not None})
+    title = f"{name}: {len(rows)} run(s) planned"
+    if len(sizes) > 1:
+        title += f" over {len(sizes)} training-set sizes ({', '.join(map(str, sizes))})"
+    columns = [
+        Column("run", "run_id"),
+        Column("model", "model"),
+        Column("method", "method"),
+        Column("ε", lambda r: format_eps(r["eps"])),
+        Column("train size", lambda r: r[TRAIN_SIZE] if r[TRAIN_SIZE] is not None else "all"),
+        Column("seed", "seed"),
+    ]
     return TableView(columns, rows=rows, title=title, compact=True)
 
 
@@ -58,15 +99,25 @@ def study_cmd(
     device: DeviceOpt = "auto",
     report: Annotated[bool, typer.Option(help="write the HTML report at the end")] = True,
     progress: Annotated[bool, typer.Option(help="show training progress bars")] = True,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="list the planned runs (ε, training-set size, seed) and stop"
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Run (or resume) a study: train the family, attack and probe every member, report."""
-    from robustscope.studies import presets, runner
+    from robustscope.studies import plan, presets, runner
     from robustscope.studies import spec as spec_mod
 
     if preset and spec:
         raise RobustscopeError("give --preset or --spec, not both")
     study = spec_mod.load_spec(spec) if spec else presets.preset(preset or presets.DEFAULT_PRESET)
+    if dry_run:
+        rows = plan_rows(plan(study, device=device))
+        emit(rows, as_json, plan_view(study.name, rows))
+        return
     summary = runner.run_study(
         study,
         out,

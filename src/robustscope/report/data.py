@@ -7,8 +7,10 @@ from ``<study>/results.sqlite``; tests build one with :meth:`StudyData.from_fram
 
 Column conventions (names from :mod:`robustscope.studies.store.vocab`):
 
-* ``runs``: ``run_id, label, model, method, family, eps, norm, seed, status, train_time_s``
-  (``error`` optional) — one row per run, whatever its status;
+* ``runs``: ``run_id, label, model, method, family, eps, norm, train_size, seed, status,
+  train_time_s`` (``error`` optional) — one row per run, whatever its status; ``train_size``
+  (:data:`~robustscope.studies.store.vocab.TRAIN_SIZE`) is the run's ``train_subset``, NaN
+  for the whole training split;
 * ``metrics`` (index ``run_id``): ``clean_accuracy``, ``train/<history key>``,
   ``train_time_s``;
 * ``attacks``: the long attack results (``Store.attack_results_long()``: ``run_id, label,
@@ -49,6 +51,7 @@ from robustscope.studies.store.views import AttackColumn, FlagColumn
 from robustscope.studies.store.vocab import (
     ROBUST_ACCURACY,
     ROBUST_ACCURACY_ON_CORRECT,
+    TRAIN_SIZE,
 )
 
 __all__ = [
@@ -71,6 +74,7 @@ RUN_COLUMNS = (
     "family",
     "eps",
     "norm",
+    TRAIN_SIZE,
     "seed",
     "status",
     "train_time_s",
@@ -144,7 +148,7 @@ class StudyData:
 
         ``runs`` may be a list of dicts; missing run columns get defaults (``label`` =
         run id, ``method``/``family`` = ``"standard"``/``method``, ``norm`` = ``"linf"``,
-        ``seed`` = 0, ``status`` = ``"done"``). ``metrics``/``probes`` may carry ``run_id``
+        ``seed`` = 0, ``status`` = ``"done"``, ``train_size`` = NaN). ``metrics``/``probes`` may carry ``run_id``
         as a column or as the index. ``arrays`` may be a dict keyed by
         ``(run_id, probe, key)``. ``attacks`` and ``flags`` are the long frames of the
         store (``Store.attack_results_long()``, ``Store.attack_flags_long()``).
@@ -158,6 +162,7 @@ class StudyData:
             "method": "standard",
             "eps": 0.0,
             "norm": "linf",
+            TRAIN_SIZE: math.nan,
             "seed": 0,
             "status": "done",
             "train_time_s": math.nan,
@@ -174,6 +179,7 @@ class StudyData:
         rdf["family"] = rdf["family"].fillna(rdf["method"]).astype(str)
         rdf["label"] = rdf["label"].fillna(rdf["run_id"]).astype(str)
         rdf["eps"] = pd.to_numeric(rdf["eps"], errors="coerce").astype(float)
+        rdf[TRAIN_SIZE] = pd.to_numeric(rdf[TRAIN_SIZE], errors="coerce").astype(float)
         if callable(arrays):
             loader: ArrayLoader = arrays
         elif arrays:
@@ -215,8 +221,8 @@ class StudyData:
 
     def table(self) -> pd.DataFrame:
         """Finished runs joined with their metrics, wide attack results, flags and probe
-        scalars, index ``run_id``, sorted by model, family, ε and seed (failed runs never
-        enter figures or findings)."""
+        scalars, index ``run_id``, sorted by model, family, ε, training-set size and seed
+        (failed runs never enter figures or findings)."""
         runs = _indexed(self.runs)
         runs = runs.loc[[r for r in self.done_ids() if r in runs.index]]
         runs = runs.drop(columns=[c for c in ("error",) if c in runs.columns])
@@ -226,7 +232,7 @@ class StudyData:
             cols = [c for c in df.columns if c not in runs.columns]
             runs = runs.join(df[cols], how="left")
         if len(runs):
-            runs = runs.sort_values(["model", "family", "eps", "seed"], kind="stable")
+            runs = runs.sort_values(["model", "family", "eps", TRAIN_SIZE, "seed"], kind="stable")
         return runs
 
     def robust_columns(self, *, on_correct: bool = False) -> list[AttackColumn]:
@@ -234,6 +240,13 @@ class StudyData:
         correctly classified ones), ordered by label, then ε."""
         quantity = ROBUST_ACCURACY_ON_CORRECT if on_correct else ROBUST_ACCURACY
         return views.attack_columns(self.attacks, quantity)
+
+    def train_sizes(self) -> list[int]:
+        """The distinct training-set sizes of the study's runs (any status), ascending; a
+        study with a ``train_sizes`` axis has one per size, others at most one."""
+        if TRAIN_SIZE not in self.runs.columns:
+            return []
+        return sorted({int(n) for n in self.runs[TRAIN_SIZE].dropna()})
 
     def flag_columns(self) -> list[FlagColumn]:
         """The gradient-masking flag columns of :meth:`table` (1.0 where raised)."""

@@ -4,7 +4,10 @@ robust-accuracy column.
 A *series* is one (model, training-method family) of the study, its members ordered by
 training ε. The planner trains ε = 0 once per model (the standard run, recorded under the
 first family listing ε = 0), so a family without its own ε = 0 member borrows the model's
-standard run as its ε = 0 point: every curve starts from the same standard model.
+standard run as its ε = 0 point: every curve starts from the same standard model. In a
+study with a training-set-size axis (two or more ``train_size`` values), a series is one
+(model, family, training-set size) — ``"cnn · pgd · n=500"`` — and borrows the standard run
+of its own size: runs on different training sets are never pooled as if they were seeds.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import pandas as pd
 
 from robustscope.report.data import AttackColumn, StudyData, natural_key
-from robustscope.studies.store.vocab import find_eps
+from robustscope.studies.store.vocab import TRAIN_SIZE, find_eps
 
 __all__ = [
     "by_eps",
@@ -20,26 +23,49 @@ __all__ = [
     "main_robust_column",
     "series",
     "series_name",
+    "sized",
     "spectra_layers",
 ]
 
 
-def series_name(model: str, family: str) -> str:
-    return f"{model} · {family}"
+def series_name(model: str, family: str, size: float | None = None) -> str:
+    """``"<model> · <family>"``, with ``" · n=<size>"`` for a training-set size."""
+    name = f"{model} · {family}"
+    return name if size is None else f"{name} · n={int(size)}"
+
+
+def sized(table: pd.DataFrame) -> bool:
+    """Whether ``table``'s runs span two or more training-set sizes (``train_size``)."""
+    return TRAIN_SIZE in table.columns and table[TRAIN_SIZE].dropna().nunique() > 1
 
 
 def series(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """``"<model> · <family>"`` → that series' rows (ε = 0 borrowed as the module doc says),
-    in the table's order of models and families."""
+    """``"<model> · <family>"`` (``… · n=<size>`` when :func:`sized`) → that series' rows
+    (ε = 0 borrowed as the module doc says), in the table's order of models, families and
+    sizes."""
     out: dict[str, pd.DataFrame] = {}
     if not len(table):
         return out
-    for (model, family), rows in table.groupby(["model", "family"], sort=False):
+    by_size = sized(table)
+    keys = ["model", "family", TRAIN_SIZE] if by_size else ["model", "family"]
+    for key, rows in table.groupby(keys, sort=False, dropna=False):
+        model, family = key[0], key[1]
+        size = float(key[2]) if by_size else None
         if family != "standard" and not (rows["eps"] == 0).any():
             std = table[(table["model"] == model) & (table["method"] == "standard")]
+            if by_size:
+                std = std[_same_size(std[TRAIN_SIZE], size)]
             rows = pd.concat([std[std["eps"] == 0], rows])
-        out[series_name(str(model), str(family))] = rows.sort_values(["eps", "seed"])
+        if by_size and size is not None and size != size:  # NaN: the whole training split
+            size = None
+        out[series_name(str(model), str(family), size)] = rows.sort_values(["eps", "seed"])
     return out
+
+
+def _same_size(sizes: pd.Series, size: float | None) -> pd.Series:
+    if size is None or size != size:
+        return sizes.isna()
+    return sizes == size
 
 
 def by_eps(rows: pd.DataFrame, column: str) -> pd.DataFrame:

@@ -17,7 +17,7 @@ from typing import Any
 
 from robustscope.report.data import StudyData
 from robustscope.studies.store import views
-from robustscope.studies.store.vocab import CLEAN_ACCURACY, format_eps
+from robustscope.studies.store.vocab import CLEAN_ACCURACY, TRAIN_SIZE, format_eps
 
 __all__ = ["Summary", "summarize", "summary_rows"]
 
@@ -40,10 +40,11 @@ class Summary:
 
 
 def summary_rows(data: StudyData) -> list[dict[str, Any]]:
-    """One row per run (every status), ordered by model, family, ε and seed: ``label``,
-    ``status``, ``clean`` (clean accuracy), ``"<attack> ε=<e>"`` — robust accuracy under
-    the spec's first attack at each of its evaluated ε > 0 — and ``"Fisher ‖F‖_F"`` (mean
-    input-Fisher Frobenius norm) when that probe ran. Missing numbers are NaN."""
+    """One row per run (every status), ordered by model, family, ε, training-set size and
+    seed: ``label``, ``status``, ``clean`` (clean accuracy), ``"<attack> ε=<e>"`` — robust
+    accuracy under the spec's first attack at each of its evaluated ε > 0 — and
+    ``"Fisher ‖F‖_F"`` (mean input-Fisher Frobenius norm) when that probe ran. Missing
+    numbers are NaN."""
     return summarize(data).rows
 
 
@@ -58,7 +59,8 @@ def summarize(data: StudyData) -> Summary:
         return Summary([], first if cols else None, robust)
     attacks = views.attack_results_wide(data.attacks)
     has_fisher = FISHER in data.probes.columns
-    order = runs.sort_values(["model", "family", "eps", "seed"], kind="stable")
+    by = [k for k in ("model", "family", "eps", TRAIN_SIZE, "seed") if k in runs.columns]
+    order = runs.sort_values(by, kind="stable")
     rows = []
     for _, run in order.iterrows():
         rid = str(run["run_id"])

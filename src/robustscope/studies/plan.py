@@ -1,10 +1,14 @@
 """The planner: a :class:`StudySpec` expanded into runs, each with a stable id.
 
-One run per (model, method, ε, seed); ε = 0 of any adversarial method is the same
+One run per (model, method, ε, training-set size, seed); ε = 0 of any adversarial method is the same
 standard-training run (planned once). A run's id is a hash of everything that determines
 its weights (its :class:`~robustscope.training.TrainConfig` without the fields that may
 change on resume, such as ``device`` or tracking), so re-running a study finds its runs
 again, and changing a training option makes a new run rather than resuming an old one.
+
+A spec's ``train_sizes`` sets each run's ``train_subset`` (the first N training examples) to
+each size in turn (tsipras2019 Fig. 6); without it there is one size (the spec's
+``train.train_subset``, if any) and the runs — configs, ids, labels — are as before.
 
 If the study tracks ``pgd`` during training without an ε, every run tracks it at the
 largest ε of the study's grids, so that the tracked robust accuracies are comparable.
@@ -19,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from robustscope.studies.spec import StudyError, StudySpec
+from robustscope.studies.spec import MethodSpec, ModelSpecEntry, StudyError, StudySpec
 from robustscope.training.config import TrainConfig
 
 __all__ = ["RunPlan", "config_hash", "plan"]
@@ -39,6 +43,8 @@ class RunPlan:
         norm: the training threat model's norm.
         seed: the run's seed.
         config: the full training configuration.
+        train_size: the size of the spec's ``train_sizes`` axis this run trains on (its
+            ``config.train_subset``); None when the study has no such axis.
     """
 
     run_id: str
@@ -50,6 +56,7 @@ class RunPlan:
     norm: str
     seed: int
     config: TrainConfig
+    train_size: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,7 +87,8 @@ def _sweep_param(method: str) -> str:
 
 
 def plan(spec: StudySpec, *, device: str = "auto") -> list[RunPlan]:
-    """The runs of ``spec`` in a stable order (model, method, ε, seed), duplicates merged."""
+    """The runs of ``spec`` in a stable order (model, method, ε, training-set size, seed),
+    duplicates merged."""
     max_eps = max((e for m in spec.methods for e in m.eps), default=0.0)
     base: dict[str, Any] = dict(spec.train)
     base["device"] = device
@@ -94,47 +102,64 @@ def plan(spec: StudySpec, *, device: str = "auto") -> list[RunPlan]:
         track_params.setdefault("pgd", {})["eps"] = max_eps
     if track_params:
         base["track_params"] = track_params
+    sizes: list[int | None] = list(spec.train_sizes) if spec.train_sizes else [None]
     runs: dict[str, RunPlan] = {}
     for entry in spec.models:
         for method in spec.methods:
             for eps in method.eps:
-                for seed in spec.seeds:
-                    name = "standard" if eps == 0 and method.method != "standard" else method.method
-                    params: dict[str, Any] = {}
-                    if name != "standard":
-                        params = {**method.params, _sweep_param(name): eps}
-                        if method.norm != "linf":
-                            params["norm"] = method.norm
-                    try:
-                        config = TrainConfig(
-                            **base,
-                            dataset=spec.dataset,
-                            dataset_params=spec.dataset_params,
-                            model=entry.model,
-                            model_kwargs=entry.model_kwargs,
-                            method=name,
-                            method_params=params,
-                            seed=seed,
-                        )
-                    except ValidationError as exc:
-                        first = exc.errors()[0]
-                        field = ".".join(str(p) for p in first["loc"])
-                        raise StudyError(
-                            f"train.{field}: {first['msg'].removeprefix('Value error, ')}"
-                        ) from None
-                    run_id = config_hash(config)[:12]
-                    if run_id in runs:
-                        continue
-                    eps_text = f"{eps:g}" if name != "standard" else "0"
-                    runs[run_id] = RunPlan(
-                        run_id=run_id,
-                        label=f"{entry.display()} {name} ε={eps_text} seed={seed}",
-                        model=entry.display(),
-                        method=name,
-                        family=method.method,
-                        eps=eps,
-                        norm=method.norm,
-                        seed=seed,
-                        config=config,
-                    )
+                for size in sizes:
+                    for seed in spec.seeds:
+                        run = _run(spec, base, entry, method, eps, size, seed)
+                        runs.setdefault(run.run_id, run)
     return list(runs.values())
+
+
+def _run(
+    spec: StudySpec,
+    base: dict[str, Any],
+    entry: ModelSpecEntry,
+    method: MethodSpec,
+    eps: float,
+    size: int | None,
+    seed: int,
+) -> RunPlan:
+    """The run of one point of the grid (``size`` None: no training-set-size axis)."""
+    name = "standard" if eps == 0 and method.method != "standard" else method.method
+    params: dict[str, Any] = {}
+    if name != "standard":
+        params = {**method.params, _sweep_param(name): eps}
+        if method.norm != "linf":
+            params["norm"] = method.norm
+    fields = dict(base)
+    if size is not None:
+        fields["train_subset"] = size
+    try:
+        config = TrainConfig(
+            **fields,
+            dataset=spec.dataset,
+            dataset_params=spec.dataset_params,
+            model=entry.model,
+            model_kwargs=entry.model_kwargs,
+            method=name,
+            method_params=params,
+            seed=seed,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        where = "train_sizes" if field == "train_subset" and size is not None else f"train.{field}"
+        raise StudyError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
+    eps_text = f"{eps:g}" if name != "standard" else "0"
+    size_text = "" if size is None else f" n={size}"
+    return RunPlan(
+        run_id=config_hash(config)[:12],
+        label=f"{entry.display()} {name} ε={eps_text}{size_text} seed={seed}",
+        model=entry.display(),
+        method=name,
+        family=method.method,
+        eps=eps,
+        norm=method.norm,
+        seed=seed,
+        config=config,
+        train_size=size,
+    )

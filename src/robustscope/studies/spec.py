@@ -22,6 +22,12 @@ is standard training (one run, shared by all methods listing ε = 0). Example::
       train_n: 1000
       run: [{name: cckl}, {name: margins}]
 
+``train_sizes`` (optional) adds an axis over the training-set size: every run of the grid
+is trained once per size ``n`` on the first ``n`` training examples (``train.train_subset =
+n``), for tsipras2019 Fig. 6 (standard accuracy vs training-set size, standard vs
+adversarial training); the report's ``datasize`` section draws it. Unset, the runs are
+those of the grid above, with the same ids. Example: ``train_sizes: [500, 2000, 8000]``.
+
 Errors name the field (``methods.0.eps``) and the allowed values.
 """
 
@@ -31,10 +37,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from robustscope.errors import RobustscopeError, field_errors, one_line
-from robustscope.params import parse_eps_list
+from robustscope.params import parse_eps_list, positive_int
 from robustscope.studies.store.vocab import attack_label
 
 __all__ = [
@@ -166,6 +181,13 @@ class StudySpec(_Strict):
         default_factory=lambda: [MethodSpec(method="pgd", eps=[0.0, 0.1])]
     )
     seeds: list[int] = Field(default_factory=lambda: [0])
+    train_sizes: list[int] | None = Field(
+        None,
+        description=(
+            "training-set sizes: every run is trained once per size n on the first n "
+            "training examples (train_subset = n); unset: one size, train.train_subset"
+        ),
+    )
     train: dict[str, Any] = Field(
         default_factory=dict, description="TrainConfig fields shared by every run"
     )
@@ -182,6 +204,17 @@ class StudySpec(_Strict):
         if not v:
             raise ValueError("give at least one seed")
         return sorted(set(v))
+
+    @field_validator("train_sizes", mode="before")
+    @classmethod
+    def _train_sizes(cls, v: Any) -> list[int] | None:
+        if v is None:
+            return None
+        if not isinstance(v, list | tuple):
+            raise ValueError(f"give a list of training-set sizes (e.g. [500, 2000]), got {v!r}")
+        if not v:
+            raise ValueError("give at least one training-set size (or leave train_sizes unset)")
+        return sorted({positive_int(n, "training-set size") for n in v})
 
     @field_validator("train")
     @classmethod
@@ -203,6 +236,23 @@ class StudySpec(_Strict):
                 f"valid: {', '.join(sorted(set(TrainConfig.model_fields) - owned))}"
             )
         return v
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # an unset axis is left out, so a spec without it dumps (and hashes) as before
+        out: dict[str, Any] = handler(self)
+        if self.train_sizes is None:
+            out.pop("train_sizes", None)
+        return out
+
+    @model_validator(mode="after")
+    def _one_size(self) -> StudySpec:
+        if self.train_sizes is not None and "train_subset" in self.train:
+            raise ValueError(
+                "train_sizes and train.train_subset both set the training-set size: give the "
+                "sizes in train_sizes only"
+            )
+        return self
 
     @model_validator(mode="after")
     def _names(self) -> StudySpec:

@@ -4,6 +4,7 @@
 ====  ==========  ============================================================
 10    findings    every section's claims in one table
 20    tradeoff    the frontier, robust accuracy vs the attack's ε (the trade-off's claims)
+27    datasize    accuracy vs the training-set size (tsipras2019 Figs. 1, 6, 7; sized studies)
 30    training    training curves (shi2020 Figs. 3–4)
 40    shi2020     Fisher information, CCKL and the G1 share (shi2020's claims)
 50    wen2020     gaps, margins, confidence, singular values (wen2020's claims)
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from robustscope.report.sections import (
     checks,
+    datasize,
     findings,
     numbers,
     shi2020,
@@ -29,4 +31,14 @@ from robustscope.report.sections import (
     wen2020,
 )
 
-__all__ = ["checks", "findings", "numbers", "shi2020", "tradeoff", "training", "weights", "wen2020"]
+__all__ = [
+    "checks",
+    "datasize",
+    "findings",
+    "numbers",
+    "shi2020",
+    "tradeoff",
+    "training",
+    "weights",
+    "wen2020",
+]

@@ -12,7 +12,7 @@ from robustscope.report.page import error_line, skip_html, table_html
 from robustscope.report.section import ReportContext, Section, register_section
 from robustscope.report.summary import summary_rows
 from robustscope.studies.store import views
-from robustscope.studies.store.vocab import CLEAN_ACCURACY, QUANTITIES, TRAIN_PREFIX
+from robustscope.studies.store.vocab import CLEAN_ACCURACY, QUANTITIES, TRAIN_PREFIX, TRAIN_SIZE
 
 __all__ = ["Numbers"]
 
@@ -63,11 +63,14 @@ class Numbers(Section):
         parts = ["<h3>Summary (one row per run)</h3>"]
         rows = summary_rows(d)
         parts.append(table_html(pd.DataFrame(rows), index=False) if rows else skip_html("No run."))
-        runs = d.runs[[c for c in (*RUN_COLUMNS, "error") if c in d.runs.columns]]
+        sized = len(d.train_sizes()) > 1  # the training-set size: a column of sized studies
+        shown = [c for c in (*RUN_COLUMNS, "error") if c != TRAIN_SIZE or sized]
+        runs = d.runs[[c for c in shown if c in d.runs.columns]]
         if "error" in runs.columns:
             runs = runs.assign(error=[error_line(e) for e in runs["error"]])
         if len(runs):
-            order = runs.sort_values(["model", "family", "eps", "seed"], kind="stable")
+            by = ["model", "family", "eps", *([TRAIN_SIZE] if sized else []), "seed"]
+            order = runs.sort_values(by, kind="stable")
             parts.append("<h3>Runs</h3>" + table_html(order, index=False))
             labels = dict(zip(order["run_id"], order["label"], strict=True))
             for title, frame in (("Metrics", _all_metrics(d)), ("Probe scalars", d.probes)):

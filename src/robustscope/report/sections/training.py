@@ -11,8 +11,9 @@ from matplotlib.ticker import MaxNLocator
 
 from robustscope.report.data import StudyData
 from robustscope.report.section import ReportContext, Section, SectionFigure, register_section
-from robustscope.report.stats import series_name
+from robustscope.report.stats import series_name, sized
 from robustscope.report.style import Palette, grid, log_y
+from robustscope.studies.store.vocab import TRAIN_SIZE
 
 __all__ = ["Training", "fig_training"]
 
@@ -65,8 +66,10 @@ def fig_training(data: StudyData, table: pd.DataFrame, palette: Palette) -> Figu
             panels.append((col, title, label, scale, log))
     if not panels or not len(h):
         return None
+    sizes = table[TRAIN_SIZE] if sized(table) else [None] * len(table)
+    names = zip(table["model"], table["family"], sizes, strict=True)
     meta = table[["eps"]].assign(
-        series=[series_name(m, f) for m, f in zip(table["model"], table["family"], strict=True)]
+        series=[series_name(m, f, None if n is None or n != n else n) for m, f, n in names]
     )
     h = h.join(meta, on="run_id")
     fig, axes = grid(len(panels), cols=2 if len(panels) == 4 else 3, width=4.6, height=3.4)

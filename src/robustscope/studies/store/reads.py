@@ -16,7 +16,7 @@ import numpy as np
 
 from robustscope.studies.store import views
 from robustscope.studies.store.base import StoreBase, StoreError, check_status, read_real
-from robustscope.studies.store.vocab import ATTACK_FLAG_COLUMNS, ATTACK_RESULT_COLUMNS
+from robustscope.studies.store.vocab import ATTACK_FLAG_COLUMNS, ATTACK_RESULT_COLUMNS, TRAIN_SIZE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,11 +28,11 @@ _RUN_COLUMNS = (
     "attempts", "started", "finished", "train_time_s", "created", "updated",
 )  # fmt: skip
 _RUN_TABLE_COLUMNS = [
-    "run_id", "label", "model", "dataset", "method", "family", "eps", "norm", "seed",
-    "status", "attempts", "checkpoint", "started", "finished", "train_time_s", "error",
+    "run_id", "label", "model", "dataset", "method", "family", "eps", "norm", TRAIN_SIZE,
+    "seed", "status", "attempts", "checkpoint", "started", "finished", "train_time_s", "error",
 ]  # fmt: skip
 _RUN_KEY_COLUMNS = [
-    "label", "model", "dataset", "method", "family", "eps", "norm", "seed", "status",
+    "label", "model", "dataset", "method", "family", "eps", "norm", TRAIN_SIZE, "seed", "status",
 ]  # fmt: skip
 
 
@@ -132,12 +132,14 @@ class Reads(StoreBase):
 
     def runs_table(self) -> pd.DataFrame:
         """One row per run (sorted by id): ``run_id``, ``label``, ``model``, ``dataset``,
-        ``method``, ``family``, ``eps``, ``norm``, ``seed``, ``status``, ``attempts``,
-        ``checkpoint``, ``started``, ``finished``, ``train_time_s``, ``error``.
+        ``method``, ``family``, ``eps``, ``norm``, ``train_size``, ``seed``, ``status``,
+        ``attempts``, ``checkpoint``, ``started``, ``finished``, ``train_time_s``, ``error``.
 
         ``label``, ``model``, ``dataset``, ``family`` and ``norm`` are read from the run's
         config (its top level, else its nested training ``config``); ``label`` defaults to
-        the run id and ``family`` to ``method``.
+        the run id and ``family`` to ``method``. ``train_size`` (:data:`~.vocab.TRAIN_SIZE`)
+        is the training config's ``train_subset`` (a study's ``train_sizes`` axis sets it),
+        NaN when the run trained on the whole split.
         """
         import pandas as pd
 
@@ -154,6 +156,7 @@ class Reads(StoreBase):
                     "family": _cfg(cfg, "family", r["method"]),
                     "eps": read_real(r["eps"]),
                     "norm": _cfg(cfg, "norm"),
+                    TRAIN_SIZE: read_real(_cfg(cfg, "train_subset")),
                     "seed": r["seed"],
                     "status": r["status"],
                     "attempts": r["attempts"],
@@ -196,8 +199,8 @@ class Reads(StoreBase):
 
         Without ``with_runs`` only runs with at least one metric appear. With
         ``with_runs=True`` every run appears, and the run columns ``label``, ``model``,
-        ``dataset``, ``method``, ``family``, ``eps``, ``norm``, ``seed``, ``status`` come
-        first (a metric whose name equals one of them gets the suffix ``:metric``).
+        ``dataset``, ``method``, ``family``, ``eps``, ``norm``, ``train_size``, ``seed``,
+        ``status`` come first (a metric whose name equals one of them gets the suffix ``:metric``).
         Attack results are not metrics: see :meth:`attack_results_long`.
         """
         wide = self._pivot(self.metrics_long(), ["run_id"], "name")

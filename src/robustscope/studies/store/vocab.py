@@ -50,6 +50,7 @@ __all__ = [
     "STORE_FILE",
     "TABLES",
     "TRAIN_PREFIX",
+    "TRAIN_SIZE",
     "TRAIN_TIME_S",
     "LegacyAttackMetric",
     "LegacyFlagMetric",
@@ -90,6 +91,10 @@ CLEAN_ACCURACY = "clean_accuracy"
 TRAIN_TIME_S = "train_time_s"
 #: prefix of the last epoch's history values (``train/test_accuracy``)
 TRAIN_PREFIX = "train/"
+#: column of the run tables (``Store.runs_table()``, the report's ``StudyData.runs``): the
+#: training-set size of a run, its training configuration's ``train_subset`` (the first N
+#: training examples; a study's ``train_sizes`` axis sets it per run); NaN: the whole split
+TRAIN_SIZE = "train_size"
 #: key of a run's ``config`` JSON holding the hash of the settings it was measured with
 MEASURE_HASH_KEY = "measure_hash"
 
