@@ -256,3 +256,19 @@ def test_svm_symmetric_reduction_matches_a_general_search() -> None:
 def test_bad_parameters_name_the_field(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(ParameterError, match=field):
         Distribution.create(**kwargs)
+
+
+def test_fitted_linear_models_respect_theorem_21() -> None:
+    # 2η < 2p − 1, where keeping x_1 beats the constant classifier (see theorems' doc).
+    dist = Distribution.create(d=100, p=0.9, eta=0.3)
+    eps = 2 * dist.eta
+    members = family.fitted_members(dist, eps, eps_train=(0.0, eps), n_train=600)
+    check = members.check(dist, eps)
+    assert len(check.names) == 10 and not check.violations
+    by_name = dict(zip(check.names, zip(check.standard, check.robust, strict=True), strict=True))
+    # Standard fits are accurate and not robust; adversarial fits at 2η keep only x_1 (p, p).
+    assert by_name["logistic standard"][0] > 0.99 and by_name["logistic standard"][1] < 0.05
+    assert by_name[f"hinge adversarial ε={eps:g}"] == pytest.approx((0.9, 0.9), abs=1e-6)
+    # Beyond 2p − 1 the adversarial hinge prefers w = 0 (checked in the distributional SVM).
+    beyond = theorems.svm(dist, eps=0.85)
+    assert beyond.adversarial_w == (0.0, 0.0) and not beyond.hypotheses

@@ -6,8 +6,9 @@ and how to fix it, and exit with status 2.
 
 The commands live by idea: :mod:`~robustscope.cli.catalog` (datasets, models, attacks,
 probes, presets, a checkpoint's info), :mod:`~robustscope.cli.train`,
-:mod:`~robustscope.cli.measure` (eval, attack, probe) and :mod:`~robustscope.cli.studies`
-(study, show, report, export); they share :mod:`~robustscope.cli.options` (one definition
+:mod:`~robustscope.cli.measure` (eval, attack, probe), :mod:`~robustscope.cli.studies`
+(study, show, report, export) and :mod:`~robustscope.cli.theory` (theory tsipras, theory
+mnist); they share :mod:`~robustscope.cli.options` (one definition
 of each common option) and :mod:`~robustscope.cli.output` (one printer of JSON or tables).
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import typer
 
 from robustscope import plugins
-from robustscope.cli import catalog, measure, studies, train
+from robustscope.cli import catalog, measure, studies, theory, train
 from robustscope.cli.output import err_console
 from robustscope.errors import RobustscopeError
 
@@ -57,6 +58,7 @@ def _build_app() -> typer.Typer:
 
     for name, command in COMMANDS:
         cli.command(name)(command)
+    cli.add_typer(theory.app, name="theory")
     return cli
 
 

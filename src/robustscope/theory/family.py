@@ -24,6 +24,7 @@ import torch
 from robustscope.attacks import PGD
 from robustscope.data.synthetic import sample
 from robustscope.params import parse_eps
+from robustscope.theory import linear
 from robustscope.theory.frontier import frontier, witness
 from robustscope.theory.theorems import BoundCheck, check_bound
 from robustscope.theory.tsipras import (
@@ -35,7 +36,14 @@ from robustscope.theory.tsipras import (
 )
 from robustscope.training import TrainConfig, train
 
-__all__ = ["Members", "fixed_adversary", "linear_grid", "mlp_members", "theorem21"]
+__all__ = [
+    "Members",
+    "fitted_members",
+    "fixed_adversary",
+    "linear_grid",
+    "mlp_members",
+    "theorem21",
+]
 
 
 @dataclass
@@ -118,6 +126,47 @@ def linear_grid(dist: Distribution, eps: float, n: int = 1000, seed: int = 0) ->
     return out
 
 
+def fitted_members(
+    dist: Distribution,
+    eps: float,
+    *,
+    eps_train: tuple[float, ...] | None = None,
+    n_train: int = 2000,
+    l2: float = 1e-3,
+    seed: int = 0,
+) -> Members:
+    """Logistic regression and soft-margin SVM (:func:`robustscope.theory.linear.fit`) on
+    ``n_train`` draws of D: standard and ℓ∞-adversarial (exact inner maximum, unbounded box)
+    at each ε_train (default 0, η/2, η, 2η), on all features, then standard fits on feature
+    subsets (x_1 alone, x_1 and 10 non-robust features, the non-robust features alone).
+    Their accuracies on D are exact (they are linear)."""
+    eps_f = parse_eps(eps, "eps")
+    grid = (0.0, dist.eta / 2, dist.eta, 2 * dist.eta) if eps_train is None else eps_train
+    rng = np.random.default_rng([seed, 4])
+    x_np, y_np = sample(n_train, dist.d, dist.p, dist.eta, rng)
+    x = torch.from_numpy(x_np).double()
+    y = torch.from_numpy(y_np.astype(np.float64))
+    d = dist.d
+    subsets: list[tuple[str, list[int] | None]] = [("all", None)]
+    subsets += [("x_1", [0]), ("x_1 + 10", list(range(min(11, d + 1)))), ("x_2..", None)]
+    fits: list[tuple[str, linear.LinearModel]] = []
+    for loss in ("logistic", "hinge"):
+        for et in grid:
+            et_f = parse_eps(et, "eps_train")
+            m = linear.fit(x, y, loss=loss, l2=l2, eps=et_f)
+            kind = f"adversarial ε={et_f:g}" if et_f > 0 else "standard"
+            fits.append((f"{loss} {kind}", m))
+        for label, feats in subsets[1:]:
+            chosen = list(range(1, d + 1)) if feats is None else feats
+            fits.append((f"{loss} on {label}", linear.fit(x, y, loss=loss, l2=l2, features=chosen)))
+    ws = np.stack([m.w.numpy() for _, m in fits])
+    acc = accuracy(dist, ws, np.array([m.b for _, m in fits]), eps=[eps_f])
+    out = Members()
+    for j, (name, _) in enumerate(fits):
+        out.add(name, "fitted linear", acc.standard[j], acc.robust[eps_f][j])
+    return out
+
+
 def fixed_adversary(x: torch.Tensor, y_pm: torch.Tensor, eta: float) -> torch.Tensor:
     """The adversary of the proof of Theorem 2.1: ``xᵢ − 2η·y`` for i ≥ 2 (x_1 untouched)."""
     shifted = x.clone()
@@ -182,10 +231,11 @@ def mlp_members(
 
 
 def theorem21(dist: Distribution, eps: float | None = None, *, mlps: bool = True) -> BoundCheck:
-    """Theorem 2.1 checked on the closed-form grid and (``mlps``) trained MLPs at ``eps``
-    (default 2η, the theorem's threshold)."""
+    """Theorem 2.1 checked at ``eps`` (default 2η, the theorem's threshold) on the
+    closed-form grid, the fitted linear models and (``mlps``) trained MLPs."""
     eps_f = 2 * dist.eta if eps is None else parse_eps(eps, "eps")
     members = linear_grid(dist, eps_f)
+    members.extend(fitted_members(dist, eps_f))
     if mlps:
         members.extend(mlp_members(dist, eps_f, eps_train=(0.0, eps_f)))
     return members.check(dist, eps_f)

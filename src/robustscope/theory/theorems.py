@@ -19,6 +19,12 @@ optimum has ``w = (w₁, (v/√d)·1)``; then ``y wᵀx = s·w₁ + v·z`` with
 ``z ~ N(η√d, 1)`` and ``‖w‖₁ = |w₁| + √d|v|``, and ``E max(0, c − σZ)`` for
 ``Z ~ N(0, 1)`` is ``cΦ(c/σ) + σφ(c/σ)`` — a convex problem in two variables on the unit
 disc (the λ of eq. (5) tuned to ‖w*‖₂ = 1, as in App. D).
+
+The adversarial half has an unstated condition: after Lemma D.5 (no weight on x_2 …),
+the unit-norm classifier ``sign(x_1)`` has adversarial hinge loss ``pε + (1 − p)(2 + ε)``
+against 1 for ``w = 0``, so the adversarial SVM keeps x_1 only when ``ε < 2p − 1``; beyond
+that it is the zero classifier (accuracy 0 with our convention that a zero score is wrong;
+½ with a coin flip — not p). :attr:`SvmResult.hypotheses` includes it.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from robustscope.theory.tsipras import Distribution, accuracy
 
 __all__ = ["BoundCheck", "SvmResult", "bound", "check_bound", "expected_hinge", "svm"]
 
+SNAP = 1e-6
+"""An SVM weight is zeroed when that raises the expected hinge loss by at most this."""
 Z_LIMIT = 4.0
 """A point violates Theorem 2.1 only if it does so by more than this many standard errors."""
 
@@ -180,7 +188,16 @@ def _minimise(dist: Distribution, eps: float) -> tuple[float, float]:
         options={"ftol": 1e-12, "maxiter": 500},
     )
     z = res.x if res.success else np.array([w1, v])
-    return float(z[0]), float(z[1])
+
+    # The optimiser leaves small residues where the optimum is exactly 0 (Lemma D.5; w = 0
+    # beyond 2p − 1: a kink of the hinge), and a sign classifier reads any positive weight
+    # as a full one: take the sparsest of z and its zeroed variants within SNAP of the best.
+    def loss(c: tuple[float, float]) -> float:
+        return expected_hinge(c[0], c[1], dist, eps)
+
+    variants = [(0.0, 0.0), (float(z[0]), 0.0), (0.0, float(z[1])), (float(z[0]), float(z[1]))]
+    best = min(loss(c) for c in variants)
+    return next(c for c in variants if loss(c) <= best + SNAP)
 
 
 @dataclass(frozen=True)
@@ -198,11 +215,13 @@ class SvmResult:
 
     @property
     def hypotheses(self) -> bool:
-        """η ≥ 4/√d, p ≤ 0.975 and ε ≥ 2η (the theorem's conditions)."""
+        """η ≥ 4/√d, p ≤ 0.975 and ε ≥ 2η (the theorem's conditions), and ε_train < 2p − 1
+        (the unstated one of the module doc)."""
         return (
             self.dist.eta >= 4 / math.sqrt(self.dist.d) - 1e-12
             and self.dist.p <= 0.975
             and self.eps >= 2 * self.dist.eta - 1e-12
+            and self.eps_train < 2 * self.dist.p - 1
         )
 
     @property
