@@ -37,6 +37,7 @@ from robustscope.report.section import dedicated_probes, ordered_sections
 BUILT_IN = [
     "findings",
     "tradeoff",
+    "tsipras2019",
     "datasize",
     "training",
     "shi2020",
@@ -128,7 +129,7 @@ def test_a_section_registered_here_appears_in_the_report(
     data = _study()
     _, before = _page(tmp_path / "before", data)
     # checks: Findings only; datasize: only in studies with a training-set-size axis
-    assert before.ids == [s for s in BUILT_IN if s not in ("checks", "datasize")]
+    assert before.ids == [s for s in BUILT_IN if s not in ("checks", "datasize", "tsipras2019")]
 
     _toy()
     text, page = _page(tmp_path / "after", data)

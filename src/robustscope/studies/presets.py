@@ -153,7 +153,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "tsipras2019's theory lab on its own distribution (eq. 3; d = 100, p = 0.95, "
             "η = 0.4, so 2η = 0.8 and Theorem 2.2's hypotheses hold): a linear model and a "
             "one-hidden-layer MLP (64) trained with ℓ∞ PGD-AT (10 steps) at ε ∈ {0, 0.2, 0.4, "
-            "0.8} on 100, 1,000 and 10,000 examples, 2 seeds, 30 epochs of Adam (lr 0.01); PGD-20 on 2,000 "
+            "0.8} on 100, 1,000 and 5,000 examples, 2 seeds, 20 epochs of Adam (lr 0.01); PGD-20 on 2,000 "
             "test draws at ε ∈ {0.2, 0.4, 0.8}. The report places every run against the exact "
             "linear frontier and Theorem 2.1's bound, checks Theorem 2.2 and redoes App. E on "
             "binary MNIST (Table 5, Fig. 5). Sized to finish in ≤ 15 minutes on 2 CPU cores."
@@ -169,10 +169,10 @@ PRESETS: dict[str, dict[str, Any]] = {
             {"model": "mlp", "model_kwargs": {"widths": [64]}, "label": "mlp-64"},
         ],
         "methods": [{"method": "pgd", "eps": [0.0, 0.2, 0.4, 0.8], "params": {"steps": 10}}],
-        "train_sizes": [100, 1000, 10000],
+        "train_sizes": [100, 1000, 5000],
         "seeds": [0, 1],
         "train": {
-            "epochs": 30,
+            "epochs": 20,
             "batch_size": 50,
             "optimizer": "adam",
             "lr": 0.01,
