@@ -85,6 +85,7 @@ def test_theorem21_fails_on_a_run_above_the_bound() -> None:
     assert dist is not None
     finding = sec.theorem21_finding(dist, *sec.run_points(ctx, dist))
     assert finding.holds is False and "impossible" in finding.evidence
+    assert "stronger attack" in finding.evidence
 
 
 def test_theorem21_not_tested_without_an_attack_at_2_eta() -> None:

@@ -122,6 +122,12 @@ def theorem21_finding(dist: Distribution, eps: float | None, rows: pd.DataFrame 
         )
     ]
     note = f" (ε = {eps:g}, p = {dist.p:g}; violation = beyond {Z:g} standard errors)"
+    if bad:
+        note += (
+            "; the theorem is a proof, so a run above the bound means the attack's robust "
+            "accuracy (an upper estimate) missed adversarial examples — the proof's fixed "
+            "adversary xᵢ − 2ηy finds them: use a stronger attack"
+        )
     return verdict(claim, f"{PAPER} Thm. 2.1", judged, "", note)
 
 
