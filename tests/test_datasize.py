@@ -295,7 +295,7 @@ def test_a_sized_study_end_to_end(tmp_path: Path) -> None:
         _raw(
             name="sized-smoke",
             train_sizes=[64, 256],
-            train={"epochs": 1, "batch_size": 32},
+            train={"epochs": 6, "batch_size": 16},
             evaluation={
                 "n": 50,
                 "checks": False,
@@ -322,3 +322,15 @@ def test_a_sized_study_end_to_end(tmp_path: Path) -> None:
     assert grows.holds is not None and hurts.holds is not None  # both sizes finished
     assert "n = 64, 256" in grows.evidence
     assert grows.claim in report
+
+
+def test_runs_that_did_not_train_are_not_evidence() -> None:
+    """A model stuck at chance (10 classes: 10 %) at the largest size would count as a huge
+    gap; on a study whose dataset says what chance is, it is left out."""
+    stuck = {**PAPER_LIKE, (0.2, 10000): 0.10}
+    data = _sized_study(stuck, seeds=(0, 1))
+    grows, _ = _claims(data)
+    assert "ε=0.2: gap -6.0 → 3.0 → 85.0 pts" in grows.evidence  # no dataset: it counts
+    data.spec.update(dataset="fashion-mnist", evaluation={"n": 1000})
+    grows, _ = _claims(data)
+    assert "ε=0.2: gap -6.0 → 3.0 pts at n = 100, 1000;" in grows.evidence

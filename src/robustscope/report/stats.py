@@ -12,20 +12,53 @@ of its own size: runs on different training sets are never pooled as if they wer
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from robustscope.report.data import AttackColumn, StudyData, natural_key
-from robustscope.studies.store.vocab import TRAIN_SIZE, find_eps
+from robustscope.studies.store.vocab import CLEAN_ACCURACY, TRAIN_SIZE, find_eps
 
 __all__ = [
+    "UNTRAINED_Z",
     "by_eps",
+    "chance",
     "fired_flags",
     "main_robust_column",
     "series",
     "series_name",
     "sized",
     "spectra_layers",
+    "trained",
 ]
+
+UNTRAINED_Z = 4.0
+"""A run trained when its clean accuracy beats chance by more than this many standard errors."""
+
+
+def chance(spec: dict[str, object]) -> float | None:
+    """1/K for the study's dataset (K classes), None when the dataset is unknown here."""
+    from robustscope import data
+
+    try:
+        return 1.0 / data.info(str(spec.get("dataset"))).num_classes
+    except Exception:  # an unregistered dataset: no chance level to compare with
+        return None
+
+
+def trained(table: pd.DataFrame, spec: dict[str, object]) -> pd.DataFrame:
+    """The runs of ``table`` that trained: clean accuracy above chance (:func:`chance`) by more
+    than :data:`UNTRAINED_Z` binomial standard errors on the evaluation's ``n`` test points. A
+    run that did not train is never evidence for or against a claim; without a clean accuracy
+    or a chance level every run is kept."""
+    level = chance(spec)
+    if level is None or CLEAN_ACCURACY not in table.columns or not len(table):
+        return table
+    evaluation = spec.get("evaluation")
+    n = int(evaluation.get("n", 1000)) if isinstance(evaluation, dict) else 1000
+    margin = UNTRAINED_Z * math.sqrt(level * (1 - level) / n)
+    acc = table[CLEAN_ACCURACY]
+    return table[acc.isna() | (acc > level + margin)]
 
 
 def series_name(model: str, family: str, size: float | None = None) -> str:

@@ -43,7 +43,7 @@ from robustscope.report.data import AttackColumn
 from robustscope.report.findings import Finding, first_present, not_tested, number, verdict
 from robustscope.report.page import table_html
 from robustscope.report.section import ReportContext, Section, SectionFigure, register_section
-from robustscope.report.stats import series
+from robustscope.report.stats import series, trained
 from robustscope.report.style import LINESTYLES, Palette, grid, plot_vs_eps
 from robustscope.studies.store.vocab import CLEAN_ACCURACY, TRAIN_SIZE, format_eps, train_metric
 
@@ -327,4 +327,5 @@ class DataSize(Section):
         )
 
     def findings(self, ctx: ReportContext) -> list[Finding]:
-        return [gap_grows(ctx.table), hurts_with_enough_data(ctx.table)]
+        table = trained(ctx.table, ctx.data.spec)
+        return [gap_grows(table), hurts_with_enough_data(table)]
