@@ -116,3 +116,22 @@ def test_section_applies_only_to_tsipras_studies_and_draws_its_figures() -> None
 def test_theorem22_not_tested_outside_its_hypotheses(p: float, eta: float) -> None:
     dist = sec.Distribution.create(100, p, eta)
     assert sec.svm_finding(dist, 2 * eta).holds is None
+
+
+def test_the_strongest_attack_at_the_radius_is_read() -> None:
+    data = _study({**GOOD, "masked": (0.2, 1.0, 0.54)})  # PGD-CE saturated: 54 % is impossible
+    cw = data.attacks.assign(label="pgd-cw")
+    cw.loc[cw["run_id"] == "r3", "value"] = 0.0  # the CW margin finds them
+    both = StudyData.from_frames(
+        spec=SPEC,
+        runs=data.runs.reset_index().to_dict("records"),
+        metrics=data.metrics,
+        attacks=pd.concat([data.attacks, cw], ignore_index=True),
+    )
+    dist = sec.distribution(SPEC)
+    assert dist is not None
+    alone = sec.theorem21_finding(dist, *sec.run_points(ReportContext(data), dist))
+    assert alone.holds is False and "masked" in alone.evidence
+    eps, rows = sec.run_points(ReportContext(both), dist)
+    assert float(rows.set_index("label").loc["masked", "robust"]) == 0.0
+    assert sec.theorem21_finding(dist, eps, rows).holds is True
