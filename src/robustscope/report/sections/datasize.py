@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import NullFormatter
 
 from robustscope.report.data import AttackColumn
 from robustscope.report.findings import Finding, first_present, not_tested, number, verdict
@@ -235,6 +236,10 @@ def fig_accuracy_vs_size(
                     )
                 drawn = True
             ax.set_xscale("log")
+            # the sizes themselves as ticks: log-scale minor labels overlap on a short range
+            sizes = sorted({int(n) for n in table[TRAIN_SIZE].dropna()})
+            ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel("training-set size (examples, log scale)")
             ax.set_ylabel(ylabel, fontsize=8)
             title = ylabel.removesuffix(" (%)")
