@@ -23,6 +23,7 @@ __all__ = [
     "UNTRAINED_Z",
     "by_eps",
     "chance",
+    "eval_n",
     "fired_flags",
     "main_robust_column",
     "series",
@@ -46,6 +47,12 @@ def chance(spec: dict[str, object]) -> float | None:
         return None
 
 
+def eval_n(spec: dict[str, object]) -> int:
+    """How many test points each run's evaluation measured (the spec's ``evaluation.n``)."""
+    evaluation = spec.get("evaluation")
+    return int(evaluation.get("n", 1000)) if isinstance(evaluation, dict) else 1000
+
+
 def trained(table: pd.DataFrame, spec: dict[str, object]) -> pd.DataFrame:
     """The runs of ``table`` that trained: clean accuracy above chance (:func:`chance`) by more
     than :data:`UNTRAINED_Z` binomial standard errors on the evaluation's ``n`` test points. A
@@ -54,9 +61,7 @@ def trained(table: pd.DataFrame, spec: dict[str, object]) -> pd.DataFrame:
     level = chance(spec)
     if level is None or CLEAN_ACCURACY not in table.columns or not len(table):
         return table
-    evaluation = spec.get("evaluation")
-    n = int(evaluation.get("n", 1000)) if isinstance(evaluation, dict) else 1000
-    margin = UNTRAINED_Z * math.sqrt(level * (1 - level) / n)
+    margin = UNTRAINED_Z * math.sqrt(level * (1 - level) / eval_n(spec))
     acc = table[CLEAN_ACCURACY]
     return table[acc.isna() | (acc > level + margin)]
 

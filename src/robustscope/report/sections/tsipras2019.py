@@ -36,7 +36,7 @@ from robustscope.data.synthetic import DEFAULT_D, DEFAULT_P, default_eta
 from robustscope.report.findings import Finding, not_tested, number, verdict
 from robustscope.report.page import table_html
 from robustscope.report.section import ReportContext, Section, SectionFigure, register_section
-from robustscope.report.stats import trained
+from robustscope.report.stats import eval_n, trained
 from robustscope.report.style import grid
 from robustscope.studies.store.vocab import CLEAN_ACCURACY
 from robustscope.theory import binary_mnist, family, frontier, theorems
@@ -63,10 +63,6 @@ def distribution(spec: dict[str, Any]) -> Distribution | None:
     )
 
 
-def _eval_n(spec: dict[str, Any]) -> int:
-    return int((spec.get("evaluation") or {}).get("n", 1000))
-
-
 def run_points(ctx: ReportContext, dist: Distribution) -> tuple[float, pd.DataFrame] | None:
     """``(ε, rows)``: the smallest ℓ∞ attack ε ≥ 2η of the study and, per finished run,
     ``label, eps (training), standard, robust, standard_se, robust_se``; None without such
@@ -82,7 +78,7 @@ def run_points(ctx: ReportContext, dist: Distribution) -> tuple[float, pd.DataFr
     # Every ℓ∞ attack at that ε: a run's robust accuracy is the lowest any of them reads.
     at = [c.column for c in cols if c.eps == eps]
     t = ctx.table.dropna(subset=[CLEAN_ACCURACY, *at])
-    n = _eval_n(ctx.data.spec)
+    n = eval_n(ctx.data.spec)
     s, r = t[CLEAN_ACCURACY].astype(float), t[at].astype(float).min(axis=1)
     rows = pd.DataFrame(
         {
