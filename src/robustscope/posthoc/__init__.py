@@ -4,10 +4,12 @@
 record of what was applied; :func:`save` / :func:`transform_checkpoint` keep that record in
 the checkpoint's ``transforms`` metadata. Transforms (``available()``):
 
-* ``spectral_clip`` — wen2020 B.4.2's spectral-norm clipping (:mod:`.spectral_clip`).
+* ``spectral_clip`` — wen2020 B.4.2's spectral-norm clipping (:mod:`.spectral_clip`);
+* ``m1``, ``m2``, ``m3`` — wu2020's robustification (:mod:`.wu2020`): drop the units active
+  on fewer than p % of the training examples, zero the trailing p % of singular values,
+  both; on the penultimate fully connected layer by default (:mod:`.layers`).
 
-wu2020's M1/M2/M3 (drop rarely active units, drop trailing singular values, both) plug in
-the same way: a frozen dataclass subclass of :class:`Transform`, registered with
+A new transform is a frozen dataclass subclass of :class:`Transform`, registered with
 :func:`register_transform`, with ``needs_data = True`` where it measures the model first.
 
 Training applies the same spectral-norm clipping every epoch when
@@ -31,9 +33,14 @@ from robustscope.posthoc.base import (
     transform_checkpoint,
 )
 from robustscope.posthoc.spectral_clip import SpectralClip
+from robustscope.posthoc.wu2020 import METHODS, DropBoth, DropInactiveUnits, DropSingularValues
 
 __all__ = [
+    "METHODS",
     "TRANSFORMS",
+    "DropBoth",
+    "DropInactiveUnits",
+    "DropSingularValues",
     "SpectralClip",
     "Transform",
     "TransformError",
