@@ -317,6 +317,12 @@ def test_challenge_score_on_linear_model() -> None:
     expected = float((((x @ w + b).abs() / w.norm()) ** 2 * correct).sum() / len(x))
     assert expected * (1 - 1e-6) <= result.score <= expected * (1 + 1.02 * 2.0**-9) + 1e-6
     assert result.successes == int(correct.sum())
+    per = torch.tensor(result.per_point, dtype=torch.float64)
+    exact = ((x @ w + b).abs() / w.norm()).double() ** 2 * correct
+    assert len(per) == len(x) and float(per.sum()) / len(x) == pytest.approx(result.score)
+    assert torch.all(per[~correct] == 0)  # each d_i at its own point, misclassified ones 0
+    torch.testing.assert_close(per, exact, rtol=1.02 * 2.0**-9 * 2, atol=1e-6)
+    assert result.std_error == pytest.approx(float(per.std()) / len(x) ** 0.5)
 
 
 def test_unknown_attack_and_parameters() -> None:

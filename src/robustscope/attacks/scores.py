@@ -116,6 +116,8 @@ class ChallengeScore(EvalRecord):
         n: number of points; ``successes`` how many contributed a nonzero d_i.
         clean_accuracy: fraction correctly classified clean.
         attack: the attack used.
+        per_point: the n values d_i (float64, input order), for paired comparisons of two
+            models on the same points (``to_dict`` lists them).
     """
 
     score: float
@@ -123,6 +125,15 @@ class ChallengeScore(EvalRecord):
     successes: int
     clean_accuracy: float
     attack: str
+    per_point: tuple[float, ...] = ()
+
+    @property
+    def std_error(self) -> float:
+        """Standard error of :attr:`score` (sample std of the d_i over √n; NaN for n < 2)."""
+        if len(self.per_point) < 2:
+            return float("nan")
+        d = torch.tensor(self.per_point, dtype=torch.float64)
+        return float(d.std() / math.sqrt(len(d)))
 
 
 def challenge_score(
@@ -138,7 +149,7 @@ def challenge_score(
     atk = create(attack, model, **params) if isinstance(attack, str) else attack
     device = model_device(model)
     x, y = x.to(device), y.to(device)
-    total = 0.0
+    per_point = torch.zeros(len(x), dtype=torch.float64)
     successes = 0
     correct_n = 0
     for s in range(0, len(x), batch_size):
@@ -151,14 +162,16 @@ def challenge_score(
         x_adv = atk(xb[correct], yb[correct])
         with torch.no_grad(), attack_mode(model):
             fooled = predict(model(x_adv)) != yb[correct]
-        d2 = flat_norms(x_adv - xb[correct], "l2") ** 2
-        total += float(d2[fooled].sum())
+        d2 = flat_norms(x_adv - xb[correct], "l2").double().cpu() ** 2
+        rows = torch.arange(s, s + len(xb))[correct.cpu()]
+        per_point[rows[fooled.cpu()]] = d2[fooled.cpu()]
         successes += int(fooled.sum())
     n = len(x)
     return ChallengeScore(
-        score=total / n if n else float("nan"),
+        score=float(per_point.sum()) / n if n else float("nan"),
         n=n,
         successes=successes,
         clean_accuracy=correct_n / n if n else float("nan"),
         attack=attack if isinstance(attack, str) else atk.name,
+        per_point=tuple(per_point.tolist()),
     )

@@ -86,7 +86,7 @@ class CorruptionSetting:
 def array_key(quantity: str, label: str = "") -> str:
     """The name of one array of a :class:`SweepResult` (``clean_accuracy``,
     ``transferred/<label>``, ``transferred_eps/<label>``, ``robust/<label>``,
-    ``robust_eps/<label>``, ``challenge/<label>``, ``noise``, ``corruption_accuracy``,
+    ``robust_eps/<label>``, ``challenge/<label>``, ``challenge_points/<label>``, ``noise``, ``corruption_accuracy``,
     ``percents``, ``dropped``): the one place these names are made."""
     return f"{quantity}/{label}" if label else quantity
 
@@ -108,7 +108,8 @@ class SweepResult(ProbeResult):
         robust: label → ``(ε grid, [M, P, E])`` robust accuracy of the attack re-run on
             each member (over all points).
         challenge: label → ``[M, P]`` wu2020's challenge score of the minimal attack re-run
-            on each member.
+            on each member; ``challenge_points`` label → ``[M, P, n]`` its d_i per point (for
+            paired comparisons with p = 0).
         noise: ``[M, P]`` wu2020 eq. (4) (None when not measured); ``noise_bound`` its C.
         corruption_names, corruption_severities: the corruption grid;
         corruption_accuracy: ``[M, P, T, S]`` accuracy under each corruption and severity
@@ -123,6 +124,7 @@ class SweepResult(ProbeResult):
     transferred: dict[str, tuple[tuple[float, ...], np.ndarray]] = field(default_factory=dict)
     robust: dict[str, tuple[tuple[float, ...], np.ndarray]] = field(default_factory=dict)
     challenge: dict[str, np.ndarray] = field(default_factory=dict)
+    challenge_points: dict[str, np.ndarray] = field(default_factory=dict)
     noise: np.ndarray | None = None
     noise_bound: float | None = None
     corruption_names: tuple[str, ...] = ()
@@ -147,6 +149,8 @@ class SweepResult(ProbeResult):
                 out[array_key(f"{kind}_eps", label)] = np.asarray(eps, dtype=np.float64)
         for label, score in self.challenge.items():
             out[array_key("challenge", label)] = score
+        for label, points in self.challenge_points.items():
+            out[array_key("challenge_points", label)] = points
         if self.noise is not None:
             out[array_key("noise")] = self.noise
         if self.corruption_accuracy is not None:
@@ -297,6 +301,7 @@ def run_sweep(
     trans = {s.key: np.full((*shape, len(s.eps)), np.nan) for s in transferred}
     rob = {s.key: np.full((*shape, len(s.eps)), np.nan) for s in robust}
     chal = {s.key: np.full(shape, np.nan) for s in adaptive}
+    chal_points = {s.key: np.full((*shape, len(x)), np.nan) for s in adaptive}
     noise = np.full(shape, np.nan) if noise_bound is not None else None
     copies = None
     c_acc = None
@@ -329,8 +334,9 @@ def run_sweep(
                 trans[k][i, j] = v
             for k, v in r_row.items():
                 rob[k][i, j] = v
-            for k, v in c_row.items():
+            for k, (v, points) in c_row.items():
                 chal[k][i, j] = v
+                chal_points[k][i, j] = points
             if noise is not None:
                 noise[i, j] = n_row
             if c_acc is not None:
@@ -345,6 +351,7 @@ def run_sweep(
         transferred={s.key: (tuple(s.eps), trans[s.key]) for s in transferred},
         robust={s.key: (tuple(s.eps), rob[s.key]) for s in robust},
         challenge=chal,
+        challenge_points=chal_points,
         noise=noise,
         noise_bound=noise_bound,
         corruption_names=names,
@@ -388,7 +395,7 @@ def _measure(
         score = challenge_score(
             member, x, y, s.attack, batch_size=batch_size, seed=seed, **norm_kw, **s.params
         )
-        c_row[s.key] = score.score
+        c_row[s.key] = (score.score, np.asarray(score.per_point))
     n_row = math.nan
     if noise_bound is not None:
         n_row = accuracy_independent_robustness(

@@ -17,7 +17,10 @@ What it measures (names from :mod:`robustscope.studies.store.vocab`):
   (``label``, else ``<attack>-<norm>``), holding robust accuracy over all evaluated points
   and over the correctly classified ones (wen2020 §D.2) at each ε, and the
   gradient-masking flags raised;
-* probes: one :class:`ProbeOutput` per ``probes.run`` entry.
+* probes: one :class:`ProbeOutput` per ``probes.run`` entry;
+* post-hoc: with a spec's ``posthoc`` section, on the runs it selects, one more
+  :class:`ProbeOutput` named ``posthoc`` (:data:`~.store.vocab.POSTHOC_PROBE`): the
+  :class:`~robustscope.posthoc.sweep.SweepResult`'s scalars and arrays.
 """
 
 from __future__ import annotations
@@ -31,14 +34,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from robustscope.studies.plan import RunPlan
-from robustscope.studies.spec import StudySpec
+from robustscope.studies.spec import AttackEval, StudySpec
 from robustscope.studies.store import vocab
 from robustscope.studies.store.records import AttackFlag, AttackResult
 
 if TYPE_CHECKING:
     from robustscope.attacks import RobustnessCurve
+    from robustscope.posthoc.sweep import SweepResult
 
-__all__ = ["ProbeOutput", "RunOutcome", "attack_result", "execute_run"]
+__all__ = ["ProbeOutput", "RunOutcome", "attack_result", "execute_run", "posthoc_sweep"]
 
 
 @dataclass
@@ -111,6 +115,45 @@ def attack_result(curve: RobustnessCurve, label: str) -> AttackResult:
             AttackFlag(f.name, f.message, None if f.value is None else float(f.value))
             for f in curve.flags
         ),
+    )
+
+
+def posthoc_sweep(
+    model: Any, spec: StudySpec, test: Any, run: RunPlan, *, progress: bool = False
+) -> SweepResult:
+    """The spec's post-hoc sweep (``spec.posthoc``) of one trained run's model."""
+    from robustscope import data, probes
+    from robustscope.posthoc.sweep import AttackSetting, CorruptionSetting, run_sweep
+
+    ph = spec.posthoc
+    assert ph is not None
+    train_ds = data.load(
+        run.config.dataset, "train", root=run.config.data_root, **run.config.dataset_params
+    ).head(ph.train_n)
+
+    def setting(a: AttackEval) -> AttackSetting:
+        return AttackSetting(a.attack, tuple(a.eps), a.norm, dict(a.params), a.key())
+
+    robust = [setting(spec.evaluation.attacks[0])] if ph.robust and spec.evaluation.attacks else []
+    corr = ph.corruptions
+    return run_sweep(
+        model,
+        probes.ProbeData(test=(test.x[: ph.n], test.y[: ph.n]), train=(train_ds.x, train_ds.y)),
+        methods=ph.methods,
+        percents=ph.percents,
+        layer=ph.layer,
+        transferred=[setting(a) for a in ph.transferred],
+        adaptive=[setting(a) for a in ph.adaptive],
+        robust=robust,
+        noise_bound=ph.noise,
+        corruptions=None
+        if corr is None
+        else CorruptionSetting(
+            tuple(corr.types) if corr.types else None, tuple(corr.severities), corr.seed
+        ),
+        batch_size=ph.batch_size,
+        seed=ph.seed,
+        progress=progress,
     )
 
 
@@ -192,6 +235,16 @@ def execute_run(
                     ProbeOutput(entry.name, res.scalars(), res.arrays(), time.perf_counter() - t1)
                 )
         outcome.timings["probes"] = time.perf_counter() - t0
+
+        if spec.posthoc is not None and (spec.posthoc.runs == "all" or run.eps == 0):
+            t0 = time.perf_counter()
+            res = posthoc_sweep(model, spec, test, run, progress=progress)
+            outcome.probes.append(
+                ProbeOutput(
+                    vocab.POSTHOC_PROBE, res.scalars(), res.arrays(), time.perf_counter() - t0
+                )
+            )
+            outcome.timings["posthoc"] = time.perf_counter() - t0
     except Exception as exc:  # a failed run is reported, not fatal to the study
         tail = "".join(traceback.format_exception(exc)[-3:]).strip()
         outcome.ok = False

@@ -52,7 +52,7 @@ MEASURE_VERSION = 2
 
 
 def measure_hash(spec: StudySpec) -> str:
-    """Hash of the spec's evaluation and probe settings and of :data:`MEASURE_VERSION`: a
+    """Hash of the spec's evaluation, probe and post-hoc settings and of :data:`MEASURE_VERSION`: a
     run measured with other settings, or by an older version of the measurements, is
     measured again (its training is kept)."""
     blob = {
@@ -60,6 +60,8 @@ def measure_hash(spec: StudySpec) -> str:
         "probes": spec.probes.model_dump(mode="json"),
         "version": MEASURE_VERSION,
     }
+    if spec.posthoc is not None:  # unset, the hash is what it was before the field existed
+        blob["posthoc"] = spec.posthoc.model_dump(mode="json")
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
 
 

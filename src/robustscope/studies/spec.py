@@ -28,6 +28,22 @@ n``), for tsipras2019 Fig. 6 (standard accuracy vs training-set size, standard v
 adversarial training); the report's ``datasize`` section draws it. Unset, the runs are
 those of the grid above, with the same ids. Example: ``train_sizes: [500, 2000, 8000]``.
 
+``posthoc`` (optional) robustifies trained runs without retraining them (wu2020): each
+standard run (``runs: standard``; ``all``: every run) is transformed by M1/M2/M3 at each
+``percents`` value and every member measured (:func:`robustscope.posthoc.sweep.run_sweep`:
+accuracy on the ``transferred`` attacks' examples made on the original, the challenge score
+of the ``adaptive`` minimal attacks re-run, the evaluation's first attack re-run when
+``robust``, eq. 4 at ``noise``, the common corruptions when ``corruptions``); stored as the
+run's ``posthoc`` probe and measured again, like attacks, when these settings change.
+Example::
+
+    posthoc:
+      methods: [m1, m2, m3]
+      percents: [0, 1, 2, 3, 4, 5, 10, 20]
+      n: 500
+      transferred: [{attack: fgsm, eps: [0, 0.05, 0.1, 0.2]}, {attack: deepfool, eps: [0, 0.05, 0.1, 0.2]}]
+      adaptive: [{attack: deepfool, norm: l2}]
+
 Errors name the field (``methods.0.eps``) and the allowed values.
 """
 
@@ -49,7 +65,7 @@ from pydantic import (
 )
 
 from robustscope.errors import RobustscopeError, field_errors, one_line
-from robustscope.params import parse_eps_list, positive_int
+from robustscope.params import parse_eps_list, parse_number, positive_int
 from robustscope.studies.store.vocab import attack_label
 
 __all__ = [
@@ -57,6 +73,8 @@ __all__ = [
     "EvaluationSpec",
     "MethodSpec",
     "ModelSpecEntry",
+    "PosthocCorruptions",
+    "PosthocSpec",
     "ProbeEntry",
     "ProbesSpec",
     "StudyError",
@@ -168,6 +186,96 @@ class ProbesSpec(_Strict):
     run: list[ProbeEntry] = Field(default_factory=list)
 
 
+PosthocMethod = Literal["m1", "m2", "m3"]
+POSTHOC_METHODS: tuple[PosthocMethod, ...] = ("m1", "m2", "m3")
+
+
+class PosthocCorruptions(_Strict):
+    """The common corruptions every post-hoc member is evaluated under."""
+
+    types: list[str] | None = Field(None, description="corruption names (default: all 15)")
+    severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
+    seed: int = 0
+
+    @field_validator("severities")
+    @classmethod
+    def _severities(cls, v: list[int]) -> list[int]:
+        if not v or any(s not in (1, 2, 3, 4, 5) for s in v):
+            raise ValueError(f"severities are among 1, 2, 3, 4, 5, got {v}")
+        return sorted(set(v))
+
+
+class PosthocSpec(_Strict):
+    """wu2020's post-hoc sweep of trained runs (module doc)."""
+
+    methods: list[PosthocMethod] = Field(default_factory=lambda: list(POSTHOC_METHODS))
+    percents: list[float] = Field(
+        default_factory=lambda: [0.0, 1.0, 2.0, 3.0, 4.0, 5.0],
+        description="p grid in [0, 100) (0, the original model, is always included)",
+    )
+    layer: str | None = Field(None, description="layer name or 'all' (default: penultimate)")
+    runs: Literal["standard", "all"] = "standard"
+    n: int = Field(500, ge=1, description="test points every member is measured on")
+    train_n: int = Field(2000, ge=1, description="training examples M1 counts activity on")
+    batch_size: int = Field(256, ge=1)
+    seed: int = 0
+    transferred: list[AttackEval] = Field(
+        default_factory=lambda: [
+            AttackEval(attack="fgsm", eps=[0.0, 0.05, 0.1, 0.2]),
+            AttackEval(attack="deepfool", eps=[0.0, 0.05, 0.1, 0.2]),
+        ]
+    )
+    adaptive: list[AttackEval] = Field(
+        default_factory=lambda: [AttackEval(attack="deepfool", norm="l2", eps=[0.0])]
+    )
+    robust: bool = Field(True, description="re-run the evaluation's first attack on each member")
+    noise: float | None = Field(None, description="C of wu2020 eq. (4); null: not measured")
+    corruptions: PosthocCorruptions | None = None
+
+    @field_validator("percents", mode="before")
+    @classmethod
+    def _percents(cls, v: Any) -> list[float]:
+        if not isinstance(v, list | tuple) or not v:
+            raise ValueError(f"give a list of percentages in [0, 100), got {v!r}")
+        out = set()
+        for p in v:
+            q = parse_number(p, "percent")
+            if not (0 <= q < 100):
+                raise ValueError(f"a percentage is in [0, 100), got {p}")
+            out.add(q)
+        return sorted(out | {0.0})
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, v: list[PosthocMethod]) -> list[PosthocMethod]:
+        if not v:
+            raise ValueError("give at least one method (m1, m2, m3)")
+        return list(dict.fromkeys(v))
+
+    @model_validator(mode="after")
+    def _attacks(self) -> PosthocSpec:
+        from robustscope import attacks
+
+        for field, entries in (("transferred", self.transferred), ("adaptive", self.adaptive)):
+            seen: set[str] = set()
+            for a in entries:
+                if a.attack not in attacks.available():
+                    raise ValueError(
+                        f"{field}: unknown attack {a.attack!r}; allowed: "
+                        f"{', '.join(sorted(attacks.available()))}"
+                    )
+                if a.key() in seen:
+                    raise ValueError(f"{field}: two attacks are named {a.key()!r}: label them")
+                seen.add(a.key())
+        for a in self.adaptive:
+            if not attacks.get(a.attack).minimal_norm:
+                raise ValueError(
+                    f"adaptive: {a.attack!r} is not a minimal-norm attack (the challenge score "
+                    "needs one: deepfool, cw)"
+                )
+        return self
+
+
 class StudySpec(_Strict):
     """A study: dataset, model family, training grid, evaluation and probes (module doc)."""
 
@@ -193,6 +301,9 @@ class StudySpec(_Strict):
     )
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     probes: ProbesSpec = Field(default_factory=ProbesSpec)
+    posthoc: PosthocSpec | None = Field(
+        None, description="wu2020's post-hoc sweep of trained runs (module doc); unset: none"
+    )
     resources: dict[str, float] = Field(
         default_factory=lambda: {"num_cpus": 1.0, "num_gpus": 0.0},
         description="per-run resource request of the Ray executor",
@@ -241,8 +352,9 @@ class StudySpec(_Strict):
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # an unset axis is left out, so a spec without it dumps (and hashes) as before
         out: dict[str, Any] = handler(self)
-        if self.train_sizes is None:
-            out.pop("train_sizes", None)
+        for axis in ("train_sizes", "posthoc"):
+            if getattr(self, axis) is None:
+                out.pop(axis, None)
         return out
 
     @model_validator(mode="after")

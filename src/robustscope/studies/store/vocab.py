@@ -42,6 +42,7 @@ __all__ = [
     "FORMAT",
     "MEASURE_HASH_KEY",
     "NORMS",
+    "POSTHOC_PROBE",
     "QUANTITIES",
     "ROBUST_ACCURACY",
     "ROBUST_ACCURACY_ON_CORRECT",
@@ -97,6 +98,9 @@ TRAIN_PREFIX = "train/"
 TRAIN_SIZE = "train_size"
 #: key of a run's ``config`` JSON holding the hash of the settings it was measured with
 MEASURE_HASH_KEY = "measure_hash"
+#: the probe name under which a run's post-hoc sweep (a spec's ``posthoc``) is stored: its
+#: arrays are those of :class:`robustscope.posthoc.sweep.SweepResult` (``array_key``)
+POSTHOC_PROBE = "posthoc"
 
 
 def train_metric(key: str) -> str:
