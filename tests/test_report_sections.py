@@ -42,6 +42,7 @@ BUILT_IN = [
     "training",
     "shi2020",
     "wen2020",
+    "wu2020",
     "weights",
     "checks",
     "numbers",
@@ -128,8 +129,11 @@ def test_a_section_registered_here_appears_in_the_report(
 ) -> None:
     data = _study()
     _, before = _page(tmp_path / "before", data)
-    # checks: Findings only; datasize: only in studies with a training-set-size axis
-    assert before.ids == [s for s in BUILT_IN if s not in ("checks", "datasize", "tsipras2019")]
+    # checks: Findings only; datasize: only in studies with a training-set-size axis;
+    # tsipras2019: only on its distribution; wu2020: only with a post-hoc sweep
+    assert before.ids == [
+        s for s in BUILT_IN if s not in ("checks", "datasize", "tsipras2019", "wu2020")
+    ]
 
     _toy()
     text, page = _page(tmp_path / "after", data)

@@ -31,6 +31,7 @@ from robustscope.report.sections import (
     tsipras2019,
     weights,
     wen2020,
+    wu2020,
 )
 
 __all__ = [
@@ -44,4 +45,5 @@ __all__ = [
     "tsipras2019",
     "weights",
     "wen2020",
+    "wu2020",
 ]

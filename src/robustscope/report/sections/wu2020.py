@@ -1,0 +1,457 @@
+"""wu2020: post-hoc robustification (M1/M2/M3) of the standard model, evaluated on the
+original's adversarial examples (Fig. 1) and by adaptive attacks (Table 1), and — beyond the
+paper — placed on one accuracy–robustness frontier with the adversarially trained family.
+
+The section applies to studies with a ``posthoc`` section. It reads each swept run's
+``posthoc`` probe arrays (:class:`robustscope.posthoc.sweep.SweepResult`, named by
+:func:`~robustscope.posthoc.sweep.array_key`). Accuracies are on the sweep's ``n`` test
+points, so with binomial standard errors; a challenge-score change is the mean of the paired
+per-point differences d_i(Θ_p) − d_i(Θ) with its standard error.
+
+Claims:
+
+* Fig. 1 — shrinking the weights raises the accuracy on adversarial examples made on the
+  original model: for every method some p > 0 beats p = 0 by more than :data:`Z` standard
+  errors at the middle ε > 0 of the first transferred attack;
+* Table 1 — M3 raises the challenge score of the adaptive attack (the paper: "In the
+  Fashion-MNIST case, only M3 improves the performance") at a small cost in accuracy: at
+  most of the p ∈ (0, 5] the paired change is above :data:`Z` standard errors, with clean
+  accuracy down by at most :data:`SMALL_COST`;
+* §4 (this lab's question) — adversarial training is above post-hoc robustification at
+  equal clean accuracy: every member that traded accuracy (clean accuracy below the original
+  by more than :data:`Z` se, within the adversarial family's range) has a robust accuracy
+  below the family's frontier (linear interpolation in clean accuracy) by more than
+  :data:`Z` se.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from robustscope.posthoc.sweep import array_key
+from robustscope.report.findings import Finding, not_tested, number, verdict
+from robustscope.report.page import table_html
+from robustscope.report.section import ReportContext, Section, SectionFigure, register_section
+from robustscope.report.stats import series
+from robustscope.report.style import grid
+from robustscope.studies.store.vocab import CLEAN_ACCURACY, POSTHOC_PROBE, format_eps
+
+__all__ = ["Sweep", "Wu2020", "sweeps"]
+
+PAPER = "wu2020"
+#: standard errors a difference must exceed to count
+Z = 2.0
+#: "a small cost in accuracy": clean accuracy down by at most this much (absolute)
+SMALL_COST = 0.02
+#: Table 1's range of p
+TABLE1_MAX_P = 5.0
+METHOD_COLORS = {"m1": "tab:blue", "m2": "tab:orange", "m3": "tab:green"}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One run's stored post-hoc sweep (arrays ``[method, p, …]``)."""
+
+    run_id: str
+    label: str
+    model: str
+    seed: int
+    methods: tuple[str, ...]
+    percents: np.ndarray
+    n: int
+    arrays: dict[str, np.ndarray]
+
+    def get(self, quantity: str, label: str = "") -> np.ndarray | None:
+        return self.arrays.get(array_key(quantity, label))
+
+
+def _spec_labels(spec: dict[str, Any], field: str) -> list[str]:
+    from robustscope.studies.spec import PosthocSpec
+
+    ph = PosthocSpec.model_validate(spec.get("posthoc") or {})
+    return [a.key() for a in getattr(ph, field)]
+
+
+def sweeps(ctx: ReportContext) -> list[Sweep]:
+    """Every finished run with a stored sweep, in the table's order."""
+    spec = ctx.data.spec
+    if not spec.get("posthoc"):
+        return []
+    from robustscope.studies.spec import PosthocSpec
+
+    ph = PosthocSpec.model_validate(spec["posthoc"])
+    robust_label = []
+    attacks = (spec.get("evaluation") or {}).get("attacks") or []
+    if ph.robust and attacks:
+        from robustscope.report.data import attack_key
+
+        robust_label = [attack_key(attacks[0])]
+    wanted = ["percents", "clean_accuracy", "dropped", "noise"]
+    for label in _spec_labels(spec, "transferred"):
+        wanted += [array_key("transferred", label), array_key("transferred_eps", label)]
+    for label in robust_label:
+        wanted += [array_key("robust", label), array_key("robust_eps", label)]
+    for label in _spec_labels(spec, "adaptive"):
+        wanted += [array_key("challenge", label), array_key("challenge_points", label)]
+    out = []
+    for rid, row in ctx.table.iterrows():
+        arrays = {}
+        for key in dict.fromkeys(wanted):
+            value = ctx.data.array(str(rid), POSTHOC_PROBE, key)
+            if value is not None:
+                arrays[key] = np.asarray(value)
+        if "clean_accuracy" not in arrays or "percents" not in arrays:
+            continue
+        n_col = f"{POSTHOC_PROBE}/n"
+        n = int(row[n_col]) if n_col in row and row[n_col] == row[n_col] else ph.n
+        out.append(
+            Sweep(
+                str(rid),
+                str(row.get("label", rid)),
+                str(row["model"]),
+                int(row["seed"]),
+                tuple(ph.methods),
+                arrays["percents"],
+                n,
+                arrays,
+            )
+        )
+    return out
+
+
+def _se(a: np.ndarray | float, n: int) -> np.ndarray:
+    a = np.asarray(a, dtype=float)
+    return np.sqrt(np.clip(a * (1 - a), 0, None) / max(n, 1))
+
+
+def _mid(eps: np.ndarray) -> int:
+    """Index of the middle (upper median) ε > 0 of a grid."""
+    pos = [i for i, e in enumerate(eps) if e > 0]
+    return pos[len(pos) // 2] if pos else 0
+
+
+# --- figures -----------------------------------------------------------------------------------
+
+
+def fig_transferred(sw: Sweep, labels: list[str]) -> Figure | None:
+    """wu2020 Fig. 1: accuracy on the original's adversarial examples vs ε, one line per p."""
+    from matplotlib import colormaps
+
+    present = [lab for lab in labels if sw.get("transferred", lab) is not None]
+    if not present:
+        return None
+    fig, axes = grid(len(present) * len(sw.methods), cols=len(sw.methods), width=3.8, height=3.0)
+    cmap = colormaps["viridis"]
+    k = 0
+    for lab in present:
+        acc = sw.get("transferred", lab)
+        eps = sw.get("transferred_eps", lab)
+        assert acc is not None and eps is not None
+        for i, m in enumerate(sw.methods):
+            ax = axes[k]
+            k += 1
+            for j, p in enumerate(sw.percents):
+                ax.plot(
+                    eps,
+                    100 * acc[i, j],
+                    "-o",
+                    ms=3,
+                    lw=1.2,
+                    color=cmap(0.9 * j / max(len(sw.percents) - 1, 1)),
+                    label=f"p = {p:g}",
+                )
+            ax.set(
+                title=f"{m.upper()} · {lab}",
+                xlabel="largest perturbation ε (ℓ∞)",
+                ylabel="accuracy (%)",
+                ylim=(-2, 102),
+            )
+    axes[len(sw.methods) - 1].legend(fontsize=7, loc="upper right")
+    return fig
+
+
+def _family_points(ctx: ReportContext, model: str, seed: int) -> pd.DataFrame:
+    """The adversarially trained family of ``model`` (seed ``seed``): clean and robust
+    accuracy (the report's main robust column) per run, by ascending clean accuracy."""
+    col = ctx.robust
+    t = ctx.table
+    if col is None or col.column not in t or CLEAN_ACCURACY not in t:
+        return pd.DataFrame(columns=["eps", "clean", "robust", "series"])
+    rows = []
+    for name, part in series(t).items():
+        part = part[(part["model"] == model) & (part["seed"] == seed)]
+        for _, r in part.iterrows():
+            rows.append(
+                {
+                    "eps": float(r["eps"]),
+                    "clean": float(r[CLEAN_ACCURACY]),
+                    "robust": float(r[col.column]),
+                    "series": name,
+                }
+            )
+    return (
+        pd.DataFrame(rows).dropna()
+        if rows
+        else pd.DataFrame(columns=["eps", "clean", "robust", "series"])
+    )
+
+
+def _member_robust(ctx: ReportContext, sw: Sweep) -> np.ndarray | None:
+    """``[M, P]`` members' robust accuracy at the report's main attack ε (None: not swept)."""
+    col = ctx.robust
+    if col is None:
+        return None
+    acc, eps = sw.get("robust", col.label), sw.get("robust_eps", col.label)
+    if acc is None or eps is None:
+        return None
+    hit = [i for i, e in enumerate(eps) if math.isclose(float(e), col.eps, rel_tol=1e-5)]
+    return acc[:, :, hit[0]] if hit else None
+
+
+def fig_frontier(ctx: ReportContext, sw: Sweep) -> Figure | None:
+    """§4: the adversarially trained family and the post-hoc members on one frontier."""
+    rob = _member_robust(ctx, sw)
+    fam = _family_points(ctx, sw.model, sw.seed)
+    col = ctx.robust
+    if rob is None or col is None or not len(fam):
+        return None
+    fig, (ax,) = grid(1, cols=1, width=6.0, height=4.4)
+    for name, part in fam.groupby("series", sort=False):
+        part = part.sort_values("eps")
+        ax.plot(100 * part["clean"], 100 * part["robust"], "k-", lw=1, alpha=0.6)
+        for _, r in part.iterrows():
+            ax.plot(
+                100 * r["clean"], 100 * r["robust"], "o", ms=7, color=ctx.palette.color(r["eps"])
+            )
+        ax.plot([], [], "k-o", lw=1, label=f"adversarial training ({name})")
+    clean = sw.arrays["clean_accuracy"]
+    for i, m in enumerate(sw.methods):
+        ax.plot(
+            100 * clean[i],
+            100 * rob[i],
+            "--s",
+            ms=4,
+            lw=1,
+            color=METHOD_COLORS.get(m, "0.4"),
+            label=f"post-hoc {m.upper()} (p = {', '.join(f'{p:g}' for p in sw.percents)})",
+        )
+    ax.set(
+        xlabel="clean accuracy (%)",
+        ylabel=f"robust accuracy, {col.label} ε = {format_eps(col.eps)} (%)",
+        title=f"{sw.model} (seed {sw.seed}): post-hoc vs adversarial training",
+    )
+    ax.legend(fontsize=7)
+    return fig
+
+
+# --- tables ------------------------------------------------------------------------------------
+
+
+def challenge_change(sw: Sweep, label: str) -> pd.DataFrame:
+    """Table 1: per method and p > 0, the paired change of the challenge score from p = 0
+    (``delta``, ``se``) and the clean accuracy change."""
+    points = sw.get("challenge_points", label)
+    if points is None:
+        return pd.DataFrame()
+    clean = sw.arrays["clean_accuracy"]
+    rows = []
+    for i, m in enumerate(sw.methods):
+        for j, p in enumerate(sw.percents):
+            if p == 0:
+                continue
+            diff = points[i, j] - points[i, 0]
+            se = float(np.std(diff, ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else math.nan
+            rows.append(
+                {
+                    "method": m,
+                    "p": float(p),
+                    "score_p0": float(points[i, 0].mean()),
+                    "delta": float(diff.mean()),
+                    "se": se,
+                    "clean_change": float(clean[i, j] - clean[i, 0]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def table1_html(sw: Sweep, label: str) -> str:
+    t = challenge_change(sw, label)
+    if not len(t):
+        return ""
+    wide = t.pivot(index="method", columns="p", values="delta")
+    wide.columns = [f"Δ p = {p:g}" for p in wide.columns]
+    wide.insert(0, "score p = 0", t.groupby("method")["score_p0"].first())
+    caption = html.escape(
+        f"{sw.label} · {label}: challenge score (mean ‖x_adv − x‖₂² of successful attacks on "
+        "correct points) at p = 0 and its change at each p (wu2020 Table 1); bold in the "
+        "paper = an improvement"
+    )
+    return f"<p>{caption}</p>" + table_html(wide.round(4), index_label="method")
+
+
+# --- findings ----------------------------------------------------------------------------------
+
+
+def fig1_finding(ctx: ReportContext, found: list[Sweep]) -> Finding:
+    claim = "shrinking the weights raises accuracy on the original model's adversarial examples"
+    source = f"{PAPER} Fig. 1"
+    labels = _spec_labels(ctx.data.spec, "transferred")
+    judged = []
+    for sw in found:
+        acc = sw.get("transferred", labels[0]) if labels else None
+        eps = sw.get("transferred_eps", labels[0]) if labels else None
+        if acc is None or eps is None:
+            continue
+        k = _mid(eps)
+        for i, m in enumerate(sw.methods):
+            base = acc[i, 0, k]
+            gains = acc[i, 1:, k] - base
+            se = np.sqrt(_se(acc[i, 1:, k], sw.n) ** 2 + _se(base, sw.n) ** 2)
+            best = int(np.argmax(gains / np.maximum(se, 1e-12)))
+            ok = bool(gains[best] > Z * se[best])
+            judged.append(
+                (
+                    ok,
+                    f"{sw.label} {m.upper()}: {number(base, 100)} → {number(acc[i, best + 1, k], 100)} % "
+                    f"at p = {sw.percents[best + 1]:g} ({labels[0]}, ε = {format_eps(eps[k])})",
+                )
+            )
+    return verdict(claim, source, judged, "no transferred attack in the sweep")
+
+
+def table1_finding(ctx: ReportContext, found: list[Sweep]) -> Finding:
+    claim = (
+        f"M3 raises the adaptive challenge score at p ≤ {TABLE1_MAX_P:g} at a small cost in "
+        f"accuracy (≤ {100 * SMALL_COST:g} points)"
+    )
+    source = f"{PAPER} Table 1"
+    labels = _spec_labels(ctx.data.spec, "adaptive")
+    judged = []
+    for sw in found:
+        if "m3" not in sw.methods or not labels:
+            continue
+        t = challenge_change(sw, labels[0])
+        if not len(t):
+            continue
+        t = t[(t["method"] == "m3") & (t["p"] <= TABLE1_MAX_P)]
+        if not len(t):
+            continue
+        better = (t["delta"] > Z * t["se"]) & (t["clean_change"] >= -SMALL_COST)
+        ok = int(better.sum()) * 2 > len(t)
+        parts = ", ".join(
+            f"p = {r.p:g}: {r.delta:+.3g} ± {r.se:.2g} (clean {100 * r.clean_change:+.1f})"
+            for r in t.itertuples()
+        )
+        judged.append((ok, f"{sw.label} ({labels[0]}; score {t['score_p0'].iloc[0]:.3g}): {parts}"))
+    return verdict(claim, source, judged, "no M3 sweep with an adaptive attack at p ≤ 5")
+
+
+def frontier_finding(ctx: ReportContext, found: list[Sweep]) -> Finding:
+    claim = "adversarial training is above post-hoc robustification at equal clean accuracy"
+    source = f"{PAPER} (beyond the paper: one frontier)"
+    judged = []
+    col = ctx.robust
+    for sw in found:
+        rob = _member_robust(ctx, sw)
+        fam = _family_points(ctx, sw.model, sw.seed)
+        fam = fam[fam["eps"] > 0] if len(fam) else fam
+        if rob is None or col is None or not len(fam):
+            continue
+        clean = sw.arrays["clean_accuracy"]
+        c0 = float(clean[0, 0])
+        front = pd.concat(
+            [pd.DataFrame({"clean": [c0], "robust": [float(rob[0, 0])]}), fam[["clean", "robust"]]]
+        ).sort_values("clean")
+        lo = float(front["clean"].min())
+        for i, m in enumerate(sw.methods):
+            for j, p in enumerate(sw.percents):
+                c, r = float(clean[i, j]), float(rob[i, j])
+                if p == 0 or not (c0 - c > Z * float(_se(c0, sw.n))) or c < lo:
+                    continue
+                at = float(np.interp(c, front["clean"], front["robust"]))
+                se = float(np.sqrt(_se(r, sw.n) ** 2 + _se(at, sw.n) ** 2))
+                judged.append(
+                    (
+                        at - r > Z * se,
+                        f"{sw.label} {m.upper()} p = {p:g}: {number(r, 100)} % robust at "
+                        f"{number(c, 100)} % clean vs {number(at, 100)} % for adversarial "
+                        "training",
+                    )
+                )
+    note = f" ({col.label}, ε = {format_eps(col.eps)})" if col is not None else ""
+    return verdict(
+        claim,
+        source,
+        judged,
+        "no post-hoc member traded accuracy within the adversarial family's range of clean "
+        "accuracy (or no robust attack re-run on the members)",
+        note,
+    )
+
+
+@register_section("wu2020", order=55)
+class Wu2020(Section):
+    """wu2020: post-hoc robustification M1/M2/M3, transferred and adaptive attacks, one frontier."""
+
+    title = "wu2020: post-hoc robustification"
+    lacking = "no post-hoc sweep was stored (the spec's posthoc section)"
+    probes = (POSTHOC_PROBE,)
+
+    def applies(self, ctx: ReportContext) -> bool:
+        return bool(ctx.data.spec.get("posthoc"))
+
+    def figures(self, ctx: ReportContext) -> list[SectionFigure]:
+        found = sweeps(ctx)
+        if not found:
+            return []
+        first = found[0]
+        labels = _spec_labels(ctx.data.spec, "transferred")
+        return [
+            SectionFigure(
+                "wu2020_transferred",
+                fig_transferred(first, labels),
+                f"{first.label}: accuracy of each Θ_p on adversarial examples made once on the "
+                "original model, against the largest ℓ∞ perturbation (wu2020 Fig. 1); one line "
+                "per p (dark: p = 0). Minimal attacks' perturbations are clipped into each ball.",
+            ),
+            SectionFigure(
+                "wu2020_frontier",
+                fig_frontier(ctx, first),
+                "The adversarially trained family (circles, coloured by training ε) and the "
+                "post-hoc members of the standard model (squares, one line per method over p), "
+                "each at its clean and robust accuracy under the study's attack re-run on it.",
+            ),
+        ]
+
+    def html(self, ctx: ReportContext) -> str:
+        found = sweeps(ctx)
+        labels = _spec_labels(ctx.data.spec, "adaptive")
+        return "".join(table1_html(sw, lab) for sw in found[:2] for lab in labels)
+
+    def findings(self, ctx: ReportContext) -> list[Finding]:
+        found = sweeps(ctx)
+        if not found:
+            why = "no post-hoc sweep in this study (the spec's posthoc section)"
+            return [
+                not_tested(c, f"{PAPER} {s}", why)
+                for c, s in (
+                    ("shrinking the weights raises accuracy on the original model's "
+                     "adversarial examples", "Fig. 1"),
+                    (f"M3 raises the adaptive challenge score at p ≤ {TABLE1_MAX_P:g} at a "
+                     f"small cost in accuracy (≤ {100 * SMALL_COST:g} points)", "Table 1"),
+                    ("adversarial training is above post-hoc robustification at equal clean "
+                     "accuracy", "(beyond the paper: one frontier)"),
+                )
+            ]  # fmt: skip
+        return [
+            fig1_finding(ctx, found),
+            table1_finding(ctx, found),
+            frontier_finding(ctx, found),
+        ]

@@ -1,0 +1,145 @@
+"""The wu2020 report section on synthetic sweeps whose verdicts are known."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from robustscope.report import StudyData, write_report
+from robustscope.report.section import ReportContext
+from robustscope.report.sections import wu2020 as sec
+
+N = 1000
+PERCENTS = np.array([0.0, 1.0, 5.0, 20.0])
+SPEC: dict[str, Any] = {
+    "name": "wu",
+    "dataset": "fashion-mnist",
+    "evaluation": {"n": N, "attacks": [{"attack": "pgd", "eps": [0, 0.1]}]},
+    "methods": [{"method": "pgd", "eps": [0, 0.1, 0.2]}],
+    "posthoc": {
+        "percents": [1, 5, 20],
+        "n": N,
+        "transferred": [{"attack": "fgsm", "eps": [0, 0.05, 0.1]}],
+        "adaptive": [{"attack": "deepfool", "norm": "l2", "eps": [0]}],
+    },
+}
+
+
+def study(*, posthoc_above: bool, m3_helps: bool, transfer_gain: float) -> StudyData:
+    """A standard run (90 % clean, 20 % robust), two PGD runs (80/45, 70/55) and a sweep of
+    the standard run: members trade clean accuracy 90 → 89.9 → 88.5 → 78 % over p; their robust
+    accuracy is above the PGD frontier when ``posthoc_above``, far below otherwise."""
+    family = {"std": (0.0, 0.90, 0.20), "a": (0.1, 0.80, 0.45), "b": (0.2, 0.70, 0.55)}
+    runs, metrics, attacks = [], {}, []
+    for rid, (eps, clean, robust) in family.items():
+        runs.append(
+            {"run_id": rid, "model": "cnn", "method": "standard" if eps == 0 else "pgd",
+             "family": "pgd", "eps": eps, "seed": 0}
+        )  # fmt: skip
+        metrics[rid] = {"clean_accuracy": clean}
+        attacks.append(
+            {"run_id": rid, "label": "pgd-linf", "attack": "pgd", "norm": "linf",
+             "params": "{}", "attack_eps": 0.1, "quantity": "robust_accuracy",
+             "value": robust, "n": N}
+        )  # fmt: skip
+    clean = np.tile([0.90, 0.899, 0.885, 0.78], (3, 1))
+    robust_members = np.tile(
+        [0.20, 0.20, 0.40, 0.60] if posthoc_above else [0.2, 0.2, 0.21, 0.22], (3, 1)
+    )
+    rob = np.stack([clean, robust_members], axis=-1)
+    trans = np.stack([clean, clean - 0.3, clean - 0.6], axis=-1)
+    trans[:, 1:, 2] += transfer_gain
+    rng = np.random.default_rng(0)
+    base = rng.exponential(1.0, N)
+    points = np.tile(base, (3, 4, 1))
+    if m3_helps:
+        points[2, 1:] += 0.2 + 0.01 * rng.standard_normal((3, N))
+    arrays = {
+        "percents": PERCENTS,
+        "clean_accuracy": clean,
+        "dropped": np.tile([0, 1, 3, 9], (3, 1)),
+        "transferred/fgsm-linf": trans,
+        "transferred_eps/fgsm-linf": np.array([0, 0.05, 0.1]),
+        "robust/pgd-linf": rob,
+        "robust_eps/pgd-linf": np.array([0.0, 0.1]),
+        "challenge/deepfool-l2": points.mean(-1),
+        "challenge_points/deepfool-l2": points,
+    }
+    return StudyData.from_frames(
+        spec=SPEC,
+        runs=runs,
+        metrics=pd.DataFrame.from_dict(metrics, orient="index"),
+        probes=pd.DataFrame({"posthoc/n": [float(N)]}, index=["std"]),
+        arrays={("std", "posthoc", k): v for k, v in arrays.items()},
+        attacks=pd.DataFrame(attacks),
+    )
+
+
+def findings(data: StudyData) -> dict[str, Any]:
+    ctx = ReportContext(data)
+    found = sec.sweeps(ctx)
+    assert len(found) == 1 and found[0].run_id == "std"
+    return {
+        "fig1": sec.fig1_finding(ctx, found),
+        "table1": sec.table1_finding(ctx, found),
+        "frontier": sec.frontier_finding(ctx, found),
+    }
+
+
+def test_claims_hold_on_a_study_following_the_paper_and_below_the_frontier() -> None:
+    f = findings(study(posthoc_above=False, m3_helps=True, transfer_gain=0.2))
+    assert f["fig1"].holds is True
+    assert f["table1"].holds is True, f["table1"].evidence
+    assert f["frontier"].holds is True, f["frontier"].evidence
+    # p = 1 and 5 kept their clean accuracy (within 2 se of 90 %), so they are not compared
+    assert "p = 20:" in f["frontier"].evidence
+    assert "p = 1:" not in f["frontier"].evidence and "p = 5:" not in f["frontier"].evidence
+
+
+def test_claims_fail_on_a_study_contradicting_them() -> None:
+    f = findings(study(posthoc_above=True, m3_helps=False, transfer_gain=0.0))
+    assert f["fig1"].holds is False
+    assert f["table1"].holds is False
+    assert f["frontier"].holds is False
+
+
+def test_a_small_transferred_gain_within_noise_does_not_count() -> None:
+    # 0.3 → 0.31 on 1,000 points is within 2 standard errors (≈ 0.029)
+    assert (
+        findings(study(posthoc_above=False, m3_helps=True, transfer_gain=0.01))["fig1"].holds
+        is False
+    )
+
+
+def test_without_a_sweep_the_claims_are_not_tested_and_the_section_is_off(tmp_path: Path) -> None:
+    spec = {k: v for k, v in SPEC.items() if k != "posthoc"}
+    data = StudyData.from_frames(spec=spec, runs=[{"run_id": "x"}])
+    ctx = ReportContext(data)
+    assert not sec.Wu2020().applies(ctx)
+    assert [f.holds for f in sec.Wu2020().findings(ctx)] == [None, None, None]
+
+
+def test_the_report_draws_the_transferred_curves_frontier_and_table(tmp_path: Path) -> None:
+    data = study(posthoc_above=False, m3_helps=True, transfer_gain=0.2)
+    page = write_report(tmp_path, data=data)
+    text = Path(page).read_text()
+    assert "wu2020: post-hoc robustification" in text and "score p = 0" in text
+    assert (tmp_path / "figures" / "wu2020_transferred.png").is_file()
+    assert (tmp_path / "figures" / "wu2020_frontier.png").is_file()
+
+
+@pytest.mark.parametrize("p", [1.0, 5.0, 20.0])
+def test_table1_changes_are_paired_differences(p: float) -> None:
+    data = study(posthoc_above=False, m3_helps=True, transfer_gain=0.2)
+    sw = sec.sweeps(ReportContext(data))[0]
+    t = sec.challenge_change(sw, "deepfool-l2")
+    row = t[(t["method"] == "m3") & (t["p"] == p)].iloc[0]
+    points = sw.arrays["challenge_points/deepfool-l2"]
+    j = list(sw.percents).index(p)
+    diff = points[2, j] - points[2, 0]
+    assert row["delta"] == pytest.approx(diff.mean())
+    assert row["se"] == pytest.approx(diff.std(ddof=1) / np.sqrt(N))
