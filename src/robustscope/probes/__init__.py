@@ -17,6 +17,7 @@ from robustscope.probes.confidence import ConfidenceResult, confidence
 from robustscope.probes.fisher import FisherStats, input_fisher
 from robustscope.probes.generalization import GeneralizationGapResult, generalization_gap
 from robustscope.probes.margins import MarginsResult, MarginStats, margins
+from robustscope.probes.noise import NoiseRobustnessResult, noise_robustness
 from robustscope.probes.registry import (
     ProbeInfo,
     available_probes,
@@ -51,6 +52,7 @@ __all__ = [
     "LayerSpectrum",
     "MarginStats",
     "MarginsResult",
+    "NoiseRobustnessResult",
     "ProbeData",
     "ProbeInfo",
     "ProbeResult",
@@ -69,6 +71,7 @@ __all__ = [
     "input_fisher",
     "layer_spectra",
     "margins",
+    "noise_robustness",
     "register_probe",
     "representation_fisher",
     "run_probe",
