@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("data", ("robustscope.data",)),
     ("models", ("robustscope.models", "robustscope.evaluation", "robustscope.checkpoint")),
-    ("attacks", ("robustscope.attacks",)),
+    ("attacks", ("robustscope.attacks", "robustscope.corruptions")),
     ("training", ("robustscope.training",)),
     ("probes", ("robustscope.probes",)),
     ("posthoc/theory", ("robustscope.posthoc", "robustscope.theory")),

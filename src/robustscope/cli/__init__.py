@@ -17,7 +17,7 @@ from __future__ import annotations
 import typer
 
 from robustscope import plugins
-from robustscope.cli import catalog, measure, studies, theory, train
+from robustscope.cli import catalog, corrupt, measure, studies, theory, train
 from robustscope.cli.output import err_console
 from robustscope.errors import RobustscopeError
 
@@ -33,6 +33,7 @@ COMMANDS = (
     ("attack", measure.attack_cmd),
     ("probes", catalog.probes_cmd),
     ("probe", measure.probe_cmd),
+    ("corrupt", corrupt.corrupt_cmd),
     ("presets", catalog.presets_cmd),
     ("study", studies.study_cmd),
     ("show", studies.show_cmd),

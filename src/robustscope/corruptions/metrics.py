@@ -1,0 +1,156 @@
+"""Corruption metrics of a model against a reference (baseline) model.
+
+With ``E_{t,l}(f) = 1 − α_{t,l}(f)`` the error of model f on corruption t at severity l
+and ``E_clean(f)`` its clean error (Hendrycks & Dietterich 2019, §3):
+
+* corruption error ``CE_t(f) = Σ_l E_{t,l}(f) / Σ_l E_{t,l}(base)``, ``mCE = mean_t CE_t``;
+* relative corruption error
+  ``relative CE_t(f) = Σ_l (E_{t,l}(f) − E_clean(f)) / Σ_l (E_{t,l}(base) − E_clean(base))``,
+  relative mCE its mean over t.
+
+wu2020 (*Reducing exploitation of data idiosyncrasy*, robustness test on ImageNet-C)
+write in accuracies α:
+
+* ``δ_t(Θ) = Σ_l [α(clean; Θ) − α(X^C_{t,l}; Θ)]``, the accuracy a model loses to t;
+* ``RmCE(Θ) = (1/15) Σ_t δ_t(Θ) / δ_t(ref)``, with the reference model's δ as unit;
+* the trade-off coordinates ``robustness = RmCE(ref) − RmCE(Θ)`` (0 for the reference,
+  positive = more robust) and ``accuracy = (α(Θ) − α(ref)) / α(ref)`` (clean).
+
+Since ``E_{t,l} − E_clean = α_clean − α_{t,l}``, each ratio ``δ_t(Θ)/δ_t(ref)`` *is*
+Hendrycks' relative CE_t, and RmCE is the relative mCE (over the types evaluated; wu2020's
+1/15 when all 15 are). All figures here are fractions, not percentages.
+
+**Undefined ratios.** A ratio whose denominator is not above ``TOL = 1e-12`` (a reference
+with no error on t, for CE; a reference that t does not degrade, or improves, for the
+relative CE and δ ratio) is NaN for that type, and that type is listed in
+``undefined_ce`` / ``undefined_relative``. The means (mCE, relative mCE, RmCE) are taken
+over the types whose ratio is defined; with none defined they are NaN, and so is
+``robustness`` (RmCE(ref) is 1 when at least one ratio is defined). ``accuracy`` is NaN
+when the reference's clean accuracy is 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from robustscope.corruptions.evaluate import CorruptionResult
+from robustscope.corruptions.registry import CorruptionError
+from robustscope.evaluation import EvalRecord
+
+__all__ = ["TOL", "CorruptionComparison", "compare", "delta", "ratio"]
+
+#: denominators at or below this are zero (the ratio is undefined)
+TOL = 1e-12
+
+
+def ratio(num: float, den: float) -> float:
+    """``num / den``, NaN when ``den ≤ TOL`` (the documented rule for undefined ratios).
+
+    Example:
+        >>> ratio(1.0, 4.0), ratio(1.0, 0.0)
+        (0.25, nan)
+    """
+    return num / den if den > TOL else math.nan
+
+
+def delta(result: CorruptionResult, name: str) -> float:
+    """wu2020's ``δ_t = Σ_l [α_clean − α_{t,l}]`` for corruption ``name``."""
+    return math.fsum(result.clean_accuracy - a for a in result.accuracy[name])
+
+
+def _defined_mean(values: dict[str, float]) -> float:
+    finite = [v for v in values.values() if not math.isnan(v)]
+    return math.fsum(finite) / len(finite) if finite else math.nan
+
+
+@dataclass(frozen=True)
+class CorruptionComparison(EvalRecord):
+    """Corruption metrics of a model against a reference (formulas in the module docstring).
+
+    Attributes:
+        names: the corruptions compared, in order; severities: the severities summed over.
+        ce: CE_t per type; mce: their mean over the defined ones.
+        relative_ce: relative CE_t = δ_t(Θ)/δ_t(ref) per type; relative_mce: their mean.
+        delta: δ_t(Θ) per type; delta_reference: δ_t(ref).
+        rmce: wu2020's RmCE(Θ) (equal to relative_mce); rmce_reference: RmCE(ref) (1, or
+            NaN when no ratio is defined).
+        robustness: RmCE(ref) − RmCE(Θ); accuracy: (α(Θ) − α(ref)) / α(ref), clean.
+        clean_accuracy, reference_clean_accuracy: the two clean accuracies.
+        mean_accuracy, reference_mean_accuracy: mean accuracy over all copies.
+        category_accuracy, reference_category_accuracy: mean accuracy per category.
+        undefined_ce, undefined_relative: types whose ratio is undefined (NaN).
+    """
+
+    names: tuple[str, ...]
+    severities: tuple[int, ...]
+    ce: dict[str, float]
+    mce: float
+    relative_ce: dict[str, float]
+    relative_mce: float
+    delta: dict[str, float]
+    delta_reference: dict[str, float]
+    rmce: float
+    rmce_reference: float
+    robustness: float
+    accuracy: float
+    clean_accuracy: float
+    reference_clean_accuracy: float
+    mean_accuracy: float
+    reference_mean_accuracy: float
+    category_accuracy: dict[str, float]
+    reference_category_accuracy: dict[str, float]
+    undefined_ce: tuple[str, ...]
+    undefined_relative: tuple[str, ...]
+
+
+def compare(result: CorruptionResult, reference: CorruptionResult) -> CorruptionComparison:
+    """Hendrycks & Dietterich's CE, mCE, relative CE and relative mCE, and wu2020's δ, RmCE
+    and (robustness, accuracy) coordinates of ``result`` against ``reference`` (both
+    evaluated on the same corruptions and severities).
+
+    Example:
+        >>> ref = CorruptionResult(0.9, {"fog": (0.7, 0.5)}, 10, (1, 2), 0)
+        >>> new = CorruptionResult(0.8, {"fog": (0.7, 0.6)}, 10, (1, 2), 0)
+        >>> c = compare(new, ref)
+        >>> round(c.mce, 4), round(c.rmce, 4), round(c.robustness, 4), round(c.accuracy, 4)
+        (0.875, 0.5, 0.5, -0.1111)
+    """
+    if set(result.names) != set(reference.names) or result.severities != reference.severities:
+        raise CorruptionError(
+            "compare needs both results on the same corruptions and severities: "
+            f"{result.names} at {result.severities} vs {reference.names} at {reference.severities}"
+        )
+    names = result.names
+    ce, rel, d, d_ref = {}, {}, {}, {}
+    for t in names:
+        err = math.fsum(result.error(t, s) for s in result.severities)
+        err_ref = math.fsum(reference.error(t, s) for s in result.severities)
+        ce[t] = ratio(err, err_ref)
+        d[t] = delta(result, t)
+        d_ref[t] = delta(reference, t)
+        rel[t] = ratio(d[t], d_ref[t])
+    rmce = _defined_mean(rel)
+    rmce_ref = 1.0 if not math.isnan(rmce) else math.nan
+    return CorruptionComparison(
+        names=names,
+        severities=result.severities,
+        ce=ce,
+        mce=_defined_mean(ce),
+        relative_ce=rel,
+        relative_mce=rmce,
+        delta=d,
+        delta_reference=d_ref,
+        rmce=rmce,
+        rmce_reference=rmce_ref,
+        robustness=rmce_ref - rmce,
+        accuracy=ratio(result.clean_accuracy - reference.clean_accuracy, reference.clean_accuracy),
+        clean_accuracy=result.clean_accuracy,
+        reference_clean_accuracy=reference.clean_accuracy,
+        mean_accuracy=result.mean_accuracy(),
+        reference_mean_accuracy=reference.mean_accuracy(),
+        category_accuracy=result.category_accuracy(),
+        reference_category_accuracy=reference.category_accuracy(),
+        undefined_ce=tuple(t for t in names if math.isnan(ce[t])),
+        undefined_relative=tuple(t for t in names if math.isnan(rel[t])),
+    )
