@@ -8,6 +8,7 @@ evaluation results that are plain records.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -76,6 +77,19 @@ def predict(logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+    """Fraction of ``x`` that ``model`` classifies as ``y`` (batches moved to its device; the
+    model is used in the mode it is in — callers choose eval mode); NaN for no examples."""
+    device = model_device(model)
+    correct = 0
+    for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size].to(device)
+        yb = y[start : start + batch_size].to(device)
+        correct += int((predict(model(xb)) == yb).sum())
+    return correct / len(x) if len(x) else math.nan
+
+
 def evaluate_clean(
     model: nn.Module,
     ds: ArrayDataset,

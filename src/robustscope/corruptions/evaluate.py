@@ -25,8 +25,7 @@ from robustscope.corruptions.registry import (
     check_severities,
     corrupt,
 )
-from robustscope.device import model_device
-from robustscope.evaluation import EvalRecord, predict
+from robustscope.evaluation import EvalRecord, accuracy
 from robustscope.progress import ProgressBar
 
 __all__ = ["CorruptionResult", "accuracy", "evaluate", "evaluate_many"]
@@ -83,18 +82,6 @@ class CorruptionResult(EvalRecord):
             if values:
                 out[cat] = math.fsum(values) / len(values)
         return out
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
-    """Fraction of ``x`` that ``model`` classifies as ``y`` (batches moved to its device)."""
-    device = model_device(model)
-    correct = 0
-    for start in range(0, len(x), batch_size):
-        xb = x[start : start + batch_size].to(device)
-        yb = y[start : start + batch_size].to(device)
-        correct += int((predict(model(xb)) == yb).sum())
-    return correct / len(x) if len(x) else math.nan
 
 
 def evaluate_many(

@@ -39,7 +39,7 @@ from robustscope import attacks
 from robustscope.attacks.base import attack_mode
 from robustscope.attacks.scores import accuracy_independent_robustness, challenge_score
 from robustscope.device import model_device
-from robustscope.evaluation import predict
+from robustscope.evaluation import accuracy
 from robustscope.posthoc.base import TransformError, apply, create
 from robustscope.posthoc.wu2020 import METHODS, check_percent
 from robustscope.probes.base import ProbeData, ProbeResult
@@ -159,13 +159,8 @@ class SweepResult(ProbeResult):
 
 
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
-    device = model_device(model)
-    correct = 0
-    with torch.no_grad(), attack_mode(model):
-        for s in range(0, len(x), batch_size):
-            xb, yb = x[s : s + batch_size].to(device), y[s : s + batch_size].to(device)
-            correct += int((predict(model(xb)) == yb).sum())
-    return correct / len(x) if len(x) else math.nan
+    with attack_mode(model):
+        return accuracy(model, x, y, batch_size)
 
 
 def _clip_perturbation(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
