@@ -138,3 +138,23 @@ def test_a_model_without_a_hidden_layer_sweeps_its_classifier() -> None:
     y = torch.randint(0, 3, (40,))
     res = run_sweep(model, ProbeData(test=(x, y), train=(x, y)), methods=["m2"], percents=[50])
     assert res.dropped.tolist() == [[0, 1]]  # r = 3 singular values, ⌊1.5⌋ dropped
+
+
+def test_every_member_is_evaluated_on_the_same_corrupted_copies(digits: Fixture) -> None:
+    from robustscope import corruptions as corr
+    from robustscope.posthoc.sweep import CorruptionSetting
+
+    model, d = digits
+    x, y = d.test
+    setting = CorruptionSetting(("contrast", "fog"), (1, 5), seed=2)
+    res = run_sweep(model, d, methods=["m2"], percents=[40], corruptions=setting)
+    assert res.corruption_accuracy is not None and res.corruption_accuracy.shape == (1, 2, 2, 2)
+    member = apply(model, create("m2", percent=40), data=d).model
+    for j, m in enumerate((model, member)):
+        ref = corr.evaluate(m, x, y, names=("contrast", "fog"), severities=(1, 5), seed=2)
+        assert res.corruption_accuracy[0, j].tolist() == [list(ref.accuracy[t]) for t in ref.names]
+    arrays = res.arrays()
+    assert arrays["corruption_types"].tolist() == [
+        corr.CORRUPTIONS.index("contrast"), corr.CORRUPTIONS.index("fog"),
+    ]  # fmt: skip
+    assert arrays["corruption_severities"].tolist() == [1.0, 5.0]

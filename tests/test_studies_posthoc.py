@@ -49,6 +49,7 @@ def test_unset_posthoc_leaves_the_dump_and_the_measure_hash_as_before() -> None:
         ({"adaptive": [{"attack": "pgd"}]}, "not a minimal-norm attack"),
         ({"transferred": [{"attack": "nope"}]}, "unknown attack 'nope'"),
         ({"corruptions": {"severities": [6]}}, "severities are among"),
+        ({"corruptions": {"types": ["smog"]}}, "unknown corruption .smog."),
         ({"runs": "some"}, r"posthoc\.runs"),
     ],
 )

@@ -32,6 +32,7 @@ from robustscope.corruptions.registry import (
     CorruptedCopies,
     CorruptionError,
     category_of,
+    check_names,
     corrupt,
     corrupted_copies,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "CorruptionError",
     "CorruptionResult",
     "category_of",
+    "check_names",
     "compare",
     "corrupt",
     "corrupted_copies",

@@ -86,8 +86,10 @@ class CorruptionSetting:
 def array_key(quantity: str, label: str = "") -> str:
     """The name of one array of a :class:`SweepResult` (``clean_accuracy``,
     ``transferred/<label>``, ``transferred_eps/<label>``, ``robust/<label>``,
-    ``robust_eps/<label>``, ``challenge/<label>``, ``challenge_points/<label>``, ``noise``, ``corruption_accuracy``,
-    ``percents``, ``dropped``): the one place these names are made."""
+    ``robust_eps/<label>``, ``challenge/<label>``, ``challenge_points/<label>``, ``noise``,
+    ``corruption_accuracy`` with ``corruption_types`` (indices into
+    :data:`robustscope.corruptions.CORRUPTIONS`) and ``corruption_severities``, ``percents``,
+    ``dropped``): the one place these names are made."""
     return f"{quantity}/{label}" if label else quantity
 
 
@@ -154,7 +156,15 @@ class SweepResult(ProbeResult):
         if self.noise is not None:
             out[array_key("noise")] = self.noise
         if self.corruption_accuracy is not None:
+            from robustscope.corruptions import CORRUPTIONS
+
             out[array_key("corruption_accuracy")] = self.corruption_accuracy
+            out[array_key("corruption_types")] = np.array(
+                [CORRUPTIONS.index(t) for t in self.corruption_names], dtype=np.float64
+            )
+            out[array_key("corruption_severities")] = np.asarray(
+                self.corruption_severities, dtype=np.float64
+            )
         return out
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from robustscope.probes.base import ProbeData, ProbeResult
 from robustscope.probes.cckl import CCKLResult, cckl
 from robustscope.probes.confidence import ConfidenceResult, confidence
+from robustscope.probes.corruption import CorruptionsResult, corruptions
 from robustscope.probes.fisher import FisherStats, input_fisher
 from robustscope.probes.generalization import GeneralizationGapResult, generalization_gap
 from robustscope.probes.margins import MarginsResult, MarginStats, margins
@@ -47,6 +48,7 @@ from robustscope.probes.weights import (
 __all__ = [
     "CCKLResult",
     "ConfidenceResult",
+    "CorruptionsResult",
     "FisherStats",
     "GeneralizationGapResult",
     "LayerSpectrum",
@@ -66,6 +68,7 @@ __all__ = [
     "cckl",
     "compare_spectra",
     "confidence",
+    "corruptions",
     "generalization_gap",
     "get_probe",
     "input_fisher",

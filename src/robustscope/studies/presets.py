@@ -2,7 +2,8 @@
 
 * ``tradeoff-fmnist`` — the default and ``make demo``: the trade-off on Fashion-MNIST in
   minutes on a laptop CPU;
-* ``shi2020-small`` / ``wen2020-small`` — laptop-scale versions of those papers' figures;
+* ``shi2020-small`` / ``wen2020-small`` / ``wu2020-small`` — laptop-scale versions of those
+  papers' figures;
 * ``*-full`` — the papers' CIFAR-10 settings, for GPU machines or Ray clusters;
 * ``smoke`` — the whole pipeline in seconds on ``digits`` (used by the tests).
 
@@ -35,6 +36,8 @@ _CHEAP_PROBES: list[dict[str, Any]] = [
 ]
 
 _FMNIST_EPS = [0.0, 0.05, 0.1, 0.2]
+#: wu2020 Fig. 1's x axis: the largest ℓ∞ perturbation of the transferred examples
+_WU_EPS = [0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3]
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tradeoff-fmnist": {
@@ -222,6 +225,57 @@ PRESETS: dict[str, dict[str, Any]] = {
             "attacks": [{"attack": "pgd", "eps": [0.1, 0.2], "params": {"steps": 20}}],
         },
         "probes": {"n": 500, "train_n": 0, "run": []},
+    },
+    "wu2020-small": {
+        "name": "wu2020-small",
+        "description": (
+            "wu2020 at laptop scale on Fashion-MNIST: the default CNN trained on the first "
+            "24,000 images for 4 epochs, standard and ℓ∞ PGD-AT (10 steps, ε ramped up over "
+            "the first 30 %) at ε ∈ {0, 0.05, 0.1, 0.2}; the standard model robustified "
+            "post hoc by M1/M2/M3 on its penultimate layer at p ∈ {1, 2, 3, 4, 5, 10, 25, 50} %, "
+            "each member measured on 500 test images: FGSM, DeepFool and C&W (100 steps × 5 "
+            "binary steps) examples made on the original (Fig. 1), DeepFool-ℓ2's challenge "
+            "score re-run on it (Table 1), PGD-20 re-run on it, the 15 common corruptions at "
+            "5 severities; every run evaluated with PGD-20 and under the corruptions on 1,000 "
+            "test images. Sized to finish in ≤ 20 minutes on 2 CPU cores."
+        ),
+        "reproduces": (
+            "wu2020 Fig. 1 (transferred attacks), Table 1 (challenge score change), Fig. 2 "
+            "(RmCE vs accuracy); beyond the paper: post-hoc vs adversarial training on one "
+            "frontier"
+        ),
+        "dataset": "fashion-mnist",
+        "models": [{"model": "cnn"}],
+        "methods": [
+            {"method": "pgd", "eps": _FMNIST_EPS, "params": {"steps": 10, "eps_warmup": 0.3}}
+        ],
+        "seeds": [0],
+        "train": {"epochs": 4, "train_subset": 24000},
+        "evaluation": {
+            "n": 1000,
+            "attacks": [
+                {"attack": "pgd", "eps": [0.0, 0.05, 0.1, 0.2], "params": {"steps": 20}},
+            ],
+        },
+        "probes": {"n": 1000, "train_n": 0, "run": [{"name": "corruptions"}]},
+        "posthoc": {
+            "methods": ["m1", "m2", "m3"],
+            "percents": [1, 2, 3, 4, 5, 10, 25, 50],
+            "n": 500,
+            "train_n": 5000,
+            "transferred": [
+                {"attack": "fgsm", "eps": _WU_EPS},
+                {"attack": "deepfool", "eps": _WU_EPS},
+                {
+                    "attack": "cw",
+                    "eps": _WU_EPS,
+                    "params": {"steps": 100, "binary_steps": 5, "lr": 0.1},
+                },
+            ],
+            "adaptive": [{"attack": "deepfool", "norm": "l2"}],
+            "robust": True,
+            "corruptions": {},
+        },
     },
     "smoke": {
         "name": "smoke",

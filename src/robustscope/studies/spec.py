@@ -197,6 +197,13 @@ class PosthocCorruptions(_Strict):
     severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
     seed: int = 0
 
+    @field_validator("types")
+    @classmethod
+    def _types(cls, v: list[str] | None) -> list[str] | None:
+        from robustscope.corruptions import check_names
+
+        return None if v is None else list(check_names(v))
+
     @field_validator("severities")
     @classmethod
     def _severities(cls, v: list[int]) -> list[int]:
