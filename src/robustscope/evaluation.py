@@ -77,7 +77,6 @@ def predict(logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-@torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
     """Fraction of ``x`` that ``model`` classifies as ``y`` (batches moved to its device; the
     model is used in the mode it is in — callers choose eval mode); NaN for no examples."""
@@ -90,6 +89,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return correct / len(x) if len(x) else math.nan
 
 
+@torch.no_grad()
 def evaluate_clean(
     model: nn.Module,
     ds: ArrayDataset,
