@@ -119,3 +119,39 @@ def test_rmce_invariances(rows: list[list[float]], other: list[list[float]], c: 
     assert scaled.rmce == pytest.approx(c * one.rmce, rel=1e-9, abs=1e-12)
     assert scaled.robustness == pytest.approx(1 - c * one.rmce, rel=1e-9, abs=1e-12)
     assert scaled.accuracy == pytest.approx(clean - 1.0)
+
+
+def test_standard_errors_follow_the_stated_approximation() -> None:
+    """robustness_se and accuracy_se against a float64 transcription of the module doc's
+    formulas, and against the spread of RmCE over simulated binomial accuracies."""
+    import numpy as np
+
+    n = 400
+    ref = CorruptionResult(0.9, {"fog": (0.8, 0.6), "contrast": (0.7, 0.4)}, n, (1, 5), 0)
+    new = CorruptionResult(0.85, {"fog": (0.8, 0.7), "contrast": (0.75, 0.6)}, n, (1, 5), 0)
+    c = compare(new, ref)
+
+    def v(a: float) -> float:
+        return a * (1 - a) / n
+
+    # RmCE = ½ Σ_t (2 α_c − Σ_l α_tl) / δ_t(ref): the gradient by hand, then Σ grad² v
+    d_ref = {t: 2 * 0.9 - sum(ref.accuracy[t]) for t in ("fog", "contrast")}
+    r = {t: (2 * 0.85 - sum(new.accuracy[t])) / d_ref[t] for t in d_ref}
+    var = v(0.85) * sum(2 / (2 * d_ref[t]) for t in d_ref) ** 2
+    var += v(0.9) * sum(r[t] * 2 / (2 * d_ref[t]) for t in d_ref) ** 2
+    for t in d_ref:
+        var += sum(v(a) for a in new.accuracy[t]) / (2 * d_ref[t]) ** 2
+        var += sum(v(a) for a in ref.accuracy[t]) * (r[t] / (2 * d_ref[t])) ** 2
+    assert c.robustness_se == pytest.approx(np.sqrt(var), rel=1e-12)
+    assert c.accuracy_se == pytest.approx(np.sqrt(v(0.85) + v(0.9)) / 0.9, rel=1e-12)
+    # independent binomial draws of every accuracy: the spread of robustness matches
+    rng = np.random.default_rng(0)
+    draws = []
+    for _ in range(3000):
+
+        def sample(r: CorruptionResult) -> CorruptionResult:
+            acc = {t: tuple(rng.binomial(n, a) / n for a in v_) for t, v_ in r.accuracy.items()}
+            return CorruptionResult(rng.binomial(n, r.clean_accuracy) / n, acc, n, r.severities, 0)
+
+        draws.append(compare(sample(new), sample(ref)).robustness)
+    assert float(np.std(draws)) == pytest.approx(c.robustness_se, rel=0.1)

@@ -438,7 +438,7 @@ def _unsized(findings: list[Finding]) -> list[Finding]:
     assert len(theory) == 1 and theory[0].holds is None
     # Nor has it a post-hoc sweep (tests/test_report_wu2020.py checks those claims).
     posthoc = [f for f in findings if f.paper.startswith("wu2020")]
-    assert len(posthoc) == 3 and all(f.holds is None for f in posthoc)
+    assert len(posthoc) == 6 and all(f.holds is None for f in posthoc)
     return [
         f
         for f in findings

@@ -29,7 +29,25 @@ SPEC: dict[str, Any] = {
 }
 
 
-def study(*, posthoc_above: bool, m3_helps: bool, transfer_gain: float) -> StudyData:
+TYPES = np.array([0.0, 3.0, 10.0])  # gaussian_noise, defocus_blur, brightness
+SEVERITIES = np.array([1.0, 5.0])
+REF_TABLE = np.array([[0.7, 0.5], [0.8, 0.6], [0.85, 0.7]])  # δ = 0.6, 0.4, 0.25 at clean 0.9
+#: the adversarially trained runs' tables: δ = (0.3, 0.15, 0.07) at 0.8, (0.15, 0.06, 0.03) at 0.7
+RUN_TABLES = {
+    "std": (0.9, REF_TABLE),
+    "a": (0.8, np.array([[0.7, 0.6], [0.75, 0.7], [0.78, 0.75]])),
+    "b": (0.7, np.array([[0.65, 0.6], [0.68, 0.66], [0.69, 0.68]])),
+}
+
+
+def robust_table(clean: float) -> np.ndarray:
+    """A table at clean accuracy ``clean`` whose δ are half the reference's (robustness +0.5)."""
+    return clean - (0.9 - REF_TABLE) / 2
+
+
+def study(
+    *, posthoc_above: bool, m3_helps: bool, transfer_gain: float, corruptions: bool = True
+) -> StudyData:
     """A standard run (90 % clean, 20 % robust), two PGD runs (80/45, 70/55) and a sweep of
     the standard run: members trade clean accuracy 90 → 89.9 → 88.5 → 78 % over p; their robust
     accuracy is above the PGD frontier when ``posthoc_above``, far below otherwise."""
@@ -47,6 +65,13 @@ def study(*, posthoc_above: bool, m3_helps: bool, transfer_gain: float) -> Study
              "value": robust, "n": N}
         )  # fmt: skip
     clean = np.tile([0.90, 0.899, 0.885, 0.78], (3, 1))
+    corr = np.tile(REF_TABLE, (3, 4, 1, 1)) - (0.9 - clean)[:, :, None, None]  # same δ as p = 0
+    if posthoc_above:  # M2 at p = 1 more accurate and more robust; every p = 20 member robust
+        clean[1, 1] = 0.95
+        corr[1, 1] = robust_table(0.95)
+        corr[:, 3] = robust_table(0.78)
+    else:  # M1 at p = 1: more robust at the same accuracy (the paper's AlexNet(M1P30))
+        corr[0, 1] = robust_table(0.899)
     robust_members = np.tile(
         [0.20, 0.20, 0.40, 0.60] if posthoc_above else [0.2, 0.2, 0.21, 0.22], (3, 1)
     )
@@ -58,7 +83,7 @@ def study(*, posthoc_above: bool, m3_helps: bool, transfer_gain: float) -> Study
     points = np.tile(base, (3, 4, 1))
     if m3_helps:
         points[2, 1:] += 0.2 + 0.01 * rng.standard_normal((3, N))
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "percents": PERCENTS,
         "clean_accuracy": clean,
         "dropped": np.tile([0, 1, 3, 9], (3, 1)),
@@ -69,12 +94,25 @@ def study(*, posthoc_above: bool, m3_helps: bool, transfer_gain: float) -> Study
         "challenge/deepfool-l2": points.mean(-1),
         "challenge_points/deepfool-l2": points,
     }
+    table = {("std", "posthoc", k): v for k, v in arrays.items()}
+    probe_rows = {rid: {"posthoc/n": float(N)} if rid == "std" else {} for rid in family}
+    if corruptions:
+        table.update(
+            {("std", "posthoc", "corruption_accuracy"): corr,
+             ("std", "posthoc", "corruption_types"): TYPES,
+             ("std", "posthoc", "corruption_severities"): SEVERITIES}
+        )  # fmt: skip
+        for rid, (c, acc) in RUN_TABLES.items():
+            table[(rid, "corruptions", "accuracy")] = acc
+            table[(rid, "corruptions", "types")] = TYPES
+            table[(rid, "corruptions", "severities")] = SEVERITIES
+            probe_rows[rid].update({"corruptions/clean_accuracy": c, "corruptions/n": float(N)})
     return StudyData.from_frames(
         spec=SPEC,
         runs=runs,
         metrics=pd.DataFrame.from_dict(metrics, orient="index"),
-        probes=pd.DataFrame({"posthoc/n": [float(N)]}, index=["std"]),
-        arrays={("std", "posthoc", k): v for k, v in arrays.items()},
+        probes=pd.DataFrame.from_dict(probe_rows, orient="index"),
+        arrays=table,
         attacks=pd.DataFrame(attacks),
     )
 
@@ -87,6 +125,9 @@ def findings(data: StudyData) -> dict[str, Any]:
         "fig1": sec.fig1_finding(ctx, found),
         "table1": sec.table1_finding(ctx, found),
         "frontier": sec.frontier_finding(ctx, found),
+        "fig2": sec.fig2_finding(ctx, found),
+        "m1": sec.m1_corruption_finding(ctx, found),
+        "corruption_frontier": sec.corruption_frontier_finding(ctx, found),
     }
 
 
@@ -98,6 +139,9 @@ def test_claims_hold_on_a_study_following_the_paper_and_below_the_frontier() -> 
     # p = 1 and 5 kept their clean accuracy (within 2 se of 90 %), so they are not compared
     assert "p = 20:" in f["frontier"].evidence
     assert "p = 1:" not in f["frontier"].evidence and "p = 5:" not in f["frontier"].evidence
+    assert f["fig2"].holds is True, f["fig2"].evidence
+    assert f["m1"].holds is True, f["m1"].evidence
+    assert f["corruption_frontier"].holds is True, f["corruption_frontier"].evidence
 
 
 def test_claims_fail_on_a_study_contradicting_them() -> None:
@@ -105,6 +149,37 @@ def test_claims_fail_on_a_study_contradicting_them() -> None:
     assert f["fig1"].holds is False
     assert f["table1"].holds is False
     assert f["frontier"].holds is False
+    assert f["fig2"].holds is False and "M2 p = 1" in f["fig2"].evidence
+    assert f["m1"].holds is False
+    assert f["corruption_frontier"].holds is False
+
+
+def test_without_corruption_results_their_claims_are_not_tested() -> None:
+    f = findings(study(posthoc_above=False, m3_helps=True, transfer_gain=0.2, corruptions=False))
+    assert [f[k].holds for k in ("fig2", "m1", "corruption_frontier")] == [None, None, None]
+    assert f["fig1"].holds is True
+
+
+def test_the_coordinates_are_those_of_compare() -> None:
+    from robustscope.corruptions import CORRUPTIONS, CorruptionResult, compare
+
+    data = study(posthoc_above=False, m3_helps=True, transfer_gain=0.2)
+    ctx = ReportContext(data)
+    points = {p.name: p for p in sec.corruption_points(ctx, sec.sweeps(ctx)[0])}
+    names = [CORRUPTIONS[int(i)] for i in TYPES]
+
+    def result(clean: float, table: np.ndarray) -> CorruptionResult:
+        return CorruptionResult(
+            clean, {t: tuple(table[i]) for i, t in enumerate(names)}, N, (1, 5), 0
+        )
+
+    ref = result(0.9, REF_TABLE)
+    a = points["a"].comparison
+    assert a == compare(result(*RUN_TABLES["a"]), ref)
+    # by hand: r_t = δ_t(a)/δ_t(ref) = (0.3/0.6, 0.15/0.4, 0.07/0.25)
+    assert a.robustness == pytest.approx(1 - (0.5 + 0.375 + 0.28) / 3)
+    assert a.accuracy == pytest.approx((0.8 - 0.9) / 0.9)
+    assert points["M1 p = 1"].comparison.robustness > 0.4
 
 
 def test_a_small_transferred_gain_within_noise_does_not_count() -> None:
@@ -120,7 +195,7 @@ def test_without_a_sweep_the_claims_are_not_tested_and_the_section_is_off(tmp_pa
     data = StudyData.from_frames(spec=spec, runs=[{"run_id": "x"}])
     ctx = ReportContext(data)
     assert not sec.Wu2020().applies(ctx)
-    assert [f.holds for f in sec.Wu2020().findings(ctx)] == [None, None, None]
+    assert [f.holds for f in sec.Wu2020().findings(ctx)] == [None] * 6
 
 
 def test_the_report_draws_the_transferred_curves_frontier_and_table(tmp_path: Path) -> None:
@@ -130,6 +205,8 @@ def test_the_report_draws_the_transferred_curves_frontier_and_table(tmp_path: Pa
     assert "wu2020: post-hoc robustification" in text and "score p = 0" in text
     assert (tmp_path / "figures" / "wu2020_transferred.png").is_file()
     assert (tmp_path / "figures" / "wu2020_frontier.png").is_file()
+    assert (tmp_path / "figures" / "wu2020_corruptions.png").is_file()
+    assert "RmCE(ref) − RmCE" in text
 
 
 @pytest.mark.parametrize("p", [1.0, 5.0, 20.0])

@@ -27,6 +27,14 @@ relative CE and δ ratio) is NaN for that type, and that type is listed in
 over the types whose ratio is defined; with none defined they are NaN, and so is
 ``robustness`` (RmCE(ref) is 1 when at least one ratio is defined). ``accuracy`` is NaN
 when the reference's clean accuracy is 0.
+
+**Standard errors** (``robustness_se``, ``accuracy_se``; an approximation, stated): every
+accuracy is a binomial proportion on the ``n`` points (variance α(1 − α)/n) and the
+accuracies are treated as independent. ``Var RmCE`` is the delta method's ``Σ_a (∂RmCE/∂a)²
+v(a)`` over every accuracy a of both models (RmCE = (1/T) Σ_t δ_t(Θ)/δ_t(ref) over the T
+defined types; each model's clean accuracy enters every δ_t, S times); ``accuracy_se = √(v(α) + v(α_ref)) / α_ref``. Both models are
+measured on the same points, whose accuracies are positively correlated, so the clean and
+between-model terms are conservative.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from robustscope.corruptions.evaluate import CorruptionResult
 from robustscope.corruptions.registry import CorruptionError
 from robustscope.evaluation import EvalRecord
 
-__all__ = ["TOL", "CorruptionComparison", "compare", "delta", "ratio"]
+__all__ = ["TOL", "CorruptionComparison", "compare", "delta", "ratio", "rmce_var"]
 
 #: denominators at or below this are zero (the ratio is undefined)
 TOL = 1e-12
@@ -57,6 +65,37 @@ def ratio(num: float, den: float) -> float:
 def delta(result: CorruptionResult, name: str) -> float:
     """wu2020's ``δ_t = Σ_l [α_clean − α_{t,l}]`` for corruption ``name``."""
     return math.fsum(result.clean_accuracy - a for a in result.accuracy[name])
+
+
+def _binomial_var(a: float, n: int) -> float:
+    return max(a * (1.0 - a), 0.0) / max(n, 1)
+
+
+def rmce_var(
+    result: CorruptionResult,
+    reference: CorruptionResult,
+    rel: dict[str, float],
+    d_ref: dict[str, float],
+    defined: list[str],
+) -> float:
+    """The delta-method variance of RmCE over the ``defined`` types (module doc)."""
+    if not defined:
+        return math.nan
+    k, s = len(defined), len(result.severities)
+    # RmCE = (1/T) Σ_t (S α_c − Σ_l α_tl) / δ_t(ref): its gradient in each accuracy
+    clean = math.fsum(s / (k * d_ref[t]) for t in defined)
+    clean_ref = math.fsum(rel[t] * s / (k * d_ref[t]) for t in defined)
+    var = _binomial_var(result.clean_accuracy, result.n) * clean**2
+    var += _binomial_var(reference.clean_accuracy, reference.n) * clean_ref**2
+    for t in defined:
+        var += (
+            math.fsum(_binomial_var(a, result.n) for a in result.accuracy[t]) / (k * d_ref[t]) ** 2
+        )
+        var += (
+            math.fsum(_binomial_var(a, reference.n) for a in reference.accuracy[t])
+            * (rel[t] / (k * d_ref[t])) ** 2
+        )
+    return var
 
 
 def _defined_mean(values: dict[str, float]) -> float:
@@ -102,6 +141,8 @@ class CorruptionComparison(EvalRecord):
     reference_category_accuracy: dict[str, float]
     undefined_ce: tuple[str, ...]
     undefined_relative: tuple[str, ...]
+    robustness_se: float = math.nan
+    accuracy_se: float = math.nan
 
 
 def compare(result: CorruptionResult, reference: CorruptionResult) -> CorruptionComparison:
@@ -132,6 +173,15 @@ def compare(result: CorruptionResult, reference: CorruptionResult) -> Corruption
         rel[t] = ratio(d[t], d_ref[t])
     rmce = _defined_mean(rel)
     rmce_ref = 1.0 if not math.isnan(rmce) else math.nan
+    defined = [t for t in names if not math.isnan(rel[t])]
+    var = rmce_var(result, reference, rel, d_ref, defined)
+    n, n_ref = result.n, reference.n
+    acc_se = ratio(
+        math.sqrt(
+            _binomial_var(result.clean_accuracy, n) + _binomial_var(reference.clean_accuracy, n_ref)
+        ),
+        reference.clean_accuracy,
+    )
     return CorruptionComparison(
         names=names,
         severities=result.severities,
@@ -153,4 +203,6 @@ def compare(result: CorruptionResult, reference: CorruptionResult) -> Corruption
         reference_category_accuracy=reference.category_accuracy(),
         undefined_ce=tuple(t for t in names if math.isnan(ce[t])),
         undefined_relative=tuple(t for t in names if math.isnan(rel[t])),
+        robustness_se=math.sqrt(var) if defined else math.nan,
+        accuracy_se=acc_se,
     )

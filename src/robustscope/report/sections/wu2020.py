@@ -21,7 +21,18 @@ Claims:
   equal clean accuracy: every member that traded accuracy (clean accuracy below the original
   by more than :data:`Z` se, within the adversarial family's range) has a robust accuracy
   below the family's frontier (linear interpolation in clean accuracy) by more than
-  :data:`Z` se.
+  :data:`Z` se; and the same on wu2020's corruption axes (the robustness coordinate
+  RmCE(ref) − RmCE(Θ) at equal accuracy coordinate (α − α_ref)/α_ref);
+* Fig. 2 — no model (adversarially trained run or post-hoc member) is both more robust
+  (RmCE) and more accurate than the reference, the standard model: none has both
+  coordinates above :data:`Z` standard errors (:func:`robustscope.corruptions.compare`);
+* Fig. 2 / Appendix — M1 improves corruption robustness at almost no cost in accuracy (the
+  paper's AlexNet(M1P30): −0.002 accuracy, +0.013 robustness): some M1 member has a
+  robustness coordinate above :data:`Z` se with an accuracy coordinate ≥ −:data:`SMALL_COST`.
+
+Corruption results come from the ``corruptions`` probe of each run (the adversarially
+trained family, relative to the standard run of the same model and seed) and from the
+sweep's ``corruption_accuracy`` (the members, relative to p = 0 on the sweep's points).
 """
 
 from __future__ import annotations
@@ -35,7 +46,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from robustscope.corruptions import CorruptionComparison, CorruptionResult, compare
 from robustscope.posthoc.sweep import array_key
+from robustscope.probes.corruption import corruption_table
 from robustscope.report.findings import Finding, not_tested, number, verdict
 from robustscope.report.page import table_html
 from robustscope.report.section import ReportContext, Section, SectionFigure, register_section
@@ -53,6 +66,8 @@ SMALL_COST = 0.02
 #: Table 1's range of p
 TABLE1_MAX_P = 5.0
 METHOD_COLORS = {"m1": "tab:blue", "m2": "tab:orange", "m3": "tab:green"}
+#: the probe whose stored table holds a run's accuracy under the common corruptions
+CORRUPTION_PROBE = "corruptions"
 
 
 @dataclass(frozen=True)
@@ -93,7 +108,10 @@ def sweeps(ctx: ReportContext) -> list[Sweep]:
         from robustscope.report.data import attack_key
 
         robust_label = [attack_key(attacks[0])]
-    wanted = ["percents", "clean_accuracy", "dropped", "noise"]
+    wanted = [
+        "percents", "clean_accuracy", "dropped", "noise", "corruption_accuracy",
+        "corruption_types", "corruption_severities",
+    ]  # fmt: skip
     for label in _spec_labels(spec, "transferred"):
         wanted += [array_key("transferred", label), array_key("transferred_eps", label)]
     for label in robust_label:
@@ -135,6 +153,109 @@ def _mid(eps: np.ndarray) -> int:
     """Index of the middle (upper median) ε > 0 of a grid."""
     pos = [i for i, e in enumerate(eps) if e > 0]
     return pos[len(pos) // 2] if pos else 0
+
+
+# --- corruptions -------------------------------------------------------------------------------
+
+
+def run_corruptions(ctx: ReportContext) -> dict[str, CorruptionResult]:
+    """Each finished run's ``corruptions`` probe result, by run id."""
+    out = {}
+    for rid, row in ctx.table.iterrows():
+        arrays = {
+            k: ctx.data.array(str(rid), CORRUPTION_PROBE, k)
+            for k in ("accuracy", "types", "severities")
+        }
+        clean = row.get(f"{CORRUPTION_PROBE}/clean_accuracy")
+        n = row.get(f"{CORRUPTION_PROBE}/n")
+        if any(a is None for a in arrays.values()) or clean is None or clean != clean:
+            continue
+        out[str(rid)] = corruption_table(
+            float(clean), arrays["accuracy"], arrays["types"], arrays["severities"], int(n)
+        )
+    return out
+
+
+def member_corruptions(sw: Sweep) -> list[list[CorruptionResult]] | None:
+    """``[method][p]`` the members' corruption results (None: not measured)."""
+    acc = sw.get("corruption_accuracy")
+    types, sev = sw.get("corruption_types"), sw.get("corruption_severities")
+    if acc is None or types is None or sev is None:
+        return None
+    clean = sw.arrays["clean_accuracy"]
+    return [
+        [
+            corruption_table(float(clean[i, j]), acc[i, j], types, sev, sw.n)
+            for j in range(len(sw.percents))
+        ]
+        for i in range(len(sw.methods))
+    ]
+
+
+@dataclass(frozen=True)
+class CorruptionPoint:
+    """One model on wu2020's Fig. 2 axes against its reference."""
+
+    name: str
+    kind: str  # "adversarial" (a trained run) or the post-hoc method
+    eps: float
+    percent: float
+    comparison: CorruptionComparison
+
+
+def corruption_points(ctx: ReportContext, sw: Sweep) -> list[CorruptionPoint]:
+    """The adversarially trained family of ``sw``'s model and seed (against the standard
+    run's probe result) and the post-hoc members (against p = 0), on wu2020's axes."""
+    out = []
+    runs = run_corruptions(ctx)
+    t = ctx.table
+    ref = runs.get(sw.run_id)
+    if ref is not None:
+        same = t[(t["model"] == sw.model) & (t["seed"] == sw.seed) & (t["eps"] > 0)]
+        for rid, row in same.iterrows():
+            if str(rid) in runs:
+                out.append(
+                    CorruptionPoint(
+                        str(row.get("label", rid)), "adversarial", float(row["eps"]), 0.0,
+                        compare(runs[str(rid)], ref),
+                    )
+                )  # fmt: skip
+    members = member_corruptions(sw)
+    if members is not None:
+        for i, m in enumerate(sw.methods):
+            for j, p in enumerate(sw.percents):
+                if p > 0:
+                    out.append(
+                        CorruptionPoint(
+                            f"{m.upper()} p = {p:g}", m, 0.0, float(p),
+                            compare(members[i][j], members[i][0]),
+                        )
+                    )  # fmt: skip
+    return out
+
+
+def fig_corruptions(ctx: ReportContext, found: list[Sweep]) -> Figure | None:
+    """Heat maps of accuracy per corruption × severity: the standard run and its
+    adversarially trained family (the ``corruptions`` probe), at most four panels."""
+    runs = run_corruptions(ctx)
+    if not runs:
+        return None
+    t = ctx.table
+    order = [str(r) for r in t.sort_values(["model", "seed", "eps"]).index if str(r) in runs][:4]
+    fig, axes = grid(len(order), cols=len(order), width=3.6, height=4.6)
+    for ax, rid in zip(axes, order, strict=True):
+        res = runs[rid]
+        table = np.array([res.accuracy[n] for n in res.names]) * 100
+        im = ax.imshow(table, vmin=0, vmax=100, cmap="magma", aspect="auto")
+        ax.set_xticks(range(len(res.severities)), [str(s) for s in res.severities])
+        ax.set_yticks(range(len(res.names)), [n.replace("_", " ") for n in res.names], fontsize=7)
+        ax.set(
+            xlabel="severity",
+            title=f"ε = {format_eps(float(t.loc[rid, 'eps']))}: clean {100 * res.clean_accuracy:.1f} %",
+        )
+        ax.grid(False)
+    fig.colorbar(im, ax=axes, label="accuracy (%)", shrink=0.8)
+    return fig
 
 
 # --- figures -----------------------------------------------------------------------------------
@@ -216,38 +337,71 @@ def _member_robust(ctx: ReportContext, sw: Sweep) -> np.ndarray | None:
 
 
 def fig_frontier(ctx: ReportContext, sw: Sweep) -> Figure | None:
-    """§4: the adversarially trained family and the post-hoc members on one frontier."""
+    """§4: the adversarially trained family and the post-hoc members on one frontier —
+    clean vs robust accuracy, and wu2020's Fig. 2 axes when corruptions were measured."""
     rob = _member_robust(ctx, sw)
     fam = _family_points(ctx, sw.model, sw.seed)
     col = ctx.robust
-    if rob is None or col is None or not len(fam):
+    points = corruption_points(ctx, sw)
+    first = rob is not None and col is not None and len(fam) > 0
+    if not first and not points:
         return None
-    fig, (ax,) = grid(1, cols=1, width=6.0, height=4.4)
-    for name, part in fam.groupby("series", sort=False):
-        part = part.sort_values("eps")
-        ax.plot(100 * part["clean"], 100 * part["robust"], "k-", lw=1, alpha=0.6)
-        for _, r in part.iterrows():
+    fig, axes = grid(int(first) + int(bool(points)), cols=2, width=5.6, height=4.4)
+    if first:
+        assert rob is not None and col is not None
+        ax = axes[0]
+        for name, part in fam.groupby("series", sort=False):
+            part = part.sort_values("eps")
+            ax.plot(100 * part["clean"], 100 * part["robust"], "k-", lw=1, alpha=0.6)
+            for _, r in part.iterrows():
+                ax.plot(
+                    100 * r["clean"], 100 * r["robust"], "o", ms=7,
+                    color=ctx.palette.color(r["eps"]),
+                )  # fmt: skip
+            ax.plot([], [], "k-o", lw=1, label=f"adversarial training ({name})")
+        clean = sw.arrays["clean_accuracy"]
+        for i, m in enumerate(sw.methods):
             ax.plot(
-                100 * r["clean"], 100 * r["robust"], "o", ms=7, color=ctx.palette.color(r["eps"])
-            )
-        ax.plot([], [], "k-o", lw=1, label=f"adversarial training ({name})")
-    clean = sw.arrays["clean_accuracy"]
-    for i, m in enumerate(sw.methods):
-        ax.plot(
-            100 * clean[i],
-            100 * rob[i],
-            "--s",
-            ms=4,
-            lw=1,
-            color=METHOD_COLORS.get(m, "0.4"),
-            label=f"post-hoc {m.upper()} (p = {', '.join(f'{p:g}' for p in sw.percents)})",
+                100 * clean[i], 100 * rob[i], "--s", ms=4, lw=1,
+                color=METHOD_COLORS.get(m, "0.4"), label=f"post-hoc {m.upper()}",
+            )  # fmt: skip
+        ax.set(
+            xlabel="clean accuracy (%)",
+            ylabel=f"robust accuracy, {col.label} ε = {format_eps(col.eps)} (%)",
+            title=f"{sw.model} (seed {sw.seed}): post-hoc vs adversarial training",
         )
-    ax.set(
-        xlabel="clean accuracy (%)",
-        ylabel=f"robust accuracy, {col.label} ε = {format_eps(col.eps)} (%)",
-        title=f"{sw.model} (seed {sw.seed}): post-hoc vs adversarial training",
-    )
-    ax.legend(fontsize=7)
+        ax.legend(fontsize=7)
+    if points:
+        bx = axes[-1]
+        bx.axhline(0, color="0.6", lw=0.8)
+        bx.axvline(0, color="0.6", lw=0.8)
+        bx.plot(0, 0, "k*", ms=10, label="reference (standard model)")
+        adv = sorted((p for p in points if p.kind == "adversarial"), key=lambda p: p.eps)
+        if adv:
+            xs = [0.0] + [p.comparison.accuracy for p in adv]
+            ys = [0.0] + [p.comparison.robustness for p in adv]
+            bx.plot(xs, ys, "k-", lw=1, alpha=0.6)
+            for p in adv:
+                bx.plot(
+                    p.comparison.accuracy, p.comparison.robustness, "o", ms=7,
+                    color=ctx.palette.color(p.eps),
+                )  # fmt: skip
+            bx.plot([], [], "k-o", lw=1, label="adversarial training")
+        for m in sw.methods:
+            mine = sorted((p for p in points if p.kind == m), key=lambda p: p.percent)
+            if mine:
+                bx.plot(
+                    [0.0] + [p.comparison.accuracy for p in mine],
+                    [0.0] + [p.comparison.robustness for p in mine],
+                    "--s", ms=4, lw=1, color=METHOD_COLORS.get(m, "0.4"),
+                    label=f"post-hoc {m.upper()}",
+                )  # fmt: skip
+        bx.set(
+            xlabel="accuracy: (α − α_ref) / α_ref",
+            ylabel="robustness: RmCE(ref) − RmCE",
+            title="wu2020 Fig. 2 axes (common corruptions)",
+        )
+        bx.legend(fontsize=7)
     return fig
 
 
@@ -294,6 +448,32 @@ def table1_html(sw: Sweep, label: str) -> str:
         "paper = an improvement"
     )
     return f"<p>{caption}</p>" + table_html(wide.round(4), index_label="method")
+
+
+def rmce_html(ctx: ReportContext, sw: Sweep) -> str:
+    """wu2020's appendix table: accuracy and robustness coordinates and per-category mean
+    accuracy of every model against the reference."""
+    points = corruption_points(ctx, sw)
+    if not points:
+        return ""
+    rows = []
+    for p in points:
+        c = p.comparison
+        rows.append(
+            {
+                "model": p.name,
+                "accuracy": round(c.accuracy, 4),
+                "robustness": round(c.robustness, 4),
+                "± se": round(c.robustness_se, 4),
+                **{cat: round(v, 4) for cat, v in c.category_accuracy.items()},
+            }
+        )
+    caption = html.escape(
+        f"{sw.model} (seed {sw.seed}): wu2020's coordinates against the standard model "
+        "(accuracy (α − α_ref)/α_ref; robustness RmCE(ref) − RmCE, positive = more robust "
+        "to the common corruptions) and the mean accuracy per corruption category"
+    )
+    return f"<p>{caption}</p>" + table_html(pd.DataFrame(rows), index=False)
 
 
 # --- findings ----------------------------------------------------------------------------------
@@ -396,13 +576,108 @@ def frontier_finding(ctx: ReportContext, found: list[Sweep]) -> Finding:
     )
 
 
+def fig2_finding(ctx: ReportContext, found: list[Sweep]) -> Finding:
+    claim = "no model is both more robust (RmCE) and more accurate than the reference"
+    source = f"{PAPER} Fig. 2"
+    judged = []
+    for sw in found:
+        for p in corruption_points(ctx, sw):
+            c = p.comparison
+            both = c.accuracy > Z * c.accuracy_se and c.robustness > Z * c.robustness_se
+            if both or p.kind == "adversarial":
+                judged.append(
+                    (
+                        not both,
+                        f"{p.name}: accuracy {c.accuracy:+.3f} ± {c.accuracy_se:.3f}, "
+                        f"robustness {c.robustness:+.3f} ± {c.robustness_se:.3f}",
+                    )
+                )
+        members = [p for p in corruption_points(ctx, sw) if p.kind != "adversarial"]
+        if members and all(ok for ok, _ in judged):
+            judged.append((True, f"{len(members)} post-hoc members: none both"))
+    return verdict(claim, source, judged, "no corruption results (the corruptions probe)")
+
+
+def m1_corruption_finding(ctx: ReportContext, found: list[Sweep]) -> Finding:
+    claim = (
+        "M1 improves corruption robustness (RmCE) at almost no cost in accuracy "
+        f"(accuracy coordinate ≥ −{SMALL_COST:g})"
+    )
+    source = f"{PAPER} Fig. 2 (AlexNet(M1P30))"
+    judged = []
+    for sw in found:
+        mine = [p for p in corruption_points(ctx, sw) if p.kind == "m1"]
+        if not mine:
+            continue
+        good = [
+            p
+            for p in mine
+            if p.comparison.robustness > Z * p.comparison.robustness_se
+            and p.comparison.accuracy >= -SMALL_COST
+        ]
+        best = max(
+            mine, key=lambda p: p.comparison.robustness / max(p.comparison.robustness_se, 1e-12)
+        )
+        shown = good[0] if good else best
+        c = shown.comparison
+        judged.append(
+            (
+                bool(good),
+                f"{sw.model} (seed {sw.seed}) {shown.name}: robustness {c.robustness:+.3f} ± "
+                f"{c.robustness_se:.3f}, accuracy {c.accuracy:+.3f}",
+            )
+        )
+    return verdict(claim, source, judged, "no M1 sweep with corruptions")
+
+
+def corruption_frontier_finding(ctx: ReportContext, found: list[Sweep]) -> Finding:
+    claim = (
+        "adversarial training is above post-hoc robustification at equal accuracy on wu2020's "
+        "corruption axes"
+    )
+    source = f"{PAPER} Fig. 2 axes (beyond the paper)"
+    judged = []
+    for sw in found:
+        points = corruption_points(ctx, sw)
+        adv = [p for p in points if p.kind == "adversarial"]
+        if not adv:
+            continue
+        front = sorted(
+            [(0.0, 0.0)] + [(p.comparison.accuracy, p.comparison.robustness) for p in adv]
+        )
+        xs, ys = [a for a, _ in front], [r for _, r in front]
+        for p in points:
+            c = p.comparison
+            if (
+                p.kind == "adversarial"
+                or not (c.accuracy < -Z * c.accuracy_se)
+                or c.accuracy < xs[0]
+            ):
+                continue
+            at = float(np.interp(c.accuracy, xs, ys))
+            judged.append(
+                (
+                    at - c.robustness > Z * c.robustness_se,
+                    f"{p.name}: robustness {c.robustness:+.3f} at accuracy {c.accuracy:+.3f} vs "
+                    f"{at:+.3f} for adversarial training",
+                )
+            )
+    return verdict(
+        claim,
+        source,
+        judged,
+        "no post-hoc member lost accuracy within the adversarial family's range, or no "
+        "corruption results",
+    )
+
+
 @register_section("wu2020", order=55)
 class Wu2020(Section):
     """wu2020: post-hoc robustification M1/M2/M3, transferred and adaptive attacks, one frontier."""
 
     title = "wu2020: post-hoc robustification"
     lacking = "no post-hoc sweep was stored (the spec's posthoc section)"
-    probes = (POSTHOC_PROBE,)
+    probes = (POSTHOC_PROBE, CORRUPTION_PROBE)
 
     def applies(self, ctx: ReportContext) -> bool:
         return bool(ctx.data.spec.get("posthoc"))
@@ -426,14 +701,22 @@ class Wu2020(Section):
                 fig_frontier(ctx, first),
                 "The adversarially trained family (circles, coloured by training ε) and the "
                 "post-hoc members of the standard model (squares, one line per method over p), "
-                "each at its clean and robust accuracy under the study's attack re-run on it.",
+                "each at its clean and robust accuracy under the study's attack re-run on it; "
+                "right: the same models on wu2020's Fig. 2 axes against the standard model.",
+            ),
+            SectionFigure(
+                "wu2020_corruptions",
+                fig_corruptions(ctx, found),
+                "Accuracy under the 15 common corruptions (Hendrycks & Dietterich 2019) at "
+                "each severity, for the standard run and its adversarially trained family.",
             ),
         ]
 
     def html(self, ctx: ReportContext) -> str:
         found = sweeps(ctx)
         labels = _spec_labels(ctx.data.spec, "adaptive")
-        return "".join(table1_html(sw, lab) for sw in found[:2] for lab in labels)
+        out = "".join(table1_html(sw, lab) for sw in found[:2] for lab in labels)
+        return out + "".join(rmce_html(ctx, sw) for sw in found[:2])
 
     def findings(self, ctx: ReportContext) -> list[Finding]:
         found = sweeps(ctx)
@@ -448,10 +731,19 @@ class Wu2020(Section):
                      f"small cost in accuracy (≤ {100 * SMALL_COST:g} points)", "Table 1"),
                     ("adversarial training is above post-hoc robustification at equal clean "
                      "accuracy", "(beyond the paper: one frontier)"),
+                    ("no model is both more robust (RmCE) and more accurate than the "
+                     "reference", "Fig. 2"),
+                    ("M1 improves corruption robustness (RmCE) at almost no cost in accuracy "
+                     f"(accuracy coordinate ≥ −{SMALL_COST:g})", "Fig. 2 (AlexNet(M1P30))"),
+                    ("adversarial training is above post-hoc robustification at equal "
+                     "accuracy on wu2020's corruption axes", "Fig. 2 axes (beyond the paper)"),
                 )
             ]  # fmt: skip
         return [
             fig1_finding(ctx, found),
             table1_finding(ctx, found),
             frontier_finding(ctx, found),
+            fig2_finding(ctx, found),
+            m1_corruption_finding(ctx, found),
+            corruption_frontier_finding(ctx, found),
         ]
