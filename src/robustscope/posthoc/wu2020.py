@@ -45,7 +45,14 @@ from robustscope.posthoc.base import Transform, TransformError, register_transfo
 from robustscope.posthoc.layers import consumer_of, input_activity, select_linear
 from robustscope.probes.base import ProbeData
 
-__all__ = ["METHODS", "DropBoth", "DropInactiveUnits", "DropSingularValues", "check_percent"]
+__all__ = [
+    "METHODS",
+    "DropBoth",
+    "DropInactiveUnits",
+    "DropSingularValues",
+    "PercentTransform",
+    "check_percent",
+]
 
 #: wu2020's method names → registered transform names (the same strings)
 METHODS = ("m1", "m2", "m3")
@@ -139,28 +146,30 @@ def _train_x(data: ProbeData | None, transform: str) -> torch.Tensor:
     return data.train[0]
 
 
-@register_transform("m1", doc="wu2020 M1: drop the units active on less than p % of examples")
 @dataclass(frozen=True)
-class DropInactiveUnits(Transform):
-    """wu2020 M1: zero the units of ``layer`` active on fewer than ``percent`` % of the
-    training examples (module doc).
-
-    Attributes:
-        percent: p ∈ [0, 100): a unit active (post-activation > 0) on a share of the
-            training examples below p/100 is dropped.
-        layer: None (the penultimate fully connected layer), ``"all"`` or a layer name.
-
-    Details recorded: ``dropped`` and ``units`` per layer, ``counted_on`` (examples).
-    """
+class PercentTransform(Transform):
+    """The parameters the three methods share: ``percent`` p ∈ [0, 100) and ``layer`` (None:
+    the penultimate fully connected layer; ``"all"``; or a layer name)."""
 
     percent: float
     layer: str | None = None
 
-    needs_data = True
-
     def __post_init__(self) -> None:
         object.__setattr__(self, "percent", check_percent(self.percent, self.name))
         object.__setattr__(self, "layer", _layer(self.layer, self.name))
+
+
+@register_transform("m1", doc="wu2020 M1: drop the units active on less than p % of examples")
+@dataclass(frozen=True)
+class DropInactiveUnits(PercentTransform):
+    """wu2020 M1: zero the units of ``layer`` active on fewer than ``percent`` % of the
+    training examples (module doc): a unit active (post-activation > 0) on a share of the
+    training examples below p/100 is dropped.
+
+    Details recorded: ``dropped`` and ``units`` per layer, ``counted_on`` (examples).
+    """
+
+    needs_data = True
 
     def apply_(self, model: nn.Module, data: ProbeData | None = None) -> dict[str, Any]:
         return drop_inactive_units(
@@ -170,45 +179,26 @@ class DropInactiveUnits(Transform):
 
 @register_transform("m2", doc="wu2020 M2: zero the trailing p % of singular values")
 @dataclass(frozen=True)
-class DropSingularValues(Transform):
+class DropSingularValues(PercentTransform):
     """wu2020 M2: zero the ⌊p·r/100⌋ smallest singular values of ``layer`` (module doc).
-
-    Attributes:
-        percent: p ∈ [0, 100).
-        layer: None (the penultimate fully connected layer), ``"all"`` or a layer name.
 
     Details recorded: per layer ``dropped`` (how many), ``singular_values`` (r) and the
     Frobenius norms before and after.
     """
 
-    percent: float
-    layer: str | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "percent", check_percent(self.percent, self.name))
-        object.__setattr__(self, "layer", _layer(self.layer, self.name))
-
     def apply_(self, model: nn.Module, data: ProbeData | None = None) -> dict[str, Any]:
-        select_linear(model, self.layer, transform=self.name)
         return drop_singular_values(model, self.percent, self.layer, transform=self.name)
 
 
 @register_transform("m3", doc="wu2020 M3: M1 then M2 with the same p")
 @dataclass(frozen=True)
-class DropBoth(Transform):
+class DropBoth(PercentTransform):
     """wu2020 M3: M1 then M2, same ``percent`` and ``layer`` (module doc).
 
     Details recorded: ``m1`` and ``m2``, the details of each step.
     """
 
-    percent: float
-    layer: str | None = None
-
     needs_data = True
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "percent", check_percent(self.percent, self.name))
-        object.__setattr__(self, "layer", _layer(self.layer, self.name))
 
     def apply_(self, model: nn.Module, data: ProbeData | None = None) -> dict[str, Any]:
         m1 = drop_inactive_units(
