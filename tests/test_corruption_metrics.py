@@ -155,3 +155,18 @@ def test_standard_errors_follow_the_stated_approximation() -> None:
 
         draws.append(compare(sample(new), sample(ref)).robustness)
     assert float(np.std(draws)) == pytest.approx(c.robustness_se, rel=0.1)
+
+
+def test_types_the_reference_is_not_measurably_hurt_by_can_be_left_out() -> None:
+    n = 1000
+    # fog costs the reference 0.3 (many se), brightness 0.005 (well within one se ≈ 0.05)
+    ref = CorruptionResult(0.9, {"fog": (0.8, 0.7), "brightness": (0.9, 0.895)}, n, (1, 5), 0)
+    new = CorruptionResult(0.9, {"fog": (0.85, 0.8), "brightness": (0.9, 0.85)}, n, (1, 5), 0)
+    every = compare(new, ref)
+    assert every.relative_ce["brightness"] == pytest.approx(0.05 / 0.005)  # noise dominates
+    strict = compare(new, ref, min_delta_z=2.0)
+    assert math.isnan(strict.relative_ce["brightness"]) and strict.undefined_relative == (
+        "brightness",
+    )
+    assert strict.rmce == pytest.approx(0.15 / 0.3)
+    assert strict.ce == every.ce  # Hendrycks' CE is not a ratio of losses: unchanged

@@ -93,9 +93,14 @@ def study(
         "robust_eps/pgd-linf": np.array([0.0, 0.1]),
         "challenge/deepfool-l2": points.mean(-1),
         "challenge_points/deepfool-l2": points,
+        "noise": np.full((3, 4), -0.01),
     }
     table = {("std", "posthoc", k): v for k, v in arrays.items()}
-    probe_rows = {rid: {"posthoc/n": float(N)} if rid == "std" else {} for rid in family}
+    probe_rows: dict[str, dict[str, float]] = {
+        rid: {"noise_robustness/score": -0.02 * i, "noise_robustness/std_error": 0.001}
+        for i, rid in enumerate(family)
+    }
+    probe_rows["std"]["posthoc/n"] = float(N)
     if corruptions:
         table.update(
             {("std", "posthoc", "corruption_accuracy"): corr,
@@ -207,6 +212,7 @@ def test_the_report_draws_the_transferred_curves_frontier_and_table(tmp_path: Pa
     assert (tmp_path / "figures" / "wu2020_frontier.png").is_file()
     assert (tmp_path / "figures" / "wu2020_corruptions.png").is_file()
     assert "RmCE(ref) − RmCE" in text
+    assert "eq. (4) of each member" in text and "eq. (4) of each trained run" in text
 
 
 @pytest.mark.parametrize("p", [1.0, 5.0, 20.0])

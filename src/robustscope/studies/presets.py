@@ -232,12 +232,13 @@ PRESETS: dict[str, dict[str, Any]] = {
             "wu2020 at laptop scale on Fashion-MNIST: the default CNN trained on the first "
             "24,000 images for 4 epochs, standard and ℓ∞ PGD-AT (10 steps, ε ramped up over "
             "the first 30 %) at ε ∈ {0, 0.05, 0.1, 0.2}; the standard model robustified "
-            "post hoc by M1/M2/M3 on its penultimate layer at p ∈ {1, 2, 3, 4, 5, 10, 25, 50} %, "
+            "post hoc by M1/M2/M3 on its penultimate layer at p ∈ {1–5, 10, 20, 30–50 by 5, 75, "
+            "90} %, "
             "each member measured on 500 test images: FGSM, DeepFool and C&W (100 steps × 5 "
             "binary steps) examples made on the original (Fig. 1), DeepFool-ℓ2's challenge "
-            "score re-run on it (Table 1), PGD-20 re-run on it, the 15 common corruptions at "
-            "5 severities; every run evaluated with PGD-20 and under the corruptions on 1,000 "
-            "test images. Sized to finish in ≤ 20 minutes on 2 CPU cores."
+            "score re-run on it (Table 1), PGD-20 re-run on it, eq. 4 under uniform ℓ∞ noise "
+            "of radius 0.1, the 15 common corruptions at 5 severities; every run evaluated "
+            "with PGD-20, eq. 4 and under the corruptions on 1,000 test images. Sized to finish in ≤ 20 minutes on 2 CPU cores."
         ),
         "reproduces": (
             "wu2020 Fig. 1 (transferred attacks), Table 1 (challenge score change), Fig. 2 "
@@ -257,10 +258,17 @@ PRESETS: dict[str, dict[str, Any]] = {
                 {"attack": "pgd", "eps": [0.0, 0.05, 0.1, 0.2], "params": {"steps": 20}},
             ],
         },
-        "probes": {"n": 1000, "train_n": 0, "run": [{"name": "corruptions"}]},
+        "probes": {
+            "n": 1000,
+            "train_n": 0,
+            "run": [
+                {"name": "corruptions"},
+                {"name": "noise_robustness", "options": {"bound": 0.1}},
+            ],
+        },
         "posthoc": {
             "methods": ["m1", "m2", "m3"],
-            "percents": [1, 2, 3, 4, 5, 10, 25, 50],
+            "percents": [1, 2, 3, 4, 5, 10, 20, 30, 35, 40, 45, 50, 75, 90],
             "n": 500,
             "train_n": 5000,
             "transferred": [
@@ -274,6 +282,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             ],
             "adaptive": [{"attack": "deepfool", "norm": "l2"}],
             "robust": True,
+            "noise": 0.1,
             "corruptions": {},
         },
     },
