@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -124,7 +125,6 @@ def test_rmce_invariances(rows: list[list[float]], other: list[list[float]], c: 
 def test_standard_errors_follow_the_stated_approximation() -> None:
     """robustness_se and accuracy_se against a float64 transcription of the module doc's
     formulas, and against the spread of RmCE over simulated binomial accuracies."""
-    import numpy as np
 
     n = 400
     ref = CorruptionResult(0.9, {"fog": (0.8, 0.6), "contrast": (0.7, 0.4)}, n, (1, 5), 0)
@@ -170,3 +170,46 @@ def test_types_the_reference_is_not_measurably_hurt_by_can_be_left_out() -> None
     )
     assert strict.rmce == pytest.approx(0.15 / 0.3)
     assert strict.ce == every.ce  # Hendrycks' CE is not a ratio of losses: unchanged
+
+
+def _from_points(
+    correct: np.ndarray, names: tuple[str, ...], severities: tuple[int, ...]
+) -> CorruptionResult:
+
+    acc = correct.mean(1)
+    s = len(severities)
+    table = {
+        t: tuple(float(a) for a in acc[1 + i * s : 1 + (i + 1) * s]) for i, t in enumerate(names)
+    }
+    return CorruptionResult(
+        float(acc[0]), table, correct.shape[1], severities, 0, correct=correct.astype(np.uint8)
+    )
+
+
+def test_paired_bootstrap_standard_errors_match_resampling_the_points() -> None:
+    """Two models that share most of their mistakes: the paired bootstrap's se of the
+    robustness coordinate matches its spread over fresh samples of points, and is far below
+    the independent delta-method's; a model against itself has se 0."""
+
+    names, sev = ("fog", "contrast"), (1, 5)
+    rng = np.random.default_rng(1)
+    pop = 50_000
+    hard = rng.random((5, pop))  # per point and copy: how hard it is
+    ref_pop = hard > np.array([0.1, 0.3, 0.5, 0.2, 0.45])[:, None]  # clean, fog 1/5, contrast 1/5
+    new_pop = ref_pop | (rng.random((5, pop)) < 0.08)  # the new model fixes a few mistakes
+    new_pop[0] = ref_pop[0]  # same clean accuracy
+    n = 800
+
+    def sample(idx: np.ndarray) -> tuple[CorruptionResult, CorruptionResult]:
+        return _from_points(new_pop[:, idx], names, sev), _from_points(ref_pop[:, idx], names, sev)
+
+    new, ref = sample(rng.choice(pop, n, replace=False))
+    c = compare(new, ref, bootstrap=400, seed=0)
+    assert c.se_method.startswith("paired bootstrap")
+    spread = np.std(
+        [compare(*sample(rng.choice(pop, n, replace=False))).robustness for _ in range(400)]
+    )
+    assert c.robustness_se == pytest.approx(spread, rel=0.25)
+    assert c.robustness_se < 0.5 * compare(new, ref).robustness_se  # the delta method's
+    same = compare(ref, ref, bootstrap=100)
+    assert same.robustness == 0 and same.robustness_se == 0 and same.accuracy_se == 0

@@ -158,3 +158,7 @@ def test_every_member_is_evaluated_on_the_same_corrupted_copies(digits: Fixture)
         corr.CORRUPTIONS.index("contrast"), corr.CORRUPTIONS.index("fog"),
     ]  # fmt: skip
     assert arrays["corruption_severities"].tolist() == [1.0, 5.0]
+    hits = arrays["corruption_correct"]
+    assert hits.shape == (1, 2, 1 + 2 * 2, len(x))
+    assert hits[0, :, 1:].mean(-1).reshape(2, 2, 2) == pytest.approx(res.corruption_accuracy[0])
+    assert hits[0, :, 0].mean(-1) == pytest.approx(res.clean_accuracy[0])

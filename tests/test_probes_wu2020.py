@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -39,10 +40,15 @@ def test_corruptions_probe_stores_a_self_describing_table() -> None:
     assert res.result() == ref
     arrays, scalars = res.arrays(), res.scalars()
     assert arrays["accuracy"].shape == (3, 2)
+    hits = arrays["correct"]  # clean, then type-major, severity-minor
+    assert hits.shape == (1 + 3 * 2, 30) and hits.dtype == np.uint8
+    assert hits[0].mean() == pytest.approx(ref.clean_accuracy)
+    assert hits[1:].mean(1).reshape(3, 2) == pytest.approx(arrays["accuracy"])
     back = corruption_table(
         scalars["clean_accuracy"], arrays["accuracy"], arrays["types"], arrays["severities"],
-        int(scalars["n"]), 4,
+        int(scalars["n"]), 4, correct=hits,
     )  # fmt: skip
+    assert back.correct is not None and (back.correct == hits).all()
     assert back == ref
     assert scalars["per_type/fog"] == pytest.approx(sum(ref.accuracy["fog"]) / 2)
     assert scalars["category/weather"] == pytest.approx(sum(ref.accuracy["fog"]) / 2)

@@ -77,16 +77,24 @@ def predict(logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
-    """Fraction of ``x`` that ``model`` classifies as ``y`` (batches moved to its device; the
-    model is used in the mode it is in — callers choose eval mode); NaN for no examples."""
+def correct(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000
+) -> torch.Tensor:
+    """``[N]`` bool on the CPU: whether ``model`` classifies each ``x`` as its ``y`` (batches
+    moved to its device; the model is used in the mode it is in — callers choose eval mode)."""
     device = model_device(model)
-    correct = 0
-    for start in range(0, len(x), batch_size):
-        xb = x[start : start + batch_size].to(device)
-        yb = y[start : start + batch_size].to(device)
-        correct += int((predict(model(xb)) == yb).sum())
-    return correct / len(x) if len(x) else math.nan
+    out = [
+        (predict(model(x[s : s + batch_size].to(device))) == y[s : s + batch_size].to(device)).cpu()
+        for s in range(0, len(x), batch_size)
+    ]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+    """Fraction of ``x`` that ``model`` classifies as ``y`` (:func:`correct`); NaN for no
+    examples."""
+    hits = correct(model, x, y, batch_size)
+    return float(hits.double().mean()) if len(hits) else math.nan
 
 
 @torch.no_grad()

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,10 +26,10 @@ from robustscope.corruptions.registry import (
     check_severities,
     corrupt,
 )
-from robustscope.evaluation import EvalRecord, accuracy
+from robustscope.evaluation import EvalRecord, correct
 from robustscope.progress import ProgressBar
 
-__all__ = ["CorruptionResult", "accuracy", "evaluate", "evaluate_many"]
+__all__ = ["CorruptionResult", "evaluate", "evaluate_many"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class CorruptionResult(EvalRecord):
         n: number of examples.
         severities: the severities evaluated, in order.
         seed: the seed of the corrupted copies.
+        correct: ``[1 + T·S, n]`` uint8 per-point correctness (row 0 clean, then each
+            corruption in order, each severity in order) when measured here (None for a
+            result built from accuracies alone); it lets :func:`~robustscope.corruptions.compare`
+            bootstrap two models measured on the same points (paired). Not compared by ``==``.
 
     Example:
         >>> r = CorruptionResult(0.9, {"snow": (0.8, 0.6), "contrast": (0.7, 0.5)}, 10, (1, 5), 0)
@@ -54,6 +59,7 @@ class CorruptionResult(EvalRecord):
     n: int
     severities: tuple[int, ...]
     seed: int
+    correct: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -113,6 +119,7 @@ def evaluate_many(
                 f"copies lacks {len(missing)} (name, severity) pairs, e.g. {missing[0]}"
             )
     table: list[dict[str, list[float]]] = [{t: [] for t in names} for _ in models]
+    hits: list[list[torch.Tensor]] = [[] for _ in models]
     with ProgressBar(progress, "corruptions", total=len(names) * len(severities)) as bar:
         for t in names:
             for s in severities:
@@ -121,21 +128,24 @@ def evaluate_many(
                     raise CorruptionError(
                         f"copy {(t, s)} has shape {tuple(xc.shape)}, not {tuple(x.shape)}"
                     )
-                for model, row in zip(models, table, strict=True):
+                for model, row, mine in zip(models, table, hits, strict=True):
                     with attack_mode(model):
-                        row[t].append(accuracy(model, xc, y, batch_size))
+                        ok = correct(model, xc, y, batch_size)
+                    mine.append(ok)
+                    row[t].append(float(ok.double().mean()))
                 bar.advance()
     results = []
-    for model, row in zip(models, table, strict=True):
+    for model, row, mine in zip(models, table, hits, strict=True):
         with attack_mode(model):
-            clean = accuracy(model, x, y, batch_size)
+            clean = correct(model, x, y, batch_size)
         results.append(
             CorruptionResult(
-                clean_accuracy=clean,
+                clean_accuracy=float(clean.double().mean()),
                 accuracy={t: tuple(v) for t, v in row.items()},
                 n=len(x),
                 severities=severities,
                 seed=seed,
+                correct=torch.stack([clean, *mine]).numpy().astype(np.uint8),
             )
         )
     return results

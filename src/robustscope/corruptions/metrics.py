@@ -42,6 +42,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from robustscope.corruptions.evaluate import CorruptionResult
 from robustscope.corruptions.registry import CorruptionError
 from robustscope.evaluation import EvalRecord
@@ -152,10 +154,59 @@ class CorruptionComparison(EvalRecord):
     undefined_relative: tuple[str, ...]
     robustness_se: float = math.nan
     accuracy_se: float = math.nan
+    se_method: str = ""
+
+
+def _paired(result: CorruptionResult, reference: CorruptionResult, bootstrap: int) -> bool:
+    return (
+        bootstrap > 0
+        and result.correct is not None
+        and reference.correct is not None
+        and result.n == reference.n
+    )
+
+
+class _Bootstrap:
+    """Accuracies of two models on ``B`` resamples of their common points (paired): the
+    same resampled indices for both, drawn once."""
+
+    def __init__(
+        self, result: CorruptionResult, reference: CorruptionResult, draws: int, seed: int
+    ):
+        assert result.correct is not None and reference.correct is not None
+        n = result.n
+        rng = np.random.default_rng(seed)
+        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=draws).T / n  # [n, B]
+        self.acc = result.correct.astype(np.float64) @ weights  # [K, B]
+        self.acc_ref = reference.correct.astype(np.float64) @ weights
+        self.result, self.reference = result, reference
+
+    @staticmethod
+    def _row(r: CorruptionResult, name: str, i: int) -> int:
+        return 1 + r.names.index(name) * len(r.severities) + i
+
+    def delta(self, name: str, *, ref: bool) -> np.ndarray:
+        """``[B]`` δ_t on each resample."""
+        r, acc = (self.reference, self.acc_ref) if ref else (self.result, self.acc)
+        rows = [self._row(r, name, i) for i in range(len(r.severities))]
+        return len(rows) * acc[0] - acc[rows].sum(0)
+
+    def robustness(self, defined: list[str]) -> np.ndarray:
+        """``[B]`` RmCE(ref) − RmCE(Θ) over the ``defined`` types on each resample."""
+        ratios = [self.delta(t, ref=False) / self.delta(t, ref=True) for t in defined]
+        return 1.0 - np.mean(ratios, axis=0)
+
+    def accuracy(self) -> np.ndarray:
+        return (self.acc[0] - self.acc_ref[0]) / self.acc_ref[0]
 
 
 def compare(
-    result: CorruptionResult, reference: CorruptionResult, *, min_delta_z: float = 0.0
+    result: CorruptionResult,
+    reference: CorruptionResult,
+    *,
+    min_delta_z: float = 0.0,
+    bootstrap: int = 0,
+    seed: int = 0,
 ) -> CorruptionComparison:
     """Hendrycks & Dietterich's CE, mCE, relative CE and relative mCE, and wu2020's δ, RmCE
     and (robustness, accuracy) coordinates of ``result`` against ``reference`` (both
@@ -165,6 +216,13 @@ def compare(
     δ_t(ref) is not above ``min_delta_z`` of its standard error (:func:`delta_var`): a
     corruption the reference is not measurably hurt by makes the ratio δ_t(Θ)/δ_t(ref) all
     noise (at 28×28 several types barely move a Fashion-MNIST CNN; docs/corruptions.md).
+
+    ``bootstrap`` > 0, when both results carry their per-point correctness on the same
+    ``n`` points (:func:`~robustscope.corruptions.evaluate` keeps it), gives the standard
+    errors of δ_t(ref), ``robustness`` and ``accuracy`` from a paired bootstrap over the
+    points (``bootstrap`` resamples, ``seed``): both models see the same resampled points,
+    so what they share cancels (a model against itself has error 0). Otherwise they are the
+    delta-method approximations of the module doc.
 
     Example:
         >>> ref = CorruptionResult(0.9, {"fog": (0.7, 0.5)}, 10, (1, 2), 0)
@@ -179,6 +237,11 @@ def compare(
             f"{result.names} at {result.severities} vs {reference.names} at {reference.severities}"
         )
     names = result.names
+    boot = (
+        _Bootstrap(result, reference, bootstrap, seed)
+        if _paired(result, reference, bootstrap)
+        else None
+    )
     ce, rel, d, d_ref = {}, {}, {}, {}
     for t in names:
         err = math.fsum(result.error(t, s) for s in result.severities)
@@ -187,8 +250,14 @@ def compare(
         d[t] = delta(result, t)
         d_ref[t] = delta(reference, t)
         rel[t] = ratio(d[t], d_ref[t])
-        if min_delta_z > 0 and not d_ref[t] > min_delta_z * math.sqrt(delta_var(reference, t)):
-            rel[t] = math.nan
+        if min_delta_z > 0:
+            se = (
+                float(np.std(boot.delta(t, ref=True), ddof=1))
+                if boot is not None
+                else math.sqrt(delta_var(reference, t))
+            )
+            if not d_ref[t] > min_delta_z * se:
+                rel[t] = math.nan
     rmce = _defined_mean(rel)
     rmce_ref = 1.0 if not math.isnan(rmce) else math.nan
     defined = [t for t in names if not math.isnan(rel[t])]
@@ -200,6 +269,12 @@ def compare(
         ),
         reference.clean_accuracy,
     )
+    rob_se = math.sqrt(var) if defined else math.nan
+    method = "delta method (independent binomial accuracies)"
+    if boot is not None:
+        acc_se = float(np.std(boot.accuracy(), ddof=1))
+        rob_se = float(np.std(boot.robustness(defined), ddof=1)) if defined else math.nan
+        method = f"paired bootstrap over the points ({bootstrap} resamples)"
     return CorruptionComparison(
         names=names,
         severities=result.severities,
@@ -221,6 +296,7 @@ def compare(
         reference_category_accuracy=reference.category_accuracy(),
         undefined_ce=tuple(t for t in names if math.isnan(ce[t])),
         undefined_relative=tuple(t for t in names if math.isnan(rel[t])),
-        robustness_se=math.sqrt(var) if defined else math.nan,
+        robustness_se=rob_se,
         accuracy_se=acc_se,
+        se_method=method,
     )

@@ -88,7 +88,8 @@ def array_key(quantity: str, label: str = "") -> str:
     ``transferred/<label>``, ``transferred_eps/<label>``, ``robust/<label>``,
     ``robust_eps/<label>``, ``challenge/<label>``, ``challenge_points/<label>``, ``noise``,
     ``corruption_accuracy`` with ``corruption_types`` (indices into
-    :data:`robustscope.corruptions.CORRUPTIONS`) and ``corruption_severities``, ``percents``,
+    :data:`robustscope.corruptions.CORRUPTIONS`), ``corruption_severities`` and
+    ``corruption_correct``, ``percents``,
     ``dropped``): the one place these names are made."""
     return f"{quantity}/{label}" if label else quantity
 
@@ -115,7 +116,8 @@ class SweepResult(ProbeResult):
         noise: ``[M, P]`` wu2020 eq. (4) (None when not measured); ``noise_bound`` its C.
         corruption_names, corruption_severities: the corruption grid;
         corruption_accuracy: ``[M, P, T, S]`` accuracy under each corruption and severity
-            (None when not measured).
+            (None when not measured); ``corruption_correct`` ``[M, P, 1 + T·S, n]`` uint8
+            per-point correctness (clean first; :class:`~robustscope.corruptions.CorruptionResult`).
     """
 
     methods: tuple[str, ...]
@@ -132,6 +134,7 @@ class SweepResult(ProbeResult):
     corruption_names: tuple[str, ...] = ()
     corruption_severities: tuple[int, ...] = ()
     corruption_accuracy: np.ndarray | None = None
+    corruption_correct: np.ndarray | None = None
 
     def scalars(self) -> dict[str, float]:
         out = {"n": float(self.n), "members": float(len(self.methods) * len(self.percents))}
@@ -165,6 +168,8 @@ class SweepResult(ProbeResult):
             out[array_key("corruption_severities")] = np.asarray(
                 self.corruption_severities, dtype=np.float64
             )
+        if self.corruption_correct is not None:
+            out[array_key("corruption_correct")] = self.corruption_correct
         return out
 
 
@@ -310,6 +315,7 @@ def run_sweep(
     noise = np.full(shape, np.nan) if noise_bound is not None else None
     copies = None
     c_acc = None
+    c_hits = None
     names: tuple[str, ...] = ()
     if corruptions is not None:
         from robustscope import corruptions as corr
@@ -319,6 +325,7 @@ def run_sweep(
             x, names=names, severities=corruptions.severities, seed=corruptions.seed
         )
         c_acc = np.full((*shape, len(names), len(corruptions.severities)), np.nan)
+        c_hits = np.zeros((*shape, 1 + len(names) * len(corruptions.severities), len(x)), np.uint8)
     cache: dict[int, tuple[Any, ...]] = {}  # p = 0 is measured once, shared by every method
     members = _members(model, methods, grid, layer, data)
     with ProgressBar(progress, "post-hoc sweep", total=len(methods) * len(grid)) as bar:
@@ -344,8 +351,8 @@ def run_sweep(
                 chal_points[k][i, j] = points
             if noise is not None:
                 noise[i, j] = n_row
-            if c_acc is not None:
-                c_acc[i, j] = corr_row
+            if c_acc is not None and c_hits is not None:
+                c_acc[i, j], c_hits[i, j] = corr_row
             bar.advance()
     return SweepResult(
         methods=tuple(methods),
@@ -362,6 +369,7 @@ def run_sweep(
         corruption_names=names,
         corruption_severities=tuple(corruptions.severities) if corruptions else (),
         corruption_accuracy=c_acc,
+        corruption_correct=c_hits,
     )
 
 
@@ -414,5 +422,5 @@ def _measure(
             member, x, y, names=names, severities=corruptions.severities,
             seed=corruptions.seed, batch_size=batch_size, copies=copies,
         )  # fmt: skip
-        corr_row = np.array([res.accuracy[name] for name in names])
+        corr_row = (np.array([res.accuracy[name] for name in names]), res.correct)
     return acc, t_row, r_row, c_row, n_row, corr_row

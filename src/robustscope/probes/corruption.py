@@ -38,6 +38,8 @@ class CorruptionsResult(ProbeResult):
         types: ``[T]`` indices into :data:`robustscope.corruptions.CORRUPTIONS`.
         severities: ``[S]`` the severities.
         n: points; seed: the seed of the corrupted copies.
+        correct: ``[1 + T·S, n]`` uint8 per-point correctness (row 0 clean, then type-major,
+            severity-minor), for paired comparisons (:func:`robustscope.corruptions.compare`).
     """
 
     clean_accuracy: float
@@ -49,19 +51,34 @@ class CorruptionsResult(ProbeResult):
     severities: np.ndarray
     n: int
     seed: int
+    correct: np.ndarray | None = None
 
     def result(self) -> corr.CorruptionResult:
         """The :class:`~robustscope.corruptions.CorruptionResult` this was made from."""
         return corruption_table(
-            self.clean_accuracy, self.accuracy, self.types, self.severities, self.n, self.seed
+            self.clean_accuracy,
+            self.accuracy,
+            self.types,
+            self.severities,
+            self.n,
+            self.seed,
+            correct=self.correct,
         )
 
 
 def corruption_table(
-    clean: float, accuracy: Any, types: Any, severities: Any, n: int, seed: int = 0
+    clean: float,
+    accuracy: Any,
+    types: Any,
+    severities: Any,
+    n: int,
+    seed: int = 0,
+    *,
+    correct: Any = None,
 ) -> corr.CorruptionResult:
     """A :class:`~robustscope.corruptions.CorruptionResult` from stored arrays: ``accuracy``
-    ``[T, S]``, ``types`` (indices into ``CORRUPTIONS``), ``severities``."""
+    ``[T, S]``, ``types`` (indices into ``CORRUPTIONS``), ``severities`` and, when stored,
+    the per-point ``correct`` table."""
     names = [corr.CORRUPTIONS[int(i)] for i in np.asarray(types)]
     acc = np.asarray(accuracy, dtype=float)
     return corr.CorruptionResult(
@@ -70,6 +87,7 @@ def corruption_table(
         n=int(n),
         severities=tuple(int(s) for s in np.asarray(severities)),
         seed=int(seed),
+        correct=None if correct is None else np.asarray(correct, dtype=np.uint8),
     )
 
 
@@ -125,4 +143,5 @@ def corruptions(
         severities=np.array(res.severities, dtype=np.float64),
         n=res.n,
         seed=seed,
+        correct=res.correct,
     )

@@ -32,7 +32,10 @@ Claims:
   paper's AlexNet(M1P30): −0.002 accuracy, +0.013 robustness): some M1 member has a
   robustness coordinate above :data:`Z` se with an accuracy coordinate ≥ −:data:`SMALL_COST`.
 
-RmCE is taken over the corruption types the reference is measurably hurt by (δ_t(ref) above
+The corruption coordinates' standard errors come from a paired bootstrap over the points
+(both models were measured on the same corrupted points; :func:`robustscope.corruptions.compare`
+with :data:`BOOTSTRAP` resamples) when the per-point results were stored, else from the
+delta method. RmCE is taken over the corruption types the reference is measurably hurt by (δ_t(ref) above
 :data:`Z` standard errors; ``compare(..., min_delta_z=Z)``): at 28×28 several types barely
 move a Fashion-MNIST model, and their ratios would be noise. Corruption results come from
 the ``corruptions`` probe of each run (the adversarially
@@ -68,6 +71,8 @@ PAPER = "wu2020"
 Z = 2.0
 #: "a small cost in accuracy": clean accuracy down by at most this much (absolute)
 SMALL_COST = 0.02
+#: resamples of the paired bootstrap of the corruption coordinates' standard errors
+BOOTSTRAP = 500
 #: Table 1's range of p
 TABLE1_MAX_P = 5.0
 METHOD_COLORS = {"m1": "tab:blue", "m2": "tab:orange", "m3": "tab:green"}
@@ -117,7 +122,7 @@ def sweeps(ctx: ReportContext) -> list[Sweep]:
         robust_label = [attack_key(attacks[0])]
     wanted = [
         "percents", "clean_accuracy", "dropped", "noise", "corruption_accuracy",
-        "corruption_types", "corruption_severities",
+        "corruption_types", "corruption_severities", "corruption_correct",
     ]  # fmt: skip
     for label in _spec_labels(spec, "transferred"):
         wanted += [array_key("transferred", label), array_key("transferred_eps", label)]
@@ -165,15 +170,17 @@ def run_corruptions(ctx: ReportContext) -> dict[str, CorruptionResult]:
     for rid, row in ctx.table.iterrows():
         arrays = {
             k: ctx.data.array(str(rid), CORRUPTION_PROBE, k)
-            for k in ("accuracy", "types", "severities")
+            for k in ("accuracy", "types", "severities", "correct")
         }
         clean = row.get(f"{CORRUPTION_PROBE}/clean_accuracy")
         n = row.get(f"{CORRUPTION_PROBE}/n")
-        if any(a is None for a in arrays.values()) or clean is None or clean != clean:
+        needed = [arrays[k] for k in ("accuracy", "types", "severities")]
+        if any(a is None for a in needed) or clean is None or clean != clean:
             continue
         out[str(rid)] = corruption_table(
-            float(clean), arrays["accuracy"], arrays["types"], arrays["severities"], int(n)
-        )
+            float(clean), arrays["accuracy"], arrays["types"], arrays["severities"], int(n),
+            correct=arrays["correct"],
+        )  # fmt: skip
     return out
 
 
@@ -184,9 +191,17 @@ def member_corruptions(sw: Sweep) -> list[list[CorruptionResult]] | None:
     if acc is None or types is None or sev is None:
         return None
     clean = sw.arrays["clean_accuracy"]
+    hits = sw.get("corruption_correct")
     return [
         [
-            corruption_table(float(clean[i, j]), acc[i, j], types, sev, sw.n)
+            corruption_table(
+                float(clean[i, j]),
+                acc[i, j],
+                types,
+                sev,
+                sw.n,
+                correct=None if hits is None else hits[i, j],
+            )
             for j in range(len(sw.percents))
         ]
         for i in range(len(sw.methods))
@@ -218,7 +233,7 @@ def corruption_points(ctx: ReportContext, sw: Sweep) -> list[CorruptionPoint]:
                 out.append(
                     CorruptionPoint(
                         str(row.get("label", rid)), "adversarial", float(row["eps"]), 0.0,
-                        compare(runs[str(rid)], ref, min_delta_z=Z),
+                        compare(runs[str(rid)], ref, min_delta_z=Z, bootstrap=BOOTSTRAP),
                     )
                 )  # fmt: skip
     members = member_corruptions(sw)
@@ -229,7 +244,7 @@ def corruption_points(ctx: ReportContext, sw: Sweep) -> list[CorruptionPoint]:
                     out.append(
                         CorruptionPoint(
                             f"{m.upper()} p = {p:g}", m, 0.0, float(p),
-                            compare(members[i][j], members[i][0], min_delta_z=Z),
+                            compare(members[i][j], members[i][0], min_delta_z=Z, bootstrap=BOOTSTRAP),
                         )
                     )  # fmt: skip
     return out
