@@ -46,7 +46,12 @@ def robust_table(clean: float) -> np.ndarray:
 
 
 def study(
-    *, posthoc_above: bool, m3_helps: bool, transfer_gain: float, corruptions: bool = True
+    *,
+    posthoc_above: bool,
+    m3_helps: bool,
+    transfer_gain: float,
+    corruptions: bool = True,
+    broken_m1: bool = False,
 ) -> StudyData:
     """A standard run (90 % clean, 20 % robust), two PGD runs (80/45, 70/55) and a sweep of
     the standard run: members trade clean accuracy 90 → 89.9 → 88.5 → 78 % over p; their robust
@@ -72,12 +77,17 @@ def study(
         corr[:, 3] = robust_table(0.78)
     else:  # M1 at p = 1: more robust at the same accuracy (the paper's AlexNet(M1P30))
         corr[0, 1] = robust_table(0.899)
+    if broken_m1:  # M1 at p = 20 broke the model: chance accuracy everywhere (δ = 0)
+        clean[0, 3] = 0.1
+        corr[0, 3] = 0.1
     robust_members = np.tile(
         [0.20, 0.20, 0.40, 0.60] if posthoc_above else [0.2, 0.2, 0.21, 0.22], (3, 1)
     )
     rob = np.stack([clean, robust_members], axis=-1)
     trans = np.stack([clean, clean - 0.3, clean - 0.6], axis=-1)
     trans[:, 1:, 2] += transfer_gain
+    if broken_m1:  # the broken member answers one class: 50 % "accuracy" on any examples
+        trans[0, 3] = 0.5
     rng = np.random.default_rng(0)
     base = rng.exponential(1.0, N)
     points = np.tile(base, (3, 4, 1))
@@ -157,6 +167,15 @@ def test_claims_fail_on_a_study_contradicting_them() -> None:
     assert f["fig2"].holds is False and "M2 p = 1" in f["fig2"].evidence
     assert f["m1"].holds is False
     assert f["corruption_frontier"].holds is False
+
+
+def test_a_member_the_transform_broke_is_no_evidence() -> None:
+    # at chance accuracy nothing changes under corruptions: robustness +1, "more robust"
+    f = findings(study(posthoc_above=True, m3_helps=False, transfer_gain=0.0, broken_m1=True))
+    assert f["m1"].holds is False and "p = 20" not in f["m1"].evidence
+    assert "M1: " in f["fig1"].evidence and "at p = 20" not in f["fig1"].evidence
+    good = findings(study(posthoc_above=False, m3_helps=True, transfer_gain=0.2, broken_m1=True))
+    assert good["m1"].holds is True and "M1 p = 20" not in good["corruption_frontier"].evidence
 
 
 def test_without_corruption_results_their_claims_are_not_tested() -> None:

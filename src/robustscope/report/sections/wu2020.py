@@ -60,7 +60,7 @@ from robustscope.probes.corruption import corruption_table
 from robustscope.report.findings import Finding, not_tested, number, verdict
 from robustscope.report.page import table_html
 from robustscope.report.section import ReportContext, Section, SectionFigure, register_section
-from robustscope.report.stats import series
+from robustscope.report.stats import UNTRAINED_Z, chance, series
 from robustscope.report.style import grid
 from robustscope.studies.store.vocab import CLEAN_ACCURACY, POSTHOC_PROBE, format_eps
 
@@ -156,6 +156,17 @@ def sweeps(ctx: ReportContext) -> list[Sweep]:
     return out
 
 
+def working(ctx: ReportContext, sw: Sweep) -> np.ndarray:
+    """``[M, P]`` bool: the members whose clean accuracy is above chance by more than
+    :data:`~robustscope.report.stats.UNTRAINED_Z` standard errors (the rule of
+    :func:`~robustscope.report.stats.trained`): a member the transform broke is no evidence."""
+    clean = sw.arrays["clean_accuracy"]
+    level = chance(ctx.data.spec)
+    if level is None:
+        return np.ones_like(clean, dtype=bool)
+    return clean > level + UNTRAINED_Z * math.sqrt(level * (1 - level) / max(sw.n, 1))
+
+
 def _se(a: np.ndarray | float, n: int) -> np.ndarray:
     a = np.asarray(a, dtype=float)
     return np.sqrt(np.clip(a * (1 - a), 0, None) / max(n, 1))
@@ -217,6 +228,7 @@ class CorruptionPoint:
     eps: float
     percent: float
     comparison: CorruptionComparison
+    works: bool = True
 
 
 def corruption_points(ctx: ReportContext, sw: Sweep) -> list[CorruptionPoint]:
@@ -237,6 +249,7 @@ def corruption_points(ctx: ReportContext, sw: Sweep) -> list[CorruptionPoint]:
                     )
                 )  # fmt: skip
     members = member_corruptions(sw)
+    ok = working(ctx, sw)
     if members is not None:
         for i, m in enumerate(sw.methods):
             for j, p in enumerate(sw.percents):
@@ -245,6 +258,7 @@ def corruption_points(ctx: ReportContext, sw: Sweep) -> list[CorruptionPoint]:
                         CorruptionPoint(
                             f"{m.upper()} p = {p:g}", m, 0.0, float(p),
                             compare(members[i][j], members[i][0], min_delta_z=Z, bootstrap=BOOTSTRAP),
+                            bool(ok[i, j]),
                         )
                     )  # fmt: skip
     return out
@@ -562,6 +576,7 @@ def fig1_finding(ctx: ReportContext, found: list[Sweep]) -> Finding:
             member = acc[i, 1:][:, cols]
             se = np.sqrt(_se(member, sw.n) ** 2 + _se(base, sw.n) ** 2)
             score = (member - base) / np.maximum(se, 1e-12)
+            score[~working(ctx, sw)[i, 1:]] = -np.inf
             j, k = np.unravel_index(int(np.argmax(score)), score.shape)
             judged.append(
                 (
@@ -621,10 +636,11 @@ def frontier_finding(ctx: ReportContext, found: list[Sweep]) -> Finding:
             [pd.DataFrame({"clean": [c0], "robust": [float(rob[0, 0])]}), fam[["clean", "robust"]]]
         ).sort_values("clean")
         lo = float(front["clean"].min())
+        ok = working(ctx, sw)
         for i, m in enumerate(sw.methods):
             for j, p in enumerate(sw.percents):
                 c, r = float(clean[i, j]), float(rob[i, j])
-                if p == 0 or not (c0 - c > Z * float(_se(c0, sw.n))) or c < lo:
+                if p == 0 or not (c0 - c > Z * float(_se(c0, sw.n))) or c < lo or not ok[i, j]:
                     continue
                 at = float(np.interp(c, front["clean"], front["robust"]))
                 se = float(np.sqrt(_se(r, sw.n) ** 2 + _se(at, sw.n) ** 2))
@@ -653,6 +669,8 @@ def fig2_finding(ctx: ReportContext, found: list[Sweep]) -> Finding:
     judged = []
     for sw in found:
         for p in corruption_points(ctx, sw):
+            if not p.works:
+                continue
             c = p.comparison
             both = c.accuracy > Z * c.accuracy_se and c.robustness > Z * c.robustness_se
             if both or p.kind == "adversarial":
@@ -677,7 +695,7 @@ def m1_corruption_finding(ctx: ReportContext, found: list[Sweep]) -> Finding:
     source = f"{PAPER} Fig. 2 (AlexNet(M1P30))"
     judged = []
     for sw in found:
-        mine = [p for p in corruption_points(ctx, sw) if p.kind == "m1"]
+        mine = [p for p in corruption_points(ctx, sw) if p.kind == "m1" and p.works]
         if not mine:
             continue
         good = [
