@@ -48,7 +48,16 @@ from robustscope.corruptions.evaluate import CorruptionResult
 from robustscope.corruptions.registry import CorruptionError
 from robustscope.evaluation import EvalRecord
 
-__all__ = ["TOL", "CorruptionComparison", "compare", "delta", "delta_var", "ratio", "rmce_var"]
+__all__ = [
+    "TOL",
+    "CorruptionComparison",
+    "compare",
+    "delta",
+    "delta_var",
+    "ratio",
+    "rmce_var",
+    "robust_se",
+]
 
 #: denominators at or below this are zero (the ratio is undefined)
 TOL = 1e-12
@@ -166,6 +175,18 @@ def _paired(result: CorruptionResult, reference: CorruptionResult, bootstrap: in
     )
 
 
+def robust_se(draws: np.ndarray) -> float:
+    """A bootstrap standard error that a few extreme resamples cannot blow up: half the
+    spread between the 15.87th and 84.13th percentiles of the finite draws (± 1 sd for a
+    normal distribution); NaN with fewer than 10 finite draws."""
+    finite = np.asarray(draws, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if len(finite) < 10:
+        return math.nan
+    lo, hi = np.percentile(finite, [15.865, 84.135])
+    return float(hi - lo) / 2
+
+
 class _Bootstrap:
     """Accuracies of two models on ``B`` resamples of their common points (paired): the
     same resampled indices for both, drawn once."""
@@ -192,9 +213,15 @@ class _Bootstrap:
         return len(rows) * acc[0] - acc[rows].sum(0)
 
     def robustness(self, defined: list[str]) -> np.ndarray:
-        """``[B]`` RmCE(ref) − RmCE(Θ) over the ``defined`` types on each resample."""
-        ratios = [self.delta(t, ref=False) / self.delta(t, ref=True) for t in defined]
-        return 1.0 - np.mean(ratios, axis=0)
+        """``[B]`` RmCE(ref) − RmCE(Θ) over the ``defined`` types on each resample; a type
+        whose δ_t(ref) is not positive on a resample is left out of that resample's mean."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = [
+                np.where(d_ref > 0, self.delta(t, ref=False) / d_ref, np.nan)
+                for t in defined
+                for d_ref in [self.delta(t, ref=True)]
+            ]
+            return 1.0 - np.nanmean(ratios, axis=0)
 
     def accuracy(self) -> np.ndarray:
         return (self.acc[0] - self.acc_ref[0]) / self.acc_ref[0]
@@ -220,8 +247,9 @@ def compare(
     ``bootstrap`` > 0, when both results carry their per-point correctness on the same
     ``n`` points (:func:`~robustscope.corruptions.evaluate` keeps it), gives the standard
     errors of δ_t(ref), ``robustness`` and ``accuracy`` from a paired bootstrap over the
-    points (``bootstrap`` resamples, ``seed``): both models see the same resampled points,
-    so what they share cancels (a model against itself has error 0). Otherwise they are the
+    points (``bootstrap`` resamples, ``seed``; :func:`robust_se` of the draws, since a
+    ratio with a small denominator has heavy tails): both models see the same resampled
+    points, so what they share cancels (a model against itself has error 0). Otherwise they are the
     delta-method approximations of the module doc.
 
     Example:
@@ -252,7 +280,7 @@ def compare(
         rel[t] = ratio(d[t], d_ref[t])
         if min_delta_z > 0:
             se = (
-                float(np.std(boot.delta(t, ref=True), ddof=1))
+                robust_se(boot.delta(t, ref=True))
                 if boot is not None
                 else math.sqrt(delta_var(reference, t))
             )
@@ -272,8 +300,8 @@ def compare(
     rob_se = math.sqrt(var) if defined else math.nan
     method = "delta method (independent binomial accuracies)"
     if boot is not None:
-        acc_se = float(np.std(boot.accuracy(), ddof=1))
-        rob_se = float(np.std(boot.robustness(defined), ddof=1)) if defined else math.nan
+        acc_se = robust_se(boot.accuracy())
+        rob_se = robust_se(boot.robustness(defined)) if defined else math.nan
         method = f"paired bootstrap over the points ({bootstrap} resamples)"
     return CorruptionComparison(
         names=names,
