@@ -76,6 +76,8 @@ def test_json_with_a_baseline_matches_the_python_api(ckpts: tuple[Path, Path]) -
     assert comp["mce"] == pytest.approx(expected.mce)
     assert comp["rmce"] == pytest.approx(expected.rmce)
     assert comp["robustness"] == pytest.approx(expected.robustness)
+    assert comp["se_method"].startswith("paired bootstrap") and comp["robustness_se"] >= 0
+    assert "correct" not in out and "correct" not in out["baseline"]  # per-point: not in JSON
     assert set(out["category_accuracy"]) == {"noise", "weather", "digital"}
 
 

@@ -26,6 +26,9 @@ from robustscope.params import parse_ints
 
 __all__ = ["corrupt_cmd"]
 
+#: resamples of the paired bootstrap of the --baseline coordinates' standard errors
+BOOTSTRAP = 500
+
 
 def _types(value: str | None) -> tuple[str, ...]:
     from robustscope.corruptions import CORRUPTIONS
@@ -141,7 +144,7 @@ def corrupt_cmd(
         progress=sys.stderr.isatty() and not as_json,
     )
     result = results[0]
-    comparison = compare(result, results[1]) if baseline is not None else None
+    comparison = compare(result, results[1], bootstrap=BOOTSTRAP) if baseline is not None else None
     payload: dict[str, Any] = {
         "checkpoint": str(checkpoint.resolve(checkpoint_path)),
         "dataset": ds.name,
@@ -193,7 +196,8 @@ def corrupt_cmd(
             f"baseline clean accuracy {comparison.reference_clean_accuracy:.4f}; "
             f"mCE {comparison.mce:.4f}, relative mCE {comparison.relative_mce:.4f}{note}",
             f"wu2020: RmCE {comparison.rmce:.4f} (baseline 1), robustness "
-            f"{comparison.robustness:+.4f}, accuracy {comparison.accuracy:+.4f}",
+            f"{comparison.robustness:+.4f} ± {comparison.robustness_se:.4f}, accuracy "
+            f"{comparison.accuracy:+.4f} ± {comparison.accuracy_se:.4f} ({comparison.se_method})",
         ]
     partial = "" if names == CORRUPTIONS else f", {len(names)} of 15 types"
     table = TableView(

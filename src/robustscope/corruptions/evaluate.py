@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,6 +61,12 @@ class CorruptionResult(EvalRecord):
     severities: tuple[int, ...]
     seed: int
     correct: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields by name, without the per-point ``correct`` table (JSON output)."""
+        out = super().to_dict()
+        out.pop("correct", None)
+        return out
 
     @property
     def names(self) -> tuple[str, ...]:
