@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from robustscope import data, models
+from robustscope import data, models, probes
 from robustscope.errors import ProbeError
 from robustscope.models.base import Classifier
 from robustscope.probes.base import ProbeData
@@ -53,6 +53,7 @@ def test_exact_trace_and_top_eigenvalue_match_dense_jacobian(width: int, mode: s
     )  # type: ignore[arg-type]
     assert res.mode == ("jvp" if width == 40 else mode)  # auto: jvp when d=16 < m=40
     assert (res.input_dim, res.feature_dim) == (16, width)
+    assert res.to_json()["noise_model"] == "p_w(z|x) = N(features(x), I), so S(z|x) = JᵀJ"
     for i in range(len(x)):
         jac = _dense_jacobian(model, x[i])
         evals, evecs = torch.linalg.eigh(jac.T @ jac)
@@ -242,8 +243,27 @@ def test_posterior_log_variance_and_information_match_numpy() -> None:
     assert emp.fisher == "empirical" and emp.log_variance_mean != res.log_variance_mean
     with pytest.raises(ProbeError, match="beta"):
         weight_information(model, x, y, beta=0.0)
+    assert res.split == "test"  # no training examples given: F_w over x, and it says so
     with pytest.raises(ProbeError, match="labels"):
         weight_information(model, x, None, fisher="empirical")
+
+
+def test_weight_information_averages_the_fisher_over_the_training_examples() -> None:
+    """Def. 0.5's F_w is the training set's: given ``train`` (as a study's ProbeData
+    passes it), the test inputs are not used."""
+    model = _mlp(5)
+    x_test, x_train = _x(6), _x(9) * 0.5
+    on_train = weight_information(model, x_test, train=(x_train, torch.zeros(9, dtype=torch.long)))
+    direct = weight_information(model, x_train)
+    assert on_train.split == "train" and on_train.n == 9
+    assert on_train.log_variance_mean == direct.log_variance_mean
+    assert on_train.log_variance_mean != weight_information(model, x_test).log_variance_mean
+    data = probes.ProbeData(
+        test=(x_test, torch.zeros(6, dtype=torch.long)),
+        train=(x_train, torch.zeros(9, dtype=torch.long)),
+    )
+    via_registry = probes.run_probe("weight_information", model, data)
+    assert via_registry.split == "train" and via_registry.n == 9
 
 
 # ----------------------------------------------------------------------------- weight norms

@@ -63,6 +63,10 @@ _CHUNK = 32
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 
 
+#: the noise model under which S(z|x) = JᵀJ (module doc)
+NOISE_MODEL = "p_w(z|x) = N(features(x), I), so S(z|x) = JᵀJ"
+
+
 @dataclass(frozen=True)
 class RepresentationFisherResult(ProbeResult):
     """The sensitivity matrix ``S(z|x) = JᵀJ`` of the representation, per example
@@ -93,6 +97,9 @@ class RepresentationFisherResult(ProbeResult):
             frozen, once its own λ changes by at most ``power_tol``).
         power_rel_change: ``[N]`` ``|λ_t − λ_{t−1}| / λ_t`` at the last iteration (0 where
             λ = 0; NaN after a single iteration).
+        noise_model: the assumption that makes S(z|x) defined, ``p_w(z|x) = N(f(x), I)``
+            (in ``to_json``; the weight-noise model of eq. 9 is the ``effective_information``
+            probe's).
 
     ``scalars()``: ``n``, ``input_dim``, ``feature_dim``, ``probes``, ``power_iterations_max``,
     the mean and median over examples of ``trace``, ``lambda_max``, ``gnr_ratio`` and
@@ -115,6 +122,7 @@ class RepresentationFisherResult(ProbeResult):
     top_eigenvector: torch.Tensor
     power_iterations: torch.Tensor
     power_rel_change: torch.Tensor
+    noise_model: str = NOISE_MODEL
 
     def _per_example(self) -> dict[str, torch.Tensor]:
         named = {

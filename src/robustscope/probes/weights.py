@@ -84,6 +84,9 @@ class WeightInformationResult(ProbeResult):
             or ``"empirical"`` (the true labels).
         beta, lam: β and the prior's standard deviation λ.
         n: number of examples averaged.
+        split: which examples F_w was averaged over: ``"train"`` (the paper's training set;
+            what a study's ``probes.train_n`` examples give) or ``"test"`` (only when no
+            training examples were given).
         fisher_diag: ``{name: tensor}`` diag F_w shaped like each parameter (float64,
             CPU); left out of ``arrays()`` (as large as the model).
         log_variance: ``{name: mean_i log Σ*_ii}`` per parameter tensor.
@@ -107,6 +110,7 @@ class WeightInformationResult(ProbeResult):
     information: dict[str, float]
     num_params: dict[str, int]
     fisher_diag: dict[str, torch.Tensor] = field(repr=False)
+    split: str = "train"
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {}
@@ -207,6 +211,7 @@ def weight_information(
     x: torch.Tensor,
     y: torch.Tensor | None = None,
     *,
+    train: tuple[torch.Tensor, torch.Tensor] | None = None,
     beta: float = 1e-3,
     lam: float = 1.0,
     fisher: Literal["model", "empirical"] = "model",
@@ -214,14 +219,18 @@ def weight_information(
 ) -> WeightInformationResult:
     """Log-variance of the optimal Gaussian weight posterior (terzi2021 Def. 0.5, Fig. 4).
 
+    F_w is averaged over the training examples ``train`` when given (Def. 0.5's F_w is the
+    training loss's curvature), else over ``x`` (recorded in ``split``).
+
     ``Σ*_ii = (β/2) / (F_ii + β/(2λ²))`` with ``F = fisher_diagonal(model, x, y)``, its mean
     log per parameter tensor and overall, and the information in the weights (KL to the
     prior). See the module doc for the Fisher chosen and the defaults of β and λ.
 
     Args:
         model: maps inputs to logits (or a binary score); mode and flags restored.
-        x: ``[N, ...]`` inputs (the paper's F_w is over the training set).
-        y: ``[N]`` labels (used by ``fisher="empirical"`` only).
+        x: ``[N, ...]`` test inputs, used when ``train`` is None.
+        y: ``[N]`` their labels (used by ``fisher="empirical"`` only).
+        train: ``(x, y)`` training examples (a study passes its ``probes.train_n``).
         beta: β > 0, the weight of the KL term in eq. 6.
         lam: λ > 0, the standard deviation of the prior N(0, λ²I).
         fisher: ``"model"`` (the paper's) or ``"empirical"``.
@@ -242,6 +251,10 @@ def weight_information(
             raise ProbeError(f"probe {_INFO!r}: {label} must be a number > 0, got {value!r}")
         if not math.isfinite(value):
             raise ProbeError(f"probe {_INFO!r}: {label} must be finite, got {value!r}")
+    split = "test"
+    if train is not None:
+        x, y = train
+        split = "train"
     diag = fisher_diagonal(model, x, y, fisher=fisher, batch_size=batch_size)
     weights = {name: p.detach().double().cpu() for name, p in model.named_parameters()}
     floor = beta / (2 * lam**2)
@@ -270,6 +283,7 @@ def weight_information(
         information=info,
         num_params=count,
         fisher_diag=diag,
+        split=split,
     )
 
 
