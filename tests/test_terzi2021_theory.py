@@ -3,6 +3,8 @@ input-space Fisher (attacks.fisher) and the Fisher attack, in float64."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -73,3 +75,56 @@ def test_proposition_0_3_the_worst_small_perturbation_costs_half_eps2_lambda1() 
             v = torch.randn(6, d, generator=g, dtype=torch.float64)
             v = eps * v / v.norm(dim=1, keepdim=True)
             assert torch.all(_kl(model, x, x + v) <= kl_attack * (1 + 2e-3))
+
+
+def test_effective_fisher_and_information_against_dense_float64() -> None:
+    """Eq. 9 under Def. 0.6's weight noise, built densely: Σ_z = J_w Σ* J_wᵀ from the full
+    weight Jacobian, F_eff = J_xᵀ Σ_z⁻¹ J_x (d × d), its pseudo-determinant and trace."""
+    from robustscope import models
+    from robustscope.probes.effective import effective_information, posterior_variance
+    from robustscope.probes.weights import fisher_diagonal
+
+    torch.manual_seed(3)
+    model = models.create("mlp", 3, (5,), widths=[4], activation="tanh").double()
+    x_train = torch.randn(20, 5, dtype=torch.float64)
+    x = torch.randn(3, 5, dtype=torch.float64)
+    beta, lam = 0.01, 1.0
+    res = effective_information(
+        model, x, train=(x_train, torch.zeros(20, dtype=torch.long)), beta=beta, lam=lam
+    )
+    var = posterior_variance(fisher_diagonal(model, x_train), beta, lam)
+    names = [n for n, _ in model.named_parameters()]
+    for i in range(3):
+        xi = x[i : i + 1]
+        z = model.features(xi)[0]
+        m = len(z)
+        jw = torch.zeros(m, sum(p.numel() for p in model.parameters()), dtype=torch.float64)
+        jx = torch.zeros(m, 5, dtype=torch.float64)
+        for k in range(m):
+            model.zero_grad()
+            xr = xi.clone().requires_grad_(True)
+            model.features(xr)[0, k].backward()
+            jw[k] = torch.cat(
+                [
+                    (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                    for p in model.parameters()
+                ]
+            )
+            jx[k] = xr.grad.reshape(-1)
+        sigma = torch.cat([var[n].reshape(-1) for n in names])
+        cov = jw @ torch.diag(sigma) @ jw.T
+        f_eff = jx.T @ torch.linalg.inv(cov) @ jx  # 5 × 5, rank ≤ 4
+        ev = torch.linalg.eigvalsh(f_eff)
+        nonzero = ev[ev > 1e-10 * ev.max()]
+        assert int(res.rank[i]) == len(nonzero) == 4
+        assert res.log_det[i] == pytest.approx(0.5 * float(nonzero.log().sum()), rel=1e-8)
+        assert res.trace[i] == pytest.approx(float(f_eff.trace()), rel=1e-8)
+        assert res.noise_trace[i] == pytest.approx(float(cov.trace()), rel=1e-8)
+        expected = 0.5 * float(nonzero.log().sum()) - 2 * math.log(2 * math.pi * math.e)
+        assert res.information[i] == pytest.approx(float(expected), rel=1e-8)
+    assert res.split == "train" and res.feature_dim == 4 and res.input_dim == 5
+    # more weight noise (larger β) hides more of x: less effective information
+    noisier = effective_information(
+        model, x, train=(x_train, torch.zeros(20, dtype=torch.long)), beta=10 * beta, lam=lam
+    )
+    assert (noisier.information < res.information).all()

@@ -15,6 +15,7 @@ from robustscope.probes.base import ProbeData, ProbeResult
 from robustscope.probes.cckl import CCKLResult, cckl
 from robustscope.probes.confidence import ConfidenceResult, confidence
 from robustscope.probes.corruption import CorruptionsResult, corruptions
+from robustscope.probes.effective import EffectiveInformationResult, effective_information
 from robustscope.probes.fisher import FisherStats, input_fisher
 from robustscope.probes.generalization import GeneralizationGapResult, generalization_gap
 from robustscope.probes.margins import MarginsResult, MarginStats, margins
@@ -49,6 +50,7 @@ __all__ = [
     "CCKLResult",
     "ConfidenceResult",
     "CorruptionsResult",
+    "EffectiveInformationResult",
     "FisherStats",
     "GeneralizationGapResult",
     "LayerSpectrum",
@@ -69,6 +71,7 @@ __all__ = [
     "compare_spectra",
     "confidence",
     "corruptions",
+    "effective_information",
     "generalization_gap",
     "get_probe",
     "input_fisher",
