@@ -43,6 +43,7 @@ BUILT_IN = [
     "shi2020",
     "wen2020",
     "wu2020",
+    "terzi2021",
     "weights",
     "checks",
     "numbers",
@@ -130,9 +131,10 @@ def test_a_section_registered_here_appears_in_the_report(
     data = _study()
     _, before = _page(tmp_path / "before", data)
     # checks: Findings only; datasize: only in studies with a training-set-size axis;
-    # tsipras2019: only on its distribution; wu2020: only with a post-hoc sweep
+    # tsipras2019: only on its distribution; wu2020: only with a post-hoc sweep; terzi2021:
+    # only with its probes
     assert before.ids == [
-        s for s in BUILT_IN if s not in ("checks", "datasize", "tsipras2019", "wu2020")
+        s for s in BUILT_IN if s not in ("checks", "datasize", "tsipras2019", "wu2020", "terzi2021")
     ]
 
     _toy()

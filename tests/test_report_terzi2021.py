@@ -1,0 +1,62 @@
+"""The terzi2021 report section on synthetic studies whose verdicts are known."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from robustscope.report import StudyData, write_report
+from robustscope.report.section import ReportContext
+from robustscope.report.sections import terzi2021 as sec
+
+
+def study(means: dict[float, float], *, spread: float = 5.0, n: int = 32) -> StudyData:
+    """One ℓ2 PGD family whose effective information per example is N(mean, spread²)."""
+    rng = np.random.default_rng(0)
+    runs, metrics, probes, arrays = [], {}, {}, {}
+    for i, (eps, mean) in enumerate(means.items()):
+        rid = f"r{i}"
+        runs.append(
+            {"run_id": rid, "model": "cnn", "method": "standard" if eps == 0 else "pgd",
+             "family": "pgd", "eps": eps, "norm": "l2"}
+        )  # fmt: skip
+        metrics[rid] = {"clean_accuracy": 0.9 - 0.05 * i}
+        points = rng.normal(mean, spread, n)
+        arrays[(rid, "effective_information", "information")] = points
+        probes[rid] = {"effective_information/information_mean": points.mean(),
+                       "effective_information/rank_mean": 40.0}  # fmt: skip
+    return StudyData.from_frames(
+        spec={"name": "t", "dataset": "fashion-mnist"},
+        runs=runs,
+        metrics=pd.DataFrame.from_dict(metrics, orient="index"),
+        probes=pd.DataFrame.from_dict(probes, orient="index"),
+        arrays=arrays,
+    )
+
+
+def test_information_claim_holds_when_every_robust_member_is_clearly_below() -> None:
+    f = sec.information_finding(ReportContext(study({0.0: -200, 0.5: -215, 2.0: -240})))
+    assert f.holds is True, f.evidence
+    assert "cnn · pgd: standard -2" in f.evidence
+
+
+def test_information_claim_fails_when_a_member_is_not_below_beyond_noise() -> None:
+    # ε = 0.5 is 1 nat below: within 2 se of 32 points with spread 5 (≈ 2.5)
+    f = sec.information_finding(ReportContext(study({0.0: -200, 0.5: -201, 2.0: -240})))
+    assert f.holds is False
+    up = sec.information_finding(ReportContext(study({0.0: -200, 0.5: -180})))
+    assert up.holds is False
+
+
+def test_without_the_probe_the_claim_is_not_tested_and_the_section_is_off(tmp_path: Path) -> None:
+    data = StudyData.from_frames(spec={"name": "t"}, runs=[{"run_id": "a"}])
+    ctx = ReportContext(data)
+    assert sec.information_finding(ctx).holds is None
+    assert not sec.Terzi2021().applies(ctx)
+    with_probe = study({0.0: -200, 1.0: -230})
+    assert sec.Terzi2021().applies(ReportContext(with_probe))
+    text = write_report(tmp_path, data=with_probe).read_text()
+    assert "terzi2021: information, transferability and inversion" in text
+    assert (tmp_path / "figures" / "terzi2021_information.png").is_file()
