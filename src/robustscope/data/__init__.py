@@ -9,6 +9,7 @@ Public API::
                     drop_last=False) -> Iterator[(x, y)]
     random_crop(x, padding, generator), random_flip(x, generator)
     fetch(name, root=None) -> Path          # download + verify an idx dataset
+    adapter_for(source_shape, target_shape, *, mode="resize") -> Adapter  # between shapes
 
 Registered datasets (one module per format):
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 # Importing the format modules registers their datasets.
 from robustscope.data import bundled, cifar, idx, svhn, synthetic  # noqa: F401
+from robustscope.data.adapt import ADAPT_MODES, Adapter, adapter_for
 from robustscope.data.batches import (
     CROP_PADDING,
     augment_batch,
@@ -53,15 +55,18 @@ from robustscope.data.registry import (
 from robustscope.data.stats import channel_stats
 
 __all__ = [
+    "ADAPT_MODES",
     "AUGMENT_KINDS",
     "CROP_PADDING",
     "UNBOUNDED",
     "UNIT",
+    "Adapter",
     "ArrayDataset",
     "Box",
     "BoxLike",
     "DatasetInfo",
     "DatasetStatus",
+    "adapter_for",
     "augment_batch",
     "available",
     "box_for_layout",
