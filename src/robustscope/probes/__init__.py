@@ -45,6 +45,7 @@ from robustscope.probes.weights import (
     weight_information,
     weight_norms,
 )
+from robustscope.transfer.probe import TransferProbeResult, transfer_probe
 
 __all__ = [
     "CCKLResult",
@@ -64,6 +65,7 @@ __all__ = [
     "SpectraComparison",
     "SpectraResult",
     "TaylorSplitResult",
+    "TransferProbeResult",
     "WeightInformationResult",
     "WeightNormsResult",
     "available_probes",
@@ -82,6 +84,7 @@ __all__ = [
     "representation_fisher",
     "run_probe",
     "taylor_split",
+    "transfer_probe",
     "weight_information",
     "weight_norms",
 ]
