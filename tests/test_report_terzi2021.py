@@ -60,3 +60,54 @@ def test_without_the_probe_the_claim_is_not_tested_and_the_section_is_off(tmp_pa
     text = write_report(tmp_path, data=with_probe).read_text()
     assert "terzi2021: information, transferability and inversion" in text
     assert (tmp_path / "figures" / "terzi2021_information.png").is_file()
+
+
+def transfer_study(
+    gains: dict[float, list[float]], *, targets: list[str], n: int = 1000
+) -> StudyData:
+    """A family whose standard member transfers at 80 % to every target and each robust
+    member at 80 % + its gain per target; distances 1, 2, 3, …"""
+    runs, metrics, probes, arrays = [], {}, {}, {}
+    for i, (eps, gain) in enumerate({0.0: [0.0] * len(targets), **gains}.items()):
+        rid = f"r{i}"
+        runs.append(
+            {"run_id": rid, "model": "cnn", "method": "standard" if eps == 0 else "pgd",
+             "family": "pgd", "eps": eps, "norm": "l2"}
+        )  # fmt: skip
+        metrics[rid] = {"clean_accuracy": 0.9}
+        arrays[(rid, "transfer", "accuracy")] = 0.8 + np.asarray(gain)
+        arrays[(rid, "transfer", "distance")] = np.arange(1.0, len(targets) + 1)
+        probes[rid] = {"transfer/n_test": float(n)}
+    spec = {
+        "name": "t",
+        "dataset": "fashion-mnist",
+        "probes": {"run": [{"name": "transfer", "options": {"targets": ",".join(targets)}}]},
+    }
+    return StudyData.from_frames(
+        spec=spec,
+        runs=runs,
+        metrics=pd.DataFrame.from_dict(metrics, orient="index"),
+        probes=pd.DataFrame.from_dict(probes, orient="index"),
+        arrays=arrays,
+    )
+
+
+def test_transfer_claim_holds_when_a_robust_member_beats_standard_on_every_target() -> None:
+    data = transfer_study({0.5: [0.01, 0.0], 2.0: [0.06, 0.05]}, targets=["mnist-5k", "digits"])
+    f = sec.transfer_finding(ReportContext(data))
+    assert f.holds is True, f.evidence
+    assert "mnist-5k: 80.0 → 86.0 % (ε = 2)" in f.evidence
+    # +1 point on 1,000 points is within noise (se ≈ 1.8 points): not better
+    flat = transfer_study({0.5: [0.01, 0.06]}, targets=["mnist-5k", "digits"])
+    assert sec.transfer_finding(ReportContext(flat)).holds is False
+
+
+def test_distance_claim_needs_five_targets_and_a_significant_rank_correlation() -> None:
+    few = transfer_study({1.0: [0.01, 0.02, 0.03]}, targets=["a", "b", "c"])
+    assert sec.distance_finding(ReportContext(few)).holds is None
+    names = ["a", "b", "c", "d", "e", "f"]
+    rising = transfer_study({1.0: [0.0, 0.01, 0.02, 0.03, 0.04, 0.05]}, targets=names)
+    assert sec.distance_finding(ReportContext(rising)).holds is True
+    falling = transfer_study({1.0: [0.05, 0.04, 0.03, 0.02, 0.01, 0.0]}, targets=names)
+    assert sec.distance_finding(ReportContext(falling)).holds is False
+    assert sec.transfer_targets({}) == ["mnist-5k", "digits"]  # the probe's default

@@ -12,16 +12,29 @@ Claims:
 * eq. 8 — adversarial training lowers the effective information: in every series each
   member with ε > 0 is below the standard one by more than :data:`Z` standard errors (the
   per-example spread over the probe's points);
+* Table 1 — robust backbones transfer better: in every series, for every target, some
+  member with ε > 0 has a linear-head accuracy above the standard member's by more than the
+  Bonferroni z over the members (two-proportion standard error on the ``n_test`` points);
+* Figs. 3, 7 — the task distance (Cui et al., in the standard member's feature space)
+  correlates with the robust-minus-standard transfer gap: Spearman's ρ > 0 for every member
+  with a one-sided permutation p < 0.05 — which needs at least 5 targets (else not tested).
 """
 
 from __future__ import annotations
 
+import html
+import inspect
 import math
+from statistics import NormalDist
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
+from scipy import stats
 
 from robustscope.report.findings import Finding, eps_list, not_tested, number, verdict
+from robustscope.report.page import table_html
 from robustscope.report.panels import Panel, vs_eps_panels
 from robustscope.report.section import ReportContext, Section, SectionFigure, register_section
 from robustscope.report.stats import series, trained
@@ -85,6 +98,128 @@ def information_finding(ctx: ReportContext) -> Finding:
     )
 
 
+TRANSFER = "transfer"
+#: the fewest targets a rank correlation can be significant with (one-sided p = 1/5! < 0.05)
+MIN_TARGETS = 5
+
+
+def transfer_targets(spec: dict[str, Any]) -> list[str]:
+    """The ``transfer`` probe's targets in the study (its option, else its default)."""
+    from robustscope.transfer.probe import transfer_probe
+
+    targets = inspect.signature(transfer_probe).parameters["targets"].default
+    for entry in (spec.get("probes") or {}).get("run") or []:
+        if entry.get("name") == TRANSFER:
+            targets = (entry.get("options") or {}).get("targets", targets)
+    if isinstance(targets, list | tuple):
+        return [str(t) for t in targets]
+    return [t.strip() for t in str(targets).split(",") if t.strip()]
+
+
+def transfer_rows(ctx: ReportContext) -> pd.DataFrame:
+    """Per finished run with a transfer result and per target: series, ε, accuracy, distance,
+    n_test."""
+    targets = transfer_targets(ctx.data.spec)
+    rows = []
+    for name, part in series(trained(ctx.table, ctx.data.spec)).items():
+        for rid, row in part.iterrows():
+            acc = ctx.data.array(str(rid), TRANSFER, "accuracy")
+            dist = ctx.data.array(str(rid), TRANSFER, "distance")
+            if acc is None or dist is None or len(acc) != len(targets):
+                continue
+            n_col = f"{TRANSFER}/n_test"
+            n_test = int(row[n_col]) if n_col in row and row[n_col] == row[n_col] else 0
+            for i, t in enumerate(targets):
+                rows.append(
+                    {
+                        "series": name, "run": str(rid), "eps": float(row["eps"]), "target": t,
+                        "accuracy": float(acc[i]), "distance": float(dist[i]), "n_test": n_test,
+                    }
+                )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def transfer_finding(ctx: ReportContext) -> Finding:
+    claim = "adversarially trained backbones transfer better (linear head on frozen features)"
+    source = f"{PAPER} Table 1"
+    rows = transfer_rows(ctx)
+    if not len(rows):
+        return not_tested(claim, source, "the transfer probe did not run")
+    judged = []
+    for name, part in rows.groupby("series", sort=False):
+        std = part[part["eps"] == 0]
+        rob = part[part["eps"] > 0]
+        if not len(std) or not len(rob):
+            continue
+        members = rob["run"].nunique()
+        z = NormalDist().inv_cdf(1 - 0.05 / max(members, 1))
+        ok, parts = True, []
+        for t, s_t in std.groupby("target", sort=False):
+            a0, n = float(s_t["accuracy"].iloc[0]), max(int(s_t["n_test"].iloc[0]), 1)
+            r_t = rob[rob["target"] == t]
+            se = np.sqrt((a0 * (1 - a0) + r_t["accuracy"] * (1 - r_t["accuracy"])) / n)
+            score = (r_t["accuracy"] - a0) / np.maximum(se, 1e-12)
+            best = r_t.loc[score.idxmax()]
+            ok &= bool(score.max() > z)
+            parts.append(
+                f"{t}: {number(a0, 100)} → {number(best['accuracy'], 100)} % (ε = {best['eps']:g})"
+            )
+        judged.append((ok, f"{name}: " + "; ".join(parts)))
+    return verdict(
+        claim,
+        source,
+        judged,
+        "no series with a standard and an adversarially trained member transferred",
+        " (standard → best adversarially trained member; above by more than the Bonferroni z)",
+    )
+
+
+def distance_finding(ctx: ReportContext) -> Finding:
+    claim = "the task distance correlates with the robust-minus-standard transfer gap"
+    source = f"{PAPER} Figs. 3, 7"
+    rows = transfer_rows(ctx)
+    targets = transfer_targets(ctx.data.spec)
+    if not len(rows):
+        return not_tested(claim, source, "the transfer probe did not run")
+    if len(targets) < MIN_TARGETS:
+        return not_tested(
+            claim, source, f"{len(targets)} targets; a rank correlation needs ≥ {MIN_TARGETS}"
+        )
+    judged = []
+    for name, part in rows.groupby("series", sort=False):
+        std = part[part["eps"] == 0].set_index("target")
+        if not len(std):
+            continue
+        dist = std.loc[targets, "distance"].to_numpy()
+        for eps, member in part[part["eps"] > 0].groupby("eps"):
+            gap = (
+                member.set_index("target").loc[targets, "accuracy"].to_numpy()
+                - std.loc[targets, "accuracy"].to_numpy()
+            )
+            res = stats.spearmanr(dist, gap, alternative="greater")
+            ok = bool(res.statistic > 0 and res.pvalue < 0.05)
+            judged.append(
+                (ok, f"{name} ε = {eps:g}: ρ = {res.statistic:.2f} (p = {res.pvalue:.3f})")
+            )
+    return verdict(claim, source, judged, "no series with a standard member transferred")
+
+
+def transfer_html(ctx: ReportContext) -> str:
+    rows = transfer_rows(ctx)
+    if not len(rows):
+        return ""
+    wide = rows.pivot_table(index=["series", "eps"], columns="target", values="accuracy")
+    wide = (100 * wide).round(1)
+    std = rows[rows["eps"] == 0].groupby("target")["distance"].first()
+    caption = (
+        "Linear transfer (terzi2021 Table 1): accuracy (%) of a logistic-regression head on "
+        "each target's frozen features, per training ε; task distance from the source (Cui "
+        "et al.'s EMD in the standard model's feature space): "
+        + ", ".join(f"{t} {d:.3g}" for t, d in std.items())
+    )
+    return f"<p>{html.escape(caption)}</p>" + table_html(wide.reset_index(), index=False)
+
+
 def fig_information(ctx: ReportContext) -> Figure | None:
     """Effective information, the rank of F_eff and the weight-noise variance against ε."""
     panels: list[Panel] = [
@@ -103,7 +238,7 @@ class Terzi2021(Section):
 
     title = "terzi2021: information, transferability and inversion"
     lacking = "no effective_information, transfer or inversion probe ran"
-    probes = (INFO,)
+    probes = (INFO, TRANSFER)
 
     def applies(self, ctx: ReportContext) -> bool:
         return any(
@@ -123,7 +258,7 @@ class Terzi2021(Section):
         ]
 
     def html(self, ctx: ReportContext) -> str:
-        return ""
+        return transfer_html(ctx)
 
     def findings(self, ctx: ReportContext) -> list[Finding]:
-        return [information_finding(ctx)]
+        return [information_finding(ctx), transfer_finding(ctx), distance_finding(ctx)]
