@@ -286,6 +286,66 @@ PRESETS: dict[str, dict[str, Any]] = {
             "corruptions": {},
         },
     },
+    "terzi2021-small": {
+        "name": "terzi2021-small",
+        "description": (
+            "terzi2021 at laptop scale on Fashion-MNIST: the default CNN trained with ℓ2 "
+            "PGD-AT (7 steps, ε ramped up over the first 30 %) at ε ∈ {0, 0.5, 1, 2, 3} — "
+            "both of Fig. 5's regimes (ε ≤ 1 and ε > 1) — for 3 epochs on the first 20,000 "
+            "training images; evaluated with ℓ2 PGD-20 on 1,000 test images; probes: weight "
+            "norms, the information in the weights (Fig. 4; F_w over 1,000 training images), "
+            "the representation Fisher (eq. 5), the effective information (eqs. 8–9, 16 "
+            "points), linear transfer to mnist-5k and digits (Table 1; 2,000 training and "
+            "1,000 test images each, ℓ2 PGD on the transferred classifiers). Sized to finish "
+            "in ≤ 30 minutes on 2 CPU cores."
+        ),
+        "reproduces": (
+            "terzi2021 Table 1 (direction), Figs. 4–5 (information and norm of the weights), "
+            "eq. 8 (effective information)"
+        ),
+        "dataset": "fashion-mnist",
+        "models": [{"model": "cnn"}],
+        "methods": [
+            {
+                "method": "pgd",
+                "norm": "l2",
+                "eps": [0.0, 0.5, 1.0, 2.0, 3.0],
+                "params": {"steps": 7, "eps_warmup": 0.3},
+            }
+        ],
+        "seeds": [0],
+        "train": {"epochs": 3, "train_subset": 20000},
+        "evaluation": {
+            "n": 1000,
+            "attacks": [
+                {
+                    "attack": "pgd",
+                    "norm": "l2",
+                    "eps": [0.0, 0.5, 1.0, 2.0],
+                    "params": {"steps": 20},
+                }
+            ],
+        },
+        "probes": {
+            "n": 1000,
+            "train_n": 1000,
+            "run": [
+                {"name": "weight_norms"},
+                {"name": "weight_information"},
+                {"name": "representation_fisher", "options": {"batch_size": 100}},
+                {"name": "effective_information", "options": {"max_examples": 16}},
+                {
+                    "name": "transfer",
+                    "options": {
+                        "source": "fashion-mnist",
+                        "targets": "mnist-5k,digits",
+                        "pgd_eps": "0.5,1",
+                        "pgd_norm": "l2",
+                    },
+                },
+            ],
+        },
+    },
     "smoke": {
         "name": "smoke",
         "description": "The whole pipeline in seconds: digits, a tiny MLP, ε ∈ {0, 0.1}, 2 epochs.",
