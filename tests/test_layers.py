@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models", ("robustscope.models", "robustscope.evaluation", "robustscope.checkpoint")),
     ("attacks", ("robustscope.attacks", "robustscope.corruptions")),
     ("training", ("robustscope.training",)),
-    ("probes", ("robustscope.probes",)),
+    ("probes", ("robustscope.probes", "robustscope.visual")),
     ("posthoc/theory", ("robustscope.posthoc", "robustscope.theory")),
     ("composition", ("robustscope.plugins",)),
     ("studies", ("robustscope.studies",)),

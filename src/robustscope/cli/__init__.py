@@ -7,7 +7,8 @@ and how to fix it, and exit with status 2.
 The commands live by idea: :mod:`~robustscope.cli.catalog` (datasets, models, attacks,
 probes, presets, a checkpoint's info), :mod:`~robustscope.cli.train`,
 :mod:`~robustscope.cli.measure` (eval, attack, probe), :mod:`~robustscope.cli.posthoc`
-(robustify), :mod:`~robustscope.cli.corrupt` (corrupt), :mod:`~robustscope.cli.studies` (study, show, report, export) and
+(robustify), :mod:`~robustscope.cli.corrupt` (corrupt), :mod:`~robustscope.cli.visualize`
+(visualize), :mod:`~robustscope.cli.studies` (study, show, report, export) and
 :mod:`~robustscope.cli.theory` (theory tsipras, theory mnist); they share
 :mod:`~robustscope.cli.options` (one definition of each common option) and
 :mod:`~robustscope.cli.output` (one printer of JSON or tables).
@@ -18,7 +19,7 @@ from __future__ import annotations
 import typer
 
 from robustscope import plugins
-from robustscope.cli import catalog, corrupt, measure, posthoc, studies, theory, train
+from robustscope.cli import catalog, corrupt, measure, posthoc, studies, theory, train, visualize
 from robustscope.cli.output import err_console
 from robustscope.errors import RobustscopeError
 
@@ -36,6 +37,7 @@ COMMANDS = (
     ("probe", measure.probe_cmd),
     ("robustify", posthoc.robustify_cmd),
     ("corrupt", corrupt.corrupt_cmd),
+    ("visualize", visualize.visualize_cmd),
     ("presets", catalog.presets_cmd),
     ("study", studies.study_cmd),
     ("show", studies.show_cmd),
