@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models", ("robustscope.models", "robustscope.evaluation", "robustscope.checkpoint")),
     ("attacks", ("robustscope.attacks", "robustscope.corruptions")),
     ("training", ("robustscope.training",)),
-    ("probes", ("robustscope.probes", "robustscope.transfer")),
+    ("probes", ("robustscope.probes", "robustscope.transfer", "robustscope.visual")),
     ("posthoc/theory", ("robustscope.posthoc", "robustscope.theory")),
     ("composition", ("robustscope.plugins",)),
     ("studies", ("robustscope.studies",)),

@@ -8,7 +8,8 @@ The commands live by idea: :mod:`~robustscope.cli.catalog` (datasets, models, at
 probes, presets, a checkpoint's info), :mod:`~robustscope.cli.train`,
 :mod:`~robustscope.cli.measure` (eval, attack, probe), :mod:`~robustscope.cli.posthoc`
 (robustify), :mod:`~robustscope.cli.corrupt` (corrupt), :mod:`~robustscope.cli.transfer`
-(transfer), :mod:`~robustscope.cli.studies` (study, show, report, export) and
+(transfer), :mod:`~robustscope.cli.visualize` (visualize), :mod:`~robustscope.cli.studies`
+(study, show, report, export) and
 :mod:`~robustscope.cli.theory` (theory tsipras, theory mnist); they share
 :mod:`~robustscope.cli.options` (one definition of each common option) and
 :mod:`~robustscope.cli.output` (one printer of JSON or tables).
@@ -19,7 +20,17 @@ from __future__ import annotations
 import typer
 
 from robustscope import plugins
-from robustscope.cli import catalog, corrupt, measure, posthoc, studies, theory, train, transfer
+from robustscope.cli import (
+    catalog,
+    corrupt,
+    measure,
+    posthoc,
+    studies,
+    theory,
+    train,
+    transfer,
+    visualize,
+)
 from robustscope.cli.output import err_console
 from robustscope.errors import RobustscopeError
 
@@ -38,6 +49,7 @@ COMMANDS = (
     ("robustify", posthoc.robustify_cmd),
     ("corrupt", corrupt.corrupt_cmd),
     ("transfer", transfer.transfer_cmd),
+    ("visualize", visualize.visualize_cmd),
     ("presets", catalog.presets_cmd),
     ("study", studies.study_cmd),
     ("show", studies.show_cmd),
