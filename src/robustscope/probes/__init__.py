@@ -46,6 +46,7 @@ from robustscope.probes.weights import (
     weight_norms,
 )
 from robustscope.transfer.probe import TransferProbeResult, transfer_probe
+from robustscope.visual.probe import InversionProbeResult, inversion_probe
 
 __all__ = [
     "CCKLResult",
@@ -54,6 +55,7 @@ __all__ = [
     "EffectiveInformationResult",
     "FisherStats",
     "GeneralizationGapResult",
+    "InversionProbeResult",
     "LayerSpectrum",
     "MarginStats",
     "MarginsResult",
@@ -77,6 +79,7 @@ __all__ = [
     "generalization_gap",
     "get_probe",
     "input_fisher",
+    "inversion_probe",
     "layer_spectra",
     "margins",
     "noise_robustness",

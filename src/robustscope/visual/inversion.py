@@ -134,7 +134,7 @@ class InversionResult:
         }
 
 
-def _features(model: nn.Module, what: str) -> Callable[[torch.Tensor], torch.Tensor]:
+def representation(model: nn.Module, what: str) -> Callable[[torch.Tensor], torch.Tensor]:
     fn = getattr(model, "features", None)
     if not callable(fn):
         raise VisualError(
@@ -206,7 +206,7 @@ def invert(
     what = "invert"
     steps, lr, sigma = _settings(steps, lr, sigma, what)
     batch_size = positive_int(batch_size, f"{what}: batch_size", error=VisualError)
-    feats = _features(model, what)
+    feats = representation(model, what)
     check_batch(what, z_target, "z_target")
     the_box = resolve_box(model, box, what)
     n = len(z_target)
@@ -449,9 +449,9 @@ def effective_images(
     if noise is None:
         assert train is not None
         noise = effective_noise(model, train[0], train[1], beta=beta, floor=floor)
-    feats = _features(model, what)
+    feats = representation(model, what)
     noisy = perturbed_copy(model, noise, seed=seed)
-    noisy_feats = _features(noisy, what)
+    noisy_feats = representation(noisy, what)
     device = model_device(model)
     with attack_mode(model), attack_mode(noisy), torch.no_grad():
         xs = x.detach().to(device)

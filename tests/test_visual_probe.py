@@ -1,0 +1,29 @@
+"""The ``inversion`` probe: inversion and effective images of a few test points, flattened."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from robustscope import data, models, probes
+from robustscope.visual import invert, psnr
+
+
+def test_inversion_probe_stores_curves_metrics_and_images() -> None:
+    torch.manual_seed(0)
+    model = models.create("mlp", 10, (1, 8, 8), widths=[32]).eval()
+    te, tr = data.load("digits", "test"), data.load("digits", "train").head(60)
+    pd = probes.ProbeData(test=(te.x[:10], te.y[:10]), train=(tr.x, tr.y))
+    res = probes.run_probe("inversion", model, pd, n=4, steps=40, seed=1)
+    assert res.loss_curve.shape == (41,) and res.effective_curve.shape == (41,)
+    assert res.loss_curve[-1] < res.loss_curve[0]  # the inversion lowers L_inv
+    assert res.originals.shape == res.reconstructions.shape == res.effective.shape == (4, 1, 8, 8)
+    assert np.array_equal(res.originals, te.x[:4].numpy())
+    with torch.no_grad():
+        z = model.features(te.x[:4])
+    ref = invert(model, z, input_shape=(1, 8, 8), steps=40, seed=1)
+    np.testing.assert_allclose(res.reconstructions, ref.x.numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(res.psnr, psnr(ref.x, te.x[:4]).double().numpy(), rtol=1e-6)
+    s = res.scalars()
+    assert s["psnr_mean"] == np.mean(res.psnr) and s["n"] == 4
+    assert "originals" in res.arrays() and "loss_curve" in res.arrays()
