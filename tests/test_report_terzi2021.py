@@ -111,3 +111,41 @@ def test_distance_claim_needs_five_targets_and_a_significant_rank_correlation() 
     falling = transfer_study({1.0: [0.05, 0.04, 0.03, 0.02, 0.01, 0.0]}, targets=names)
     assert sec.distance_finding(ReportContext(falling)).holds is False
     assert sec.transfer_targets({}) == ["mnist-5k", "digits"]  # the probe's default
+
+
+def inversion_study(psnr_means: dict[float, float], *, n: int = 8) -> StudyData:
+    rng = np.random.default_rng(1)
+    runs, metrics, arrays = [], {}, {}
+    for i, (eps, mean) in enumerate(psnr_means.items()):
+        rid = f"r{i}"
+        runs.append(
+            {"run_id": rid, "model": "cnn", "method": "standard" if eps == 0 else "pgd",
+             "family": "pgd", "eps": eps, "norm": "l2"}
+        )  # fmt: skip
+        metrics[rid] = {"clean_accuracy": 0.9}
+        arrays[(rid, "inversion", "psnr")] = rng.normal(mean, 1.0, n)
+        arrays[(rid, "inversion", "loss_curve")] = np.geomspace(1, 0.1 / (i + 1), 11)
+        arrays[(rid, "inversion", "effective_curve")] = np.geomspace(2, 0.2, 11)
+        for key in ("originals", "reconstructions", "effective"):
+            arrays[(rid, "inversion", key)] = rng.random((n, 1, 8, 8)).astype(np.float32)
+    return StudyData.from_frames(
+        spec={"name": "t", "dataset": "fashion-mnist"},
+        runs=runs,
+        metrics=pd.DataFrame.from_dict(metrics, orient="index"),
+        probes=pd.DataFrame(
+            {"inversion/n": [float(n)] * len(runs)}, index=[r["run_id"] for r in runs]
+        ),
+        arrays=arrays,
+    )
+
+
+def test_inversion_claim_and_figures(tmp_path: Path) -> None:
+    good = inversion_study({0.0: 8.0, 1.0: 12.0, 3.0: 15.0})
+    f = sec.inversion_finding(ReportContext(good))
+    assert f.holds is True and "standard 8." in f.evidence
+    assert (
+        sec.inversion_finding(ReportContext(inversion_study({0.0: 8.0, 1.0: 7.9}))).holds is False
+    )
+    write_report(tmp_path, data=good)
+    for name in ("terzi2021_inversion", "terzi2021_images"):
+        assert (tmp_path / "figures" / f"{name}.png").is_file()

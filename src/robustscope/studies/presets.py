@@ -296,12 +296,13 @@ PRESETS: dict[str, dict[str, Any]] = {
             "norms, the information in the weights (Fig. 4; F_w over 1,000 training images), "
             "the representation Fisher (eq. 5), the effective information (eqs. 8–9, 16 "
             "points), linear transfer to mnist-5k and digits (Table 1; 2,000 training and "
-            "1,000 test images each, ℓ2 PGD on the transferred classifiers). Sized to finish "
-            "in ≤ 30 minutes on 2 CPU cores."
+            "1,000 test images each, ℓ2 PGD on the transferred classifiers), inversion and "
+            "effective images of 8 test images (300 iterations). Sized to finish in ≤ 30 "
+            "minutes on 2 CPU cores."
         ),
         "reproduces": (
-            "terzi2021 Table 1 (direction), Figs. 4–5 (information and norm of the weights), "
-            "eq. 8 (effective information)"
+            "terzi2021 Table 1 (direction), Figs. 1–2 (inversion, effective images), Figs. 4–5 "
+            "(information and norm of the weights), eq. 8 (effective information)"
         ),
         "dataset": "fashion-mnist",
         "models": [{"model": "cnn"}],
@@ -343,6 +344,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                         "pgd_norm": "l2",
                     },
                 },
+                {"name": "inversion", "options": {"n": 8, "steps": 300}},
             ],
         },
     },

@@ -15,6 +15,9 @@ Claims:
 * Table 1 — robust backbones transfer better: in every series, for every target, some
   member with ε > 0 has a linear-head accuracy above the standard member's by more than the
   Bonferroni z over the members (two-proportion standard error on the ``n_test`` points);
+* Fig. 1 — robust representations are invertible: in every series each member with ε > 0
+  reconstructs the probe's images (eq. 3) with a higher PSNR than the standard member, by
+  more than :data:`Z` standard errors of the per-image values;
 * Figs. 3, 7 — the task distance (Cui et al., in the standard member's feature space)
   correlates with the robust-minus-standard transfer gap: Spearman's ρ > 0 for every member
   with a one-sided permutation p < 0.05 — which needs at least 5 targets (else not tested).
@@ -38,6 +41,7 @@ from robustscope.report.page import table_html
 from robustscope.report.panels import Panel, vs_eps_panels
 from robustscope.report.section import ReportContext, Section, SectionFigure, register_section
 from robustscope.report.stats import series, trained
+from robustscope.report.style import grid
 
 __all__ = ["Terzi2021", "information_finding"]
 
@@ -220,6 +224,99 @@ def transfer_html(ctx: ReportContext) -> str:
     return f"<p>{html.escape(caption)}</p>" + table_html(wide.reset_index(), index=False)
 
 
+INVERSION = "inversion"
+
+
+def _inversion_runs(ctx: ReportContext) -> list[tuple[str, str, float]]:
+    """``(run id, series, ε)`` of every finished run with an inversion result, by series and ε."""
+    out = []
+    for name, part in series(trained(ctx.table, ctx.data.spec)).items():
+        for rid, row in part.iterrows():
+            if ctx.data.array(str(rid), INVERSION, "loss_curve") is not None:
+                out.append((str(rid), name, float(row["eps"])))
+    return out
+
+
+def inversion_finding(ctx: ReportContext) -> Finding:
+    claim = "adversarially trained representations are more invertible (higher PSNR of eq. 3)"
+    source = f"{PAPER} Fig. 1"
+    runs = _inversion_runs(ctx)
+    if not runs:
+        return not_tested(claim, source, "the inversion probe did not run")
+    judged = []
+    by_series: dict[str, list[tuple[str, float]]] = {}
+    for rid, name, eps in runs:
+        by_series.setdefault(name, []).append((rid, eps))
+    for name, members in by_series.items():
+        std = [rid for rid, eps in members if eps == 0]
+        if not std:
+            continue
+        base = np.asarray(ctx.data.array(std[0], INVERSION, "psnr"), dtype=np.float64)
+        base = base[np.isfinite(base)]
+        ok, parts = True, []
+        for rid, eps in members:
+            if eps == 0:
+                continue
+            pts = np.asarray(ctx.data.array(rid, INVERSION, "psnr"), dtype=np.float64)
+            pts = pts[np.isfinite(pts)]
+            if len(pts) < 2 or len(base) < 2:
+                continue
+            se = math.sqrt(base.var(ddof=1) / len(base) + pts.var(ddof=1) / len(pts))
+            ok &= float(pts.mean() - base.mean()) > Z * se
+            parts.append(f"{pts.mean():.1f} dB (ε = {eps:g})")
+        if parts:
+            judged.append((ok, f"{name}: standard {base.mean():.1f} dB vs {', '.join(parts)}"))
+    return verdict(claim, source, judged, "no series with a standard member inverted")
+
+
+def fig_inversion(ctx: ReportContext) -> Figure | None:
+    """Fig. 2: mean L_inv per iteration, inversion (solid) and effective images (dashed)."""
+    runs = _inversion_runs(ctx)
+    if not runs:
+        return None
+    fig, (ax, bx) = grid(2, cols=2, width=5.0, height=3.6)
+    for rid, _name, eps in runs:
+        color = ctx.palette.color(eps)
+        curve = np.asarray(ctx.data.array(rid, INVERSION, "loss_curve"))
+        eff = np.asarray(ctx.data.array(rid, INVERSION, "effective_curve"))
+        ax.plot(curve, color=color, lw=1.3, label=f"ε = {eps:g}")
+        bx.plot(eff, color=color, lw=1.3, ls="--", label=f"ε = {eps:g}")
+    for a, title in ((ax, "inversion (eq. 3)"), (bx, "effective images (eq. 10)")):
+        a.set(xlabel="iteration", ylabel="mean L_inv = ‖z̄ − f(x′)‖₂", title=title)
+        a.set_yscale("log")
+        a.legend(fontsize=7)
+    return fig
+
+
+def fig_images(ctx: ReportContext) -> Figure | None:
+    """Fig. 1: originals, reconstructions and effective images for each training ε."""
+    runs = _inversion_runs(ctx)
+    if not runs:
+        return None
+    first = np.asarray(ctx.data.array(runs[0][0], INVERSION, "originals"))
+    k = min(len(first), 6)
+    rows = [("original", first[:k])]
+    for rid, _name, eps in runs:
+        rows.append(
+            (f"ε={eps:g} inv.", np.asarray(ctx.data.array(rid, INVERSION, "reconstructions"))[:k])
+        )
+        rows.append(
+            (f"ε={eps:g} eff.", np.asarray(ctx.data.array(rid, INVERSION, "effective"))[:k])
+        )
+    fig, axes = grid(len(rows) * k, cols=k, width=1.2, height=1.25)
+    for r, (label, images) in enumerate(rows):
+        for c in range(k):
+            ax = axes[r * k + c]
+            img = np.clip(np.moveaxis(images[c], 0, -1), 0, 1)
+            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if c == 0:
+                ax.set_ylabel(label, fontsize=7)
+    return fig
+
+
 def fig_information(ctx: ReportContext) -> Figure | None:
     """Effective information, the rank of F_eff and the weight-noise variance against ε."""
     panels: list[Panel] = [
@@ -238,7 +335,7 @@ class Terzi2021(Section):
 
     title = "terzi2021: information, transferability and inversion"
     lacking = "no effective_information, transfer or inversion probe ran"
-    probes = (INFO, TRANSFER)
+    probes = (INFO, TRANSFER, INVERSION)
 
     def applies(self, ctx: ReportContext) -> bool:
         return any(
@@ -254,11 +351,29 @@ class Terzi2021(Section):
                 "(terzi2021 Def. 0.6, eqs. 8–9; Σ* from the diagonal weight Fisher over "
                 "training examples), its rank, tr F_eff and the feature noise, against the "
                 "training ε.",
-            )
+            ),
+            SectionFigure(
+                "terzi2021_inversion",
+                fig_inversion(ctx),
+                "Inverting the representation (terzi2021 eq. 3, Fig. 2): mean L_inv per "
+                "iteration for each training ε (left), and for the effective images of eq. 10, "
+                "whose targets come from the once-perturbed weights (right).",
+            ),
+            SectionFigure(
+                "terzi2021_images",
+                fig_images(ctx),
+                "terzi2021 Fig. 1: originals, their inversions and their effective images for "
+                "each training ε.",
+            ),
         ]
 
     def html(self, ctx: ReportContext) -> str:
         return transfer_html(ctx)
 
     def findings(self, ctx: ReportContext) -> list[Finding]:
-        return [information_finding(ctx), transfer_finding(ctx), distance_finding(ctx)]
+        return [
+            information_finding(ctx),
+            transfer_finding(ctx),
+            distance_finding(ctx),
+            inversion_finding(ctx),
+        ]
