@@ -113,7 +113,9 @@ def test_distance_claim_needs_five_targets_and_a_significant_rank_correlation() 
     assert sec.transfer_targets({}) == ["mnist-5k", "digits"]  # the probe's default
 
 
-def inversion_study(psnr_means: dict[float, float], *, n: int = 8) -> StudyData:
+def inversion_study(
+    psnr_means: dict[float, float], *, n: int = 8, once_helps: bool = True
+) -> StudyData:
     rng = np.random.default_rng(1)
     runs, metrics, arrays = [], {}, {}
     for i, (eps, mean) in enumerate(psnr_means.items()):
@@ -126,7 +128,11 @@ def inversion_study(psnr_means: dict[float, float], *, n: int = 8) -> StudyData:
         arrays[(rid, "inversion", "psnr")] = rng.normal(mean, 1.0, n)
         arrays[(rid, "inversion", "loss_curve")] = np.geomspace(1, 0.1 / (i + 1), 11)
         arrays[(rid, "inversion", "effective_curve")] = np.geomspace(2, 0.2, 11)
-        for key in ("originals", "reconstructions", "effective"):
+        arrays[(rid, "inversion", "noise_once_curve")] = np.geomspace(1, 0.05, 11)
+        plain = rng.normal(0.5, 0.05, n)
+        arrays[(rid, "inversion", "final_loss")] = plain
+        arrays[(rid, "inversion", "noise_once_loss")] = plain - (0.2 if once_helps else 0.0)
+        for key in ("originals", "reconstructions", "effective", "noise_once"):
             arrays[(rid, "inversion", key)] = rng.random((n, 1, 8, 8)).astype(np.float32)
     return StudyData.from_frames(
         spec={"name": "t", "dataset": "fashion-mnist"},
@@ -146,6 +152,9 @@ def test_inversion_claim_and_figures(tmp_path: Path) -> None:
     assert (
         sec.inversion_finding(ReportContext(inversion_study({0.0: 8.0, 1.0: 7.9}))).holds is False
     )
+    assert sec.noise_once_finding(ReportContext(good)).holds is True
+    same = inversion_study({0.0: 8.0, 1.0: 12.0}, once_helps=False)
+    assert sec.noise_once_finding(ReportContext(same)).holds is False
     write_report(tmp_path, data=good)
     for name in ("terzi2021_inversion", "terzi2021_images"):
         assert (tmp_path / "figures" / f"{name}.png").is_file()

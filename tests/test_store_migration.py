@@ -165,10 +165,11 @@ def test_report_shows_the_same_numbers_after_migration(study: Path) -> None:
                 "terzi2021 Table 1",
                 "terzi2021 Figs. 3",
                 "terzi2021 Fig. 1",
+                "terzi2021 Fig. 2",
             )
         )
     ]
-    assert len(sized) == 13 and all(f["holds"] is None for f in sized)
+    assert len(sized) == 14 and all(f["holds"] is None for f in sized)
     assert _clean([f for f in findings if f not in sized]) == EXPECTED["findings"]
 
     report = write_report(study)

@@ -18,6 +18,13 @@ def test_inversion_probe_stores_curves_metrics_and_images() -> None:
     assert res.loss_curve.shape == (41,) and res.effective_curve.shape == (41,)
     assert res.loss_curve[-1] < res.loss_curve[0]  # the inversion lowers L_inv
     assert res.originals.shape == res.reconstructions.shape == res.effective.shape == (4, 1, 8, 8)
+    assert res.noise_once.shape == (4, 1, 8, 8) and res.noise_once_curve.shape == (41,)
+    with torch.no_grad():  # the noise-once result is scored with the ORIGINAL weights
+        z0 = model.features(te.x[:4])
+        once = model.features(torch.from_numpy(res.noise_once))
+    np.testing.assert_allclose(
+        res.noise_once_loss, (z0 - once).norm(dim=1).double().numpy(), rtol=1e-5
+    )
     assert np.array_equal(res.originals, te.x[:4].numpy())
     with torch.no_grad():
         z = model.features(te.x[:4])
