@@ -132,6 +132,10 @@ def inversion_study(
         plain = rng.normal(0.5, 0.05, n)
         arrays[(rid, "inversion", "final_loss")] = plain
         arrays[(rid, "inversion", "noise_once_loss")] = plain - (0.2 if once_helps else 0.0)
+        for key in ("images", "saliency", "large_eps"):
+            arrays[(rid, "visual_evidence", key)] = rng.random((n, 1, 8, 8)).astype(np.float32)
+        arrays[(rid, "visual_evidence", "tsne")] = rng.normal(size=(30, 2))
+        arrays[(rid, "visual_evidence", "tsne_labels")] = rng.integers(0, 10, 30).astype(float)
         for key in ("originals", "reconstructions", "effective", "noise_once"):
             arrays[(rid, "inversion", key)] = rng.random((n, 1, 8, 8)).astype(np.float32)
     return StudyData.from_frames(
@@ -156,5 +160,5 @@ def test_inversion_claim_and_figures(tmp_path: Path) -> None:
     same = inversion_study({0.0: 8.0, 1.0: 12.0}, once_helps=False)
     assert sec.noise_once_finding(ReportContext(same)).holds is False
     write_report(tmp_path, data=good)
-    for name in ("terzi2021_inversion", "terzi2021_images"):
+    for name in ("terzi2021_inversion", "terzi2021_images", "terzi2021_evidence", "terzi2021_tsne"):
         assert (tmp_path / "figures" / f"{name}.png").is_file()

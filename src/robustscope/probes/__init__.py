@@ -46,7 +46,12 @@ from robustscope.probes.weights import (
     weight_norms,
 )
 from robustscope.transfer.probe import TransferProbeResult, transfer_probe
-from robustscope.visual.probe import InversionProbeResult, inversion_probe
+from robustscope.visual.probe import (
+    InversionProbeResult,
+    VisualEvidenceResult,
+    inversion_probe,
+    visual_evidence_probe,
+)
 
 __all__ = [
     "CCKLResult",
@@ -68,6 +73,7 @@ __all__ = [
     "SpectraResult",
     "TaylorSplitResult",
     "TransferProbeResult",
+    "VisualEvidenceResult",
     "WeightInformationResult",
     "WeightNormsResult",
     "available_probes",
@@ -88,6 +94,7 @@ __all__ = [
     "run_probe",
     "taylor_split",
     "transfer_probe",
+    "visual_evidence_probe",
     "weight_information",
     "weight_norms",
 ]

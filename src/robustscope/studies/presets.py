@@ -297,8 +297,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "the representation Fisher (eq. 5), the effective information (eqs. 8–9, 16 "
             "points), linear transfer to mnist-5k and digits (Table 1; 2,000 training and "
             "1,000 test images each, ℓ2 PGD on the transferred classifiers), inversion and "
-            "effective images of 8 test images (300 iterations). Sized to finish in ≤ 30 "
-            "minutes on 2 CPU cores."
+            "effective images of 8 test images (300 iterations), saliency and large-ε examples "
+            "of 6 and a t-SNE of 300. Sized to finish in ≤ 30 minutes on 2 CPU cores."
         ),
         "reproduces": (
             "terzi2021 Table 1 (direction), Figs. 1–2 (inversion, effective images), Figs. 4–5 "
@@ -345,6 +345,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                     },
                 },
                 {"name": "inversion", "options": {"n": 8, "steps": 300}},
+                {"name": "visual_evidence", "options": {"n": 6, "tsne_n": 300}},
             ],
         },
     },
@@ -504,6 +505,7 @@ PRESETS["terzi2021-full"] = {
                 },
             },
             {"name": "inversion", "options": {"n": 16, "steps": 1000}},
+            {"name": "visual_evidence", "options": {"n": 8, "tsne_n": 1000}},
         ],
     },
 }

@@ -32,9 +32,17 @@ from robustscope.visual.inversion import (
     perturbed_copy,
     representation,
 )
+from robustscope.visual.large_eps import interpolation, large_eps_examples
 from robustscope.visual.metrics import psnr, ssim
+from robustscope.visual.saliency import saliency
+from robustscope.visual.tsne import tsne_embedding
 
-__all__ = ["InversionProbeResult", "inversion_probe"]
+__all__ = [
+    "InversionProbeResult",
+    "VisualEvidenceResult",
+    "inversion_probe",
+    "visual_evidence_probe",
+]
 
 
 @dataclass(frozen=True)
@@ -147,3 +155,86 @@ def inversion_probe(
 def _targets(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with attack_mode(model):
         return representation(model, "inversion")(x.to(model_device(model)))
+
+
+@dataclass(frozen=True)
+class VisualEvidenceResult(ProbeResult):
+    """tsipras2019 Figs. 2–4 and terzi2021 Fig. 6 for one model, on the first ``n`` test
+    points (t-SNE on the first ``tsne_n``).
+
+    Attributes:
+        images: ``[n, C, H, W]`` the originals; saliency: the same shape, the loss-gradient
+            saliency mapped to [0, 1] (±3σ, 0.5 = zero; :func:`robustscope.visual.saliency`).
+        large_eps: ``[n, C, H, W]`` targeted PGD examples at tsipras2019 Table 3's ε scaled
+            to the input (:func:`robustscope.visual.large_eps_examples`); ``eps`` that radius
+            (``norm`` in ``to_json``); target_hit: ``[n]`` 1 where the model predicts the
+            target; target_prob ``[n]`` its probability.
+        interpolation_target_prob: ``[n, S]`` the target's probability along the straight
+            path from the image to its large-ε example (Fig. 4).
+        tsne: ``[tsne_n, 2]`` t-SNE coordinates of ``features(x)``; tsne_labels: classes.
+    """
+
+    n: int
+    eps: float
+    norm: str
+    images: np.ndarray
+    saliency: np.ndarray
+    large_eps: np.ndarray
+    target_hit: np.ndarray
+    target_prob: np.ndarray
+    interpolation_target_prob: np.ndarray
+    tsne: np.ndarray
+    tsne_labels: np.ndarray
+
+    def scalars(self) -> dict[str, float]:
+        return {
+            "n": float(self.n),
+            "eps": self.eps,
+            "target_hit_rate": float(np.mean(self.target_hit)) if len(self.target_hit) else 0.0,
+            "target_prob_mean": float(np.mean(self.target_prob)) if len(self.target_prob) else 0.0,
+        }
+
+
+@register_probe(
+    "visual_evidence",
+    "tsipras2019 Figs. 2–4 / terzi2021 Fig. 6: loss-gradient saliency, large-ε targeted "
+    "examples and their interpolation, t-SNE of the features",
+    tracked=False,
+)
+def visual_evidence_probe(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    n: int = 8,
+    norm: str = "l2",
+    steps: int = 100,
+    interpolation_steps: int = 8,
+    tsne_n: int = 300,
+    seed: int = 0,
+) -> VisualEvidenceResult:
+    """Saliency, large-ε examples with their interpolation, and t-SNE coordinates of ``model``."""
+    xs, ys = x[:n], y[:n]
+    sal = saliency(model, xs, ys)
+    big = large_eps_examples(model, xs, ys, norm=norm, steps=steps)
+    path = interpolation(model, big, steps=interpolation_steps)
+    k = min(tsne_n, len(x))
+    emb = tsne_embedding(
+        {"model": model}, x[:k], y[:k], perplexity=min(30.0, (k - 1) / 3), seed=seed
+    )
+    probs = path.probs.double()
+    targets = path.targets.long()
+    along = probs.gather(2, targets[:, None, None].expand(-1, probs.shape[1], 1))[..., 0]
+    return VisualEvidenceResult(
+        n=len(xs),
+        eps=float(big.eps),
+        norm=big.norm,
+        images=xs.detach().cpu().float().numpy(),
+        saliency=sal.display.detach().cpu().float().numpy(),
+        large_eps=big.x_adv.detach().cpu().float().numpy(),
+        target_hit=(big.predicted == big.targets).cpu().numpy().astype(np.float64),
+        target_prob=big.target_prob.double().cpu().numpy(),
+        interpolation_target_prob=along.cpu().numpy(),
+        tsne=emb.coords["model"],
+        tsne_labels=emb.labels.astype(np.float64),
+    )

@@ -348,6 +348,61 @@ def fig_images(ctx: ReportContext) -> Figure | None:
     return fig
 
 
+VISUAL = "visual_evidence"
+
+
+def _visual_runs(ctx: ReportContext) -> list[tuple[str, float]]:
+    out = []
+    for _name, part in series(ctx.table).items():
+        for rid, row in part.iterrows():
+            if ctx.data.array(str(rid), VISUAL, "saliency") is not None:
+                out.append((str(rid), float(row["eps"])))
+    return out
+
+
+def fig_evidence(ctx: ReportContext) -> Figure | None:
+    """tsipras2019 Figs. 2–3: per training ε, the images, their loss-gradient saliency and
+    their large-ε targeted adversarial examples."""
+    runs = _visual_runs(ctx)
+    if not runs:
+        return None
+    k = min(len(np.asarray(ctx.data.array(runs[0][0], VISUAL, "images"))), 5)
+    rows = [("image", np.asarray(ctx.data.array(runs[0][0], VISUAL, "images"))[:k], "gray")]
+    for rid, eps in runs:
+        rows.append(
+            (f"ε={eps:g} grad", np.asarray(ctx.data.array(rid, VISUAL, "saliency"))[:k], "RdBu_r")
+        )
+        rows.append(
+            (f"ε={eps:g} large-ε", np.asarray(ctx.data.array(rid, VISUAL, "large_eps"))[:k], "gray")
+        )
+    fig, axes = grid(len(rows) * k, cols=k, width=1.2, height=1.25)
+    for r, (label, images, cmap) in enumerate(rows):
+        for c in range(k):
+            ax = axes[r * k + c]
+            img = np.clip(np.moveaxis(images[c], 0, -1), 0, 1)
+            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap=cmap, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if c == 0:
+                ax.set_ylabel(label, fontsize=7)
+    return fig
+
+
+def fig_tsne(ctx: ReportContext) -> Figure | None:
+    """terzi2021 Fig. 6: t-SNE of each run's features, coloured by class."""
+    runs = _visual_runs(ctx)
+    if not runs:
+        return None
+    fig, axes = grid(len(runs), cols=min(len(runs), 5), width=3.0, height=3.0)
+    for ax, (rid, eps) in zip(axes, runs, strict=True):
+        xy = np.asarray(ctx.data.array(rid, VISUAL, "tsne"))
+        labels = np.asarray(ctx.data.array(rid, VISUAL, "tsne_labels"))
+        ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=5)
+        ax.set(title=f"ε = {eps:g}", xticks=[], yticks=[])
+    return fig
+
+
 def fig_information(ctx: ReportContext) -> Figure | None:
     """Effective information, the rank of F_eff and the weight-noise variance against ε."""
     panels: list[Panel] = [
@@ -366,7 +421,7 @@ class Terzi2021(Section):
 
     title = "terzi2021: information, transferability and inversion"
     lacking = "no effective_information, transfer or inversion probe ran"
-    probes = (INFO, TRANSFER, INVERSION)
+    probes = (INFO, TRANSFER, INVERSION, VISUAL)
 
     def applies(self, ctx: ReportContext) -> bool:
         return any(
@@ -395,6 +450,19 @@ class Terzi2021(Section):
                 fig_images(ctx),
                 "terzi2021 Fig. 1: originals, their inversions (plain, and with the weights "
                 "perturbed once) and their effective images for each training ε.",
+            ),
+            SectionFigure(
+                "terzi2021_evidence",
+                fig_evidence(ctx),
+                "tsipras2019 Figs. 2–3: the loss gradient with respect to the input (±3σ; red "
+                "positive, blue negative) and targeted large-ε adversarial examples (Table 3's "
+                "ε scaled to the input) for each training ε.",
+            ),
+            SectionFigure(
+                "terzi2021_tsne",
+                fig_tsne(ctx),
+                "terzi2021 Fig. 6: t-SNE of the features of test images, coloured by class, for "
+                "each training ε.",
             ),
         ]
 
