@@ -42,22 +42,13 @@ from robustscope.device import model_device
 from robustscope.errors import ProbeError
 from robustscope.probes.base import ProbeResult, check_inputs
 from robustscope.probes.registry import register_probe
-from robustscope.probes.weights import fisher_diagonal
+from robustscope.probes.weights import check_posterior, fisher_diagonal, posterior_variance
 
-__all__ = ["EffectiveInformationResult", "effective_information", "posterior_variance"]
+__all__ = ["EffectiveInformationResult", "effective_information"]
 
 _NAME = "effective_information"
 #: eigenvalues of F_eff below this fraction of the largest count as zero (rank)
 RANK_TOL = 1e-10
-
-
-def posterior_variance(
-    fisher_diag: dict[str, torch.Tensor], beta: float, lam: float
-) -> dict[str, torch.Tensor]:
-    """Def. 0.5's optimal Gaussian posterior variances ``Σ*_ii = (β/2)/(F_ii + β/(2λ²))``
-    (float64), per parameter (the ``weight_information`` probe's Σ*)."""
-    floor = beta / (2 * lam**2)
-    return {name: (beta / 2) / (f + floor) for name, f in fisher_diag.items()}
 
 
 @dataclass(frozen=True)
@@ -150,9 +141,7 @@ def effective_information(
         ((2,), True)
     """
     check_inputs(_NAME, x, y)
-    for label, value in (("beta", beta), ("lam", lam)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise ProbeError(f"probe {_NAME!r}: {label} must be a number > 0, got {value!r}")
+    check_posterior(_NAME, beta, lam)
     if max_examples < 1:
         raise ProbeError(f"probe {_NAME!r}: max_examples must be ≥ 1, got {max_examples}")
     _features_of(model)

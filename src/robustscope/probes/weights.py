@@ -57,7 +57,9 @@ from robustscope.probes.registry import register_probe
 __all__ = [
     "WeightInformationResult",
     "WeightNormsResult",
+    "check_posterior",
     "fisher_diagonal",
+    "posterior_variance",
     "weight_information",
     "weight_norms",
 ]
@@ -201,6 +203,24 @@ def fisher_diagonal(
     return {name: (a / len(x)).cpu() for name, a in acc.items()}
 
 
+def check_posterior(probe: str, beta: float, lam: float) -> None:
+    """Refuse a β or λ of Def. 0.5 that is not a finite number > 0, naming the probe."""
+    for label, value in (("beta", beta), ("lam", lam)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ProbeError(f"probe {probe!r}: {label} must be a number > 0, got {value!r}")
+        if not math.isfinite(value):
+            raise ProbeError(f"probe {probe!r}: {label} must be finite, got {value!r}")
+
+
+def posterior_variance(
+    fisher_diag: dict[str, torch.Tensor], beta: float, lam: float
+) -> dict[str, torch.Tensor]:
+    """Def. 0.5's optimal Gaussian posterior variances ``Σ*_ii = (β/2)/(F_ii + β/(2λ²))``
+    (float64), per parameter, from the diagonal weight Fisher (:func:`fisher_diagonal`)."""
+    floor = beta / (2 * lam**2)
+    return {name: (beta / 2) / (f + floor) for name, f in fisher_diag.items()}
+
+
 @register_probe(
     _INFO,
     "diagonal weight Fisher and log-variance of the optimal Gaussian weight posterior "
@@ -246,22 +266,18 @@ def weight_information(
         >>> res.log_variance_mean <= 2 * math.log(1.0)  # Σ*_ii ≤ λ²
         True
     """
-    for label, value in (("beta", beta), ("lam", lam)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise ProbeError(f"probe {_INFO!r}: {label} must be a number > 0, got {value!r}")
-        if not math.isfinite(value):
-            raise ProbeError(f"probe {_INFO!r}: {label} must be finite, got {value!r}")
+    check_posterior(_INFO, beta, lam)
     split = "test"
     if train is not None:
         x, y = train
         split = "train"
     diag = fisher_diagonal(model, x, y, fisher=fisher, batch_size=batch_size)
     weights = {name: p.detach().double().cpu() for name, p in model.named_parameters()}
-    floor = beta / (2 * lam**2)
+    variance = posterior_variance(diag, beta, lam)
     log_var, trace, info, count = {}, {}, {}, {}
     total_log, total_n = 0.0, 0
     for name, f in diag.items():
-        lv = math.log(beta / 2) - torch.log(f + floor)
+        lv = torch.log(variance[name])
         ratio = torch.exp(lv) / lam**2
         kl = 0.5 * (ratio + weights[name].pow(2) / lam**2 - 1 - torch.log(ratio)).sum()
         log_var[name] = float(lv.mean())
