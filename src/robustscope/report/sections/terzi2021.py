@@ -320,7 +320,8 @@ def fig_inversion(ctx: ReportContext) -> Figure | None:
 
 
 def fig_images(ctx: ReportContext) -> Figure | None:
-    """Fig. 1: originals, reconstructions and effective images for each training ε."""
+    """Fig. 1: originals, reconstructions (plain and with the weights perturbed once) and
+    effective images for each training ε."""
     runs = _inversion_runs(ctx)
     if not runs:
         return None
@@ -331,6 +332,9 @@ def fig_images(ctx: ReportContext) -> Figure | None:
         rows.append(
             (f"ε={eps:g} inv.", np.asarray(ctx.data.array(rid, INVERSION, "reconstructions"))[:k])
         )
+        once = ctx.data.array(rid, INVERSION, "noise_once")
+        if once is not None:
+            rows.append((f"ε={eps:g} once", np.asarray(once)[:k]))
         rows.append(
             (f"ε={eps:g} eff.", np.asarray(ctx.data.array(rid, INVERSION, "effective"))[:k])
         )
