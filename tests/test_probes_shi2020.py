@@ -1,4 +1,4 @@
-"""shi2020 probes: exact CCKL (eq. 1) with Lin's bound (eq. 2), and the G1/G2 Taylor split."""
+"""shi2020 probes: exact CCKL (eq. 1) with eq. 2's right-hand side, and the G1/G2 Taylor split."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_cckl_equals_the_pairwise_loop(n: int, k: int, seed: int) -> None:
     r = cckl(model, x, y, batch_size=7)
     assert r.n_pairs == pairs
     assert r.value == pytest.approx(value, rel=1e-10, abs=1e-12)
-    assert r.lin_bound == pytest.approx(bound, rel=1e-10, abs=1e-12)
+    assert r.eq2_rhs == pytest.approx(bound, rel=1e-10, abs=1e-12)
     # the class-pair matrix, weighted by pair counts, gives the value back
     counts = torch.bincount(y, minlength=k).double()
     w = counts[:, None] * counts[None, :]
@@ -148,3 +148,17 @@ def test_shi2020_probes_through_the_registry() -> None:
         json.dumps(r.to_json())
     assert set(t.scalars()) >= {"g1_share", "kl_mean", "g1_mean"}
     assert c.scalars()["value"] == pytest.approx(c.value)
+
+
+def test_eq2_right_hand_side_is_not_a_bound():
+    """shi2020 calls eq. 2 a lower bound of the KL (Lin's inequality); it is not one
+    pointwise: f(x_i) = (0.6, 0.4), f(x_j) = (0.4, 0.6) give KL 0.081 < 0.365."""
+    a, b = math.log(0.6), math.log(0.4)
+    model = nn.Linear(2, 2, bias=False).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[a, b], [b, a]], dtype=torch.float64))
+    r = cckl(model, torch.eye(2, dtype=torch.float64), torch.tensor([0, 1]))
+    kl = 0.6 * math.log(0.6 / 0.4) + 0.4 * math.log(0.4 / 0.6)
+    assert r.value == pytest.approx(kl, rel=1e-9)
+    assert r.eq2_rhs == pytest.approx(2 * math.log(2) + 2 * math.log(0.6), rel=1e-9)
+    assert r.value < r.eq2_rhs

@@ -1,4 +1,4 @@
-"""``cckl``: the cross-class KL divergence of shi2020 (eq. 1), exact, and Lin's bound (eq. 2).
+"""``cckl``: the cross-class KL divergence of shi2020 (eq. 1), exact, and eq. 2's right-hand side.
 
     CCKL = mean over ordered pairs (i, j) with y_i ≠ y_j of KL(f(x_i) ‖ f(x_j))
 
@@ -35,10 +35,14 @@ class CCKLResult(ProbeResult):
 
     Attributes:
         value: the mean KL(f(x_i) ‖ f(x_j)) over ordered pairs with y_i ≠ y_j (nats).
-        lin_bound: the mean over the same pairs of shi2020 eq. 2's right-hand side,
+        eq2_rhs: the mean over the same pairs of shi2020 eq. 2's right-hand side,
             ``2 JS(y_i ‖ y_j) − KL(y_i ‖ f(x_i)) − KL(y_j ‖ f(x_j))``; for one-hot labels
             JS = log 2 and KL(y ‖ f(x)) is the cross-entropy, so it is
             ``2 log 2 − CE_i − CE_j`` (it grows as the training loss falls, shi2020 Fig. 2).
+            The paper derives it from Lin's inequality and calls it a lower bound of the KL,
+            but it is **not** one: for f(x_i) = (0.6, 0.4), f(x_j) = (0.4, 0.6) with labels
+            0 and 1 the KL is 0.081 nats and the right-hand side 0.365. It is reported as the
+            paper's quantity, a function of the cross-entropy, never as a bound.
         n_pairs: number of ordered cross-class pairs.
         ce_loss: mean cross-entropy on these points.
         train_ce_loss: mean cross-entropy on the training subset, when given (else None).
@@ -47,7 +51,7 @@ class CCKLResult(ProbeResult):
     """
 
     value: float
-    lin_bound: float
+    eq2_rhs: float
     n_pairs: int
     ce_loss: float
     train_ce_loss: float | None
@@ -60,7 +64,7 @@ def _ce(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> 
 
 
 @register_probe(
-    "cckl", "cross-class KL divergence, exact over all pairs, and Lin's bound (shi2020)"
+    "cckl", "cross-class KL divergence, exact over all pairs, and eq. 2's right-hand side (shi2020)"
 )
 def cckl(
     model: nn.Module,
@@ -70,7 +74,8 @@ def cckl(
     batch_size: int = 1000,
     train: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> CCKLResult:
-    """Exact CCKL of ``model`` on ``(x, y)`` (shi2020 eq. 1) and Lin's bound (eq. 2).
+    """Exact CCKL of ``model`` on ``(x, y)`` (shi2020 eq. 1) and eq. 2's right-hand side
+    (not a bound: see :class:`CCKLResult`).
 
     Args:
         model: any module mapping pixel-space inputs to logits (eval mode, restored).
@@ -116,7 +121,7 @@ def cckl(
         train_ce = float(_ce(model, train[0], train[1], batch_size).mean())
     return CCKLResult(
         value=value,
-        lin_bound=lin,
+        eq2_rhs=lin,
         n_pairs=n_pairs,
         ce_loss=float(ce.mean()),
         train_ce_loss=train_ce,
