@@ -32,6 +32,7 @@ from robustscope.report import (
     style,
     write_report,
 )
+from robustscope.report.evidence import Verdict
 from robustscope.report.section import dedicated_probes, ordered_sections
 
 BUILT_IN = [
@@ -108,7 +109,7 @@ def _toy(name: str = "toy", order: int = 25, **attrs: object) -> type[Section]:
             return f"<p>{len(ctx.table)} runs seen by the toy.</p>"
 
         def findings(self, ctx: ReportContext) -> list[Finding]:
-            return [Finding(TOY_CLAIM, "toy2025", True, f"{len(ctx.table)} runs")]
+            return [Finding(TOY_CLAIM, "toy2025", Verdict.HOLDS, f"{len(ctx.table)} runs")]
 
     for key, value in attrs.items():
         setattr(Toy, key, value)
@@ -148,7 +149,7 @@ def test_a_section_registered_here_appears_in_the_report(
 
     findings = compute_findings(data)
     assert [f.claim for f in findings].index(TOY_CLAIM) == 2  # after the trade-off's two
-    assert findings[2] == Finding(TOY_CLAIM, "toy2025", True, "2 runs")
+    assert findings[2] == Finding(TOY_CLAIM, "toy2025", Verdict.HOLDS, "2 runs")
     assert TOY_CLAIM in text.split('<section id="findings">', 1)[1].split("</section>", 1)[0]
 
 

@@ -243,8 +243,20 @@ def test_smoke_study_local_then_rerun_skips(tmp_path: Path) -> None:
         assert "config_hash" in store.provenance(None)
     from robustscope.report import load_study, summary_rows, write_report
 
-    rows = summary_rows(load_study(out))
+    data = load_study(out)
+    rows = summary_rows(data)
     assert len(rows) == 2 and all(r["status"] == "done" for r in rows)
+    # the per-point evaluation the Findings' intervals resample reproduces the stored numbers
+    table = data.table()
+    for rid in table.index:
+        clean = data.points(rid, "clean_accuracy")
+        assert clean is not None and len(clean) == 100
+        assert clean.values.mean() == pytest.approx(table.loc[rid, "clean_accuracy"], abs=1e-12)
+        for c in data.robust_columns() + data.robust_columns(on_correct=True):
+            pts = data.points(rid, c.column)
+            assert pts is not None
+            value = pts.draw(np.arange(100)[None, :])[0]
+            assert value == pytest.approx(table.loc[rid, c.column], abs=1e-12, nan_ok=True)
     # `robustscope show`: --json is those rows; the table names the attack once in its title
     shown = _cli("show", str(out), "--json")
     stdout, _ = shown.communicate(timeout=120)

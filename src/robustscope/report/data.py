@@ -45,13 +45,17 @@ import numpy as np
 import pandas as pd
 
 from robustscope.errors import RobustscopeError
+from robustscope.report.evidence import Samples
 from robustscope.studies.spec import AttackEval
 from robustscope.studies.store import views
 from robustscope.studies.store.views import AttackColumn, FlagColumn
 from robustscope.studies.store.vocab import (
+    CLEAN_ACCURACY,
+    POINTS_PROBE,
     ROBUST_ACCURACY,
     ROBUST_ACCURACY_ON_CORRECT,
     TRAIN_SIZE,
+    find_eps,
 )
 
 __all__ = [
@@ -129,6 +133,7 @@ class StudyData:
     flags: pd.DataFrame = field(default_factory=views.empty_attack_flags)
     provenance: dict[str, str] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    _columns: list[AttackColumn] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_frames(
@@ -251,6 +256,75 @@ class StudyData:
     def flag_columns(self) -> list[FlagColumn]:
         """The gradient-masking flag columns of :meth:`table` (1.0 where raised)."""
         return views.flag_columns(self.flags)
+
+    def points(self, run_id: str, column: str) -> Samples | None:
+        """The per-test-point values behind ``column`` of run ``run_id`` in :meth:`table`
+        (what :mod:`robustscope.report.evidence` resamples), None when the study did not
+        store them:
+
+        * ``clean_accuracy`` and the robust-accuracy columns: the evaluation's per-point
+          correctness (:data:`~robustscope.studies.store.vocab.POINTS_PROBE`); over the
+          correctly classified points, weighted by clean correctness;
+        * a probe scalar ``<probe>/<x>_mean`` (``_median``, ``_qNN``) or
+          ``<probe>/mean_<x>``: that statistic of the probe's per-example array ``<x>``.
+        """
+        if column == CLEAN_ACCURACY:
+            clean = self.array(run_id, POINTS_PROBE, "clean")
+            return None if clean is None else Samples(clean.astype(np.float64))
+        for c in self._attack_columns():
+            if c.column == column:
+                return self._attack_points(run_id, c)
+        probe, _, key = column.partition("/")
+        if not key or probe == POINTS_PROBE:
+            return None
+        for suffix in ("_mean", "_median"):
+            if key.endswith(suffix):
+                return self._probe_points(run_id, probe, key[: -len(suffix)], suffix[1:])
+        if m := re.fullmatch(r"(.+)_q(\d\d)", key):
+            return self._probe_points(run_id, probe, m.group(1), f"q{m.group(2)}")
+        if key.startswith("mean_"):
+            return self._probe_points(run_id, probe, key[len("mean_") :], "mean")
+        return None
+
+    def _attack_columns(self) -> list[AttackColumn]:
+        if self._columns is None:
+            self._columns = views.attack_columns(self.attacks)
+        return self._columns
+
+    def _attack_points(self, run_id: str, c: AttackColumn) -> Samples | None:
+        robust = self.array(run_id, POINTS_PROBE, c.label)
+        eps = self.array(run_id, POINTS_PROBE, f"{c.label}/eps")
+        if robust is None or eps is None or robust.ndim != 2:
+            return None
+        found = find_eps(c.eps, [float(e) for e in eps])
+        if found is None:
+            return None
+        row = robust[[float(e) for e in eps].index(found)].astype(np.float64)
+        if c.quantity == ROBUST_ACCURACY_ON_CORRECT:
+            clean = self.array(run_id, POINTS_PROBE, "clean")
+            return None if clean is None else Samples(row, weights=clean.astype(np.float64))
+        return Samples(row)
+
+    def _probe_points(self, run_id: str, probe: str, key: str, stat: str) -> Samples | None:
+        """A probe's per-example array: one value per probed test point (its length is the
+        spec's ``probes.n``, or the test set's size when that is smaller) — arrays over
+        weights, pairs or bins are not test points and are not resampled."""
+        values = self.array(run_id, probe, key)
+        if values is None or values.ndim != 1 or values.dtype.kind not in "biuf":
+            return None
+        if len(values) != self._probe_n(run_id):
+            return None
+        return Samples(values.astype(np.float64), stat=stat)
+
+    def _probe_n(self, run_id: str) -> int:
+        probes = self.spec.get("probes")
+        n = int(probes.get("n", 1000)) if isinstance(probes, dict) else 1000
+        evaluation = self.spec.get("evaluation")
+        ev_n = int(evaluation.get("n", 1000)) if isinstance(evaluation, dict) else 1000
+        clean = self.array(run_id, POINTS_PROBE, "clean")
+        if clean is not None and len(clean) < ev_n:  # the test set is smaller than asked
+            n = min(n, len(clean))
+        return n
 
     def first_attack(self) -> str | None:
         """The label (``<attack>-<norm>`` or the spec's ``label``) of the spec's first

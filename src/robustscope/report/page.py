@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from robustscope.report.evidence import Verdict
 from robustscope.report.findings import Finding
 
 __all__ = [
@@ -51,7 +52,7 @@ table.meta th{background:none;color:#555;white-space:nowrap}
 figure{margin:1.2em 0}
 figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.88em;color:#444;margin-top:.3em}
-.yes{color:#0a6e31;font-weight:700}.no{color:#b42318;font-weight:700}.na{color:#6e6e73}
+.yes{color:#0a6e31;font-weight:700}.no{color:#b42318;font-weight:700}.na{color:#6e6e73}.maybe{color:#9a6700;font-weight:700}
 p.skip{color:#6e6e73;font-style:italic}
 details{margin:.6em 0}summary{cursor:pointer;font-weight:600}
 footer{margin-top:3em;color:#888;font-size:.8em}
@@ -138,10 +139,17 @@ def skip_html(reason: str) -> str:
     return f'<p class="skip">{esc(reason)}</p>'
 
 
-def _verdict(holds: bool | None) -> str:
-    if holds is None:
-        return '<span class="na">not tested here</span>'
-    return '<span class="yes">yes</span>' if holds else '<span class="no">no</span>'
+#: the CSS class of each verdict in the Findings table
+VERDICT_CLASS = {
+    Verdict.HOLDS: "yes",
+    Verdict.FAILS: "no",
+    Verdict.INCONCLUSIVE: "maybe",
+    Verdict.UNTESTED: "na",
+}
+
+
+def _verdict(v: Verdict) -> str:
+    return f'<span class="{VERDICT_CLASS[v]}">{esc(str(v))}</span>'
 
 
 def findings_html(findings: Iterable[Finding]) -> str:
@@ -149,14 +157,14 @@ def findings_html(findings: Iterable[Finding]) -> str:
         "<tr>"
         f'<td class="l">{esc(f.claim)}</td>'
         f'<td class="l">{esc(f.paper)}</td>'
-        f'<td class="l">{_verdict(f.holds)}</td>'
+        f'<td class="l">{_verdict(f.verdict)}</td>'
         f'<td class="l">{esc(f.evidence)}</td>'
         "</tr>"
         for f in findings
     ]
     return (
         '<div class="scroll"><table class="findings"><thead><tr>'
-        '<th class="l">claim</th><th class="l">source</th><th class="l">holds here?</th>'
+        '<th class="l">claim</th><th class="l">source</th><th class="l">verdict</th>'
         '<th class="l">evidence</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table></div>"
     )
 

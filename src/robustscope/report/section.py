@@ -46,6 +46,7 @@ from matplotlib.figure import Figure
 from robustscope.errors import RobustscopeError
 from robustscope.registry import Registry, first_line
 from robustscope.report.data import AttackColumn, StudyData
+from robustscope.report.evidence import Samples
 from robustscope.report.findings import Finding, not_tested
 from robustscope.report.stats import main_robust_column, series
 from robustscope.report.style import Palette
@@ -97,6 +98,11 @@ class ReportContext:
     def table(self) -> pd.DataFrame:
         """The finished runs with every scalar (:meth:`StudyData.table`)."""
         return self.data.table()
+
+    def points(self, run_id: str, column: str) -> Samples | None:
+        """The per-point values behind a cell of :attr:`table`
+        (:meth:`StudyData.points`): what the Findings' intervals resample."""
+        return self.data.points(run_id, column)
 
     @cached_property
     def palette(self) -> Palette:
@@ -226,6 +232,6 @@ def compute_findings(data: StudyData, *, eval_eps: float | None = None) -> list[
     Example::
 
         for f in compute_findings(data):
-            print(f.claim, f.holds, f.evidence)
+            print(f.claim, f.verdict, f.evidence)
     """
     return ReportContext(data, eval_eps).findings

@@ -17,6 +17,9 @@ What it measures (names from :mod:`robustscope.studies.store.vocab`):
   (``label``, else ``<attack>-<norm>``), holding robust accuracy over all evaluated points
   and over the correctly classified ones (wen2020 §D.2) at each ε, and the
   gradient-masking flags raised;
+* per-point evaluation: one :class:`ProbeOutput` named ``points``
+  (:data:`~.store.vocab.POINTS_PROBE`, :func:`per_point`), what the report's intervals
+  resample;
 * probes: one :class:`ProbeOutput` per ``probes.run`` entry;
 * post-hoc: with a spec's ``posthoc`` section, on the runs it selects, one more
   :class:`ProbeOutput` named ``posthoc`` (:data:`~.store.vocab.POSTHOC_PROBE`): the
@@ -42,7 +45,14 @@ if TYPE_CHECKING:
     from robustscope.attacks import RobustnessCurve
     from robustscope.posthoc.sweep import SweepResult
 
-__all__ = ["ProbeOutput", "RunOutcome", "attack_result", "execute_run", "posthoc_sweep"]
+__all__ = [
+    "ProbeOutput",
+    "RunOutcome",
+    "attack_result",
+    "execute_run",
+    "per_point",
+    "posthoc_sweep",
+]
 
 
 @dataclass
@@ -116,6 +126,16 @@ def attack_result(curve: RobustnessCurve, label: str) -> AttackResult:
             for f in curve.flags
         ),
     )
+
+
+def per_point(curve: RobustnessCurve, label: str) -> dict[str, np.ndarray]:
+    """The per-test-point arrays of one evaluation (:data:`~.store.vocab.POINTS_PROBE`):
+    ``clean``, ``<label>`` ([E, n] still correct at each ε) and ``<label>/eps``."""
+    return {
+        "clean": curve.clean_correct.cpu().numpy().astype(bool),
+        label: curve.robust.cpu().numpy().astype(bool),
+        f"{label}/eps": np.asarray(curve.epsilons, dtype=np.float64),
+    }
 
 
 def posthoc_sweep(
@@ -201,6 +221,7 @@ def execute_run(
         t0 = time.perf_counter()
         ev = spec.evaluation
         x, y = test.x[: ev.n], test.y[: ev.n]
+        points: dict[str, np.ndarray] = {}
         for i, atk in enumerate(ev.attacks):
             curve = attacks.evaluate(
                 model,
@@ -216,6 +237,9 @@ def execute_run(
             )
             outcome.metrics[vocab.CLEAN_ACCURACY] = curve.clean_accuracy
             outcome.attacks.append(attack_result(curve, atk.key()))
+            points |= per_point(curve, atk.key())
+        if points:
+            outcome.probes.append(ProbeOutput(vocab.POINTS_PROBE, {}, points, 0.0))
         outcome.timings["attacks"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()

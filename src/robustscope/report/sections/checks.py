@@ -5,6 +5,7 @@ the warnings themselves are shown in the trade-off section and every flag in All
 
 from __future__ import annotations
 
+from robustscope.report.evidence import Verdict
 from robustscope.report.findings import Finding, not_tested
 from robustscope.report.section import ReportContext, Section, register_section
 from robustscope.report.stats import fired_flags
@@ -33,5 +34,5 @@ class EvaluationChecks(Section):
             return [not_tested(claim, paper, "the checks did not run")]
         fired = fired_flags(data, table)
         if fired:
-            return [Finding(claim, paper, False, "; ".join(fired))]
-        return [Finding(claim, paper, True, f"no warning over {len(table)} models")]
+            return [Finding(claim, paper, Verdict.FAILS, "; ".join(fired))]
+        return [Finding(claim, paper, Verdict.HOLDS, f"no warning over {len(table)} models")]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from robustscope.report.page import findings_html
+from robustscope.report.evidence import RULE, Verdict
+from robustscope.report.page import esc, findings_html
 from robustscope.report.section import ReportContext, Section, register_section
 
 __all__ = ["Findings"]
@@ -19,13 +20,13 @@ class Findings(Section):
 
     def html(self, ctx: ReportContext) -> str:
         findings = ctx.findings
-        verdicts = Counter(
-            "untested" if f.holds is None else ("hold" if f.holds else "fail") for f in findings
-        )
+        counts = Counter(f.verdict for f in findings)
         intro = (
-            f"<p>{verdicts['hold']} claim(s) hold, {verdicts['fail']} do not, "
-            f"{verdicts['untested']} not tested here. Trends are read on the seed means along "
-            "the training ε of each model × method and must be strictly monotone; "
-            "“robust vs standard” claims compare each ε &gt; 0 model with the ε = 0 one.</p>"
+            f"<p>{counts[Verdict.HOLDS]} claim(s) hold, {counts[Verdict.FAILS]} do not, "
+            f"{counts[Verdict.INCONCLUSIVE]} are inconclusive, {counts[Verdict.UNTESTED]} not "
+            "tested here. Each claim is read as its paper states it, per model × method "
+            "series along the training ε (“robust vs standard” claims compare each ε &gt; 0 "
+            "model with the ε = 0 one).</p>"
+            f'<p class="rule"><b>Statistical rule.</b> {esc(RULE)}</p>'
         )
         return intro + findings_html(findings)

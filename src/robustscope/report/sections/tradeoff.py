@@ -16,7 +16,7 @@ from robustscope.report.page import esc
 from robustscope.report.section import ReportContext, Section, SectionFigure, register_section
 from robustscope.report.stats import by_eps, fired_flags, series
 from robustscope.report.style import Palette, grid
-from robustscope.studies.store.vocab import CLEAN_ACCURACY, format_eps, train_metric
+from robustscope.studies.store.vocab import CLEAN_ACCURACY, format_eps
 
 __all__ = ["Tradeoff", "fig_frontier", "fig_robust_vs_attack_eps"]
 
@@ -192,23 +192,31 @@ class Tradeoff(Section):
         t, robust = ctx.table, ctx.robust
         paper = "wen2020 Fig. 1(c); Madry et al. 2018"
         if robust is None:
-            claim = "Robust accuracy increases monotonically with the training ε"
+            claim = "Robust accuracy increases with the training ε"
             rising = not_tested(claim, paper, "no attack was evaluated at ε > 0")
         else:
             claim = (
                 f"Robust accuracy ({robust.label} at ε = {format_eps(robust.eps)}) increases "
-                "monotonically with the training ε"
+                "with the training ε"
             )
             rising = trend(
-                t, (robust.column,), direction=+1, claim=claim, paper=paper, scale=100, unit=" %"
+                t,
+                (robust.column,),
+                direction=+1,
+                claim=claim,
+                paper=paper,
+                scale=100,
+                unit=" %",
+                points=ctx.points,
             )
         falling = trend(
             t,
-            (CLEAN_ACCURACY, train_metric("test_accuracy")),
+            (CLEAN_ACCURACY,),
             direction=-1,
-            claim="Clean accuracy decreases monotonically as the training ε grows",
+            claim="Clean accuracy decreases as the training ε grows",
             paper="tsipras2019 §2–3; wen2020 Fig. 1(c), Fig. 3(b); shi2020 §3.3",
             scale=100,
             unit=" %",
+            points=ctx.points,
         )
         return [falling, rising]

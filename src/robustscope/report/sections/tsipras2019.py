@@ -33,7 +33,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from robustscope.data.synthetic import DEFAULT_D, DEFAULT_P, default_eta
-from robustscope.report.findings import Finding, not_tested, number, verdict
+from robustscope.report.findings import Finding, decided, not_tested, number, verdict
 from robustscope.report.page import table_html
 from robustscope.report.section import ReportContext, Section, SectionFigure, register_section
 from robustscope.report.stats import eval_n, trained
@@ -230,7 +230,7 @@ def mnist_findings(result: binary_mnist.BinaryMnistResult) -> list[Finding]:
     l1 = Finding(
         f"adversarial training's ‖w‖₁ is far below standard training's (≤ {FAR_BELOW:g}×)",
         f"{PAPER} Table 5 (41.08 vs 13.69)",
-        ratio <= FAR_BELOW,
+        decided(ratio <= FAR_BELOW),
         f"binary MNIST 5 vs 7 ({t5.dataset}), ε = {t5.eps:g}: {number(std.w_l1)} vs "
         f"{number(adv.w_l1)} ({ratio:.2f}×)",
     )
@@ -240,7 +240,7 @@ def mnist_findings(result: binary_mnist.BinaryMnistResult) -> list[Finding]:
     topk = Finding(
         f"standard training on the ≤ {TOPK_MAX} most correlated pixels is more robust than on all",
         f"{PAPER} App. E.1, Fig. 5(c)",
-        bool(few) and max(few) > full,
+        decided(bool(few) and max(few) > full),
         f"best adversarial test accuracy with k ≤ {TOPK_MAX}: {max(few):.1f} % vs "
         f"{full:.1f} % for the full standard model",
     )
@@ -255,7 +255,7 @@ def svm_finding(dist: Distribution, eps: float) -> Finding:
         why = f"d = {dist.d}, p = {dist.p:g}, η = {dist.eta:g}, ε = {eps:g} miss its hypotheses"
         return not_tested(claim, f"{PAPER} Thm. 2.2", why)
     evidence = "; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in r.verdicts.items())
-    return Finding(claim, f"{PAPER} Thm. 2.2", all(r.verdicts.values()), evidence)
+    return Finding(claim, f"{PAPER} Thm. 2.2", decided(all(r.verdicts.values())), evidence)
 
 
 @register_section("tsipras2019", order=25)

@@ -42,6 +42,7 @@ __all__ = [
     "FORMAT",
     "MEASURE_HASH_KEY",
     "NORMS",
+    "POINTS_PROBE",
     "POSTHOC_PROBE",
     "QUANTITIES",
     "ROBUST_ACCURACY",
@@ -101,6 +102,12 @@ MEASURE_HASH_KEY = "measure_hash"
 #: the probe name under which a run's post-hoc sweep (a spec's ``posthoc``) is stored: its
 #: arrays are those of :class:`robustscope.posthoc.sweep.SweepResult` (``array_key``)
 POSTHOC_PROBE = "posthoc"
+
+#: the probe name under which a run's per-test-point evaluation is stored (no scalars):
+#: ``clean`` ([n] bool, correctly classified clean) and, per evaluation label, ``<label>``
+#: ([E, n] bool, still correct under the attack at ε) with ``<label>/eps`` ([E] its ε) —
+#: what the report's bootstrap intervals resample (:mod:`robustscope.report.evidence`)
+POINTS_PROBE = "points"
 
 
 def train_metric(key: str) -> str:
