@@ -9,7 +9,10 @@ dimension d) the Fisher information of the output distribution with respect to t
 with G the K×d matrix whose rows are ``g_j = ∇ₓ log p_j``. It is the Hessian at η = 0
 of ``η ↦ KL(p(x) ‖ p(x + η))``, so its top eigenvector is the locally most damaging
 direction for the output distribution and its top eigenvalue λ_max (its spectral norm)
-bounds ``KL ≤ λ_max ε²`` to second order (shi2020 eqs. 7–8).
+bounds the KL within an ℓ2 ball of radius ε to second order:
+``KL(p(x) ‖ p(x + η)) = ½ ηᵀF_xη + O(ε³) ≤ ½ λ_max ε²`` — the lab's one convention, with
+the ½ of the Taylor expansion (terzi2021 Prop. 0.3 writes ½ ε² λ₁ too). shi2020 eqs. 7–8
+drop the ½ and write the bound as ``λ_max ε²``; the two differ by that constant factor only.
 
 F_x has rank ≤ K − 1 (``Gᵀ p = Σ_j ∇p_j = 0``), and ``F_x = AᵀA`` with
 ``A = diag(√p) G`` shares its nonzero spectrum with the K×K Gram matrix

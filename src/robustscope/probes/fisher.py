@@ -36,7 +36,9 @@ class FisherStats(ProbeResult):
     Attributes:
         method: ``"gram"`` (exact) or ``"power"`` (power iteration: only λ_max and its
             eigenvector).
-        spectral: ``[N]`` λ_max(F_x) = ‖F_x‖₂, the bound ``KL ≲ λ_max ε²`` of shi2020 eq. 8.
+        spectral: ``[N]`` λ_max(F_x) = ‖F_x‖₂: to second order the KL within an ℓ2 ball of
+            radius ε is at most ``½ λ_max ε²`` (shi2020 eq. 8 writes ``λ_max ε²``, without
+            the Taylor expansion's ½; see :mod:`robustscope.attacks.fisher`).
         frobenius: ``[N]`` ‖F_x‖_F (what shi2020 Figs. 3–4 average over the test set).
         trace: ``[N]`` tr F_x = E_{j∼p} ‖∇ₓ log p_j‖².
         eigenvalues: ``[N, K]`` F_x's K largest eigenvalues, descending (the other d − K
