@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from robustscope.report import StudyData, write_report
+from robustscope.report.evidence import Verdict
 from robustscope.report.section import ReportContext
 from robustscope.report.sections import terzi2021 as sec
 
@@ -45,9 +46,9 @@ def test_information_claim_holds_when_every_robust_member_is_clearly_below() -> 
 def test_information_claim_fails_when_a_member_is_not_below_beyond_noise() -> None:
     # ε = 0.5 is 1 nat below: within 2 se of 32 points with spread 5 (≈ 2.5)
     f = sec.information_finding(ReportContext(study({0.0: -200, 0.5: -201, 2.0: -240})))
-    assert f.holds is False
+    assert f.verdict is Verdict.INCONCLUSIVE  # not below beyond noise: undecided, not refuted
     up = sec.information_finding(ReportContext(study({0.0: -200, 0.5: -180})))
-    assert up.holds is False
+    assert up.verdict is Verdict.FAILS  # above beyond noise: the claim does not hold
 
 
 def test_without_the_probe_the_claim_is_not_tested_and_the_section_is_off(tmp_path: Path) -> None:
@@ -97,9 +98,11 @@ def test_transfer_claim_holds_when_a_robust_member_beats_standard_on_every_targe
     f = sec.transfer_finding(ReportContext(data))
     assert f.holds is True, f.evidence
     assert "mnist-5k: 80.0 → 86.0 % (ε = 2)" in f.evidence
-    # +1 point on 1,000 points is within noise (se ≈ 1.8 points): not better
+    # +1 point on 1,000 points is within noise (se ≈ 1.8 points): inconclusive
     flat = transfer_study({0.5: [0.01, 0.06]}, targets=["mnist-5k", "digits"])
-    assert sec.transfer_finding(ReportContext(flat)).holds is False
+    assert sec.transfer_finding(ReportContext(flat)).verdict is Verdict.INCONCLUSIVE
+    worse = transfer_study({0.5: [-0.10, 0.06]}, targets=["mnist-5k", "digits"])
+    assert sec.transfer_finding(ReportContext(worse)).verdict is Verdict.FAILS
 
 
 def test_distance_claim_needs_five_targets_and_a_significant_rank_correlation() -> None:
@@ -153,12 +156,13 @@ def test_inversion_claim_and_figures(tmp_path: Path) -> None:
     good = inversion_study({0.0: 8.0, 1.0: 12.0, 3.0: 15.0})
     f = sec.inversion_finding(ReportContext(good))
     assert f.holds is True and "standard 8." in f.evidence
-    assert (
-        sec.inversion_finding(ReportContext(inversion_study({0.0: 8.0, 1.0: 7.9}))).holds is False
-    )
+    flat = sec.inversion_finding(ReportContext(inversion_study({0.0: 8.0, 1.0: 7.9})))
+    assert flat.verdict is Verdict.INCONCLUSIVE
+    worse = sec.inversion_finding(ReportContext(inversion_study({0.0: 8.0, 1.0: 4.0})))
+    assert worse.verdict is Verdict.FAILS
     assert sec.noise_once_finding(ReportContext(good)).holds is True
     same = inversion_study({0.0: 8.0, 1.0: 12.0}, once_helps=False)
-    assert sec.noise_once_finding(ReportContext(same)).holds is False
+    assert sec.noise_once_finding(ReportContext(same)).verdict is Verdict.INCONCLUSIVE
     write_report(tmp_path, data=good)
     for name in ("terzi2021_inversion", "terzi2021_images", "terzi2021_evidence", "terzi2021_tsne"):
         assert (tmp_path / "figures" / f"{name}.png").is_file()

@@ -49,6 +49,7 @@ __all__ = [
     "combine",
     "permutation_trend",
     "slope",
+    "z_verdict",
 ]
 
 #: bootstrap draws per interval
@@ -84,6 +85,26 @@ class Verdict(StrEnum):
     FAILS = "does not hold"
     INCONCLUSIVE = "inconclusive"
     UNTESTED = "not tested"
+
+
+def z_verdict(score: float, z: float) -> Verdict:
+    """A z-test read three ways: holds when the standardised effect ``score`` is above
+    ``z``, does not hold below ``−z`` (significantly the other way), else inconclusive.
+
+    >>> z_verdict(3.1, 1.96), z_verdict(-2.5, 1.96), z_verdict(0.4, 1.96)
+    (<Verdict.HOLDS: 'holds'>, <Verdict.FAILS: 'does not hold'>, <Verdict.INCONCLUSIVE: 'inconclusive'>)
+    """
+    if not math.isfinite(score):
+        return (
+            Verdict.INCONCLUSIVE
+            if score != score
+            else (Verdict.HOLDS if score > 0 else Verdict.FAILS)
+        )
+    if score > z:
+        return Verdict.HOLDS
+    if score < -z:
+        return Verdict.FAILS
+    return Verdict.INCONCLUSIVE
 
 
 def combine(verdicts: Sequence[Verdict]) -> Verdict:

@@ -34,6 +34,8 @@ Example:
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -41,7 +43,15 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
 from robustscope.report.data import AttackColumn
-from robustscope.report.findings import Finding, first_present, not_tested, number, verdict
+from robustscope.report.evidence import Draws, Interval, Samples, Verdict, slope
+from robustscope.report.findings import (
+    Finding,
+    PointSource,
+    first_present,
+    not_tested,
+    number,
+    verdict,
+)
 from robustscope.report.page import table_html
 from robustscope.report.section import ReportContext, Section, SectionFigure, register_section
 from robustscope.report.stats import series, trained
@@ -127,10 +137,57 @@ def _points(s: pd.Series) -> str:
     return " → ".join(number(v, 100) for v in s)
 
 
-def gap_grows(table: pd.DataFrame) -> Finding:
-    """tsipras2019 Figs. 1, 6: the clean-accuracy gap (standard − adversarial) is strictly
-    increasing in the training-set size in every line; the evidence names the sizes where
-    adversarial training helped (gap < 0)."""
+def gap_draws(
+    table: pd.DataFrame, column: str, points: PointSource | None
+) -> dict[str, tuple[list[float], Draws]]:
+    """Per line with ε > 0 (:func:`lines`): the training-set sizes where it and its model's
+    standard run were both measured, and the bootstrap :class:`Draws` of
+    ``[standard, adversarial]`` at each of them, in that order (for :func:`_gap`)."""
+    out: dict[str, tuple[list[float], Draws]] = {}
+    for name, (model, _family, eps, rows) in lines(table).items():
+        if eps == 0:
+            continue
+        std = _model_standard(table, model)
+        sizes = sorted(set(std[TRAIN_SIZE].dropna()) & set(rows[TRAIN_SIZE].dropna()), key=float)
+        members: list[list[tuple[float, Samples | None]]] = []
+        for n in sizes:
+            for part in (std, rows):
+                at = part[(part[TRAIN_SIZE] == n) & part[column].notna()]
+                members.append(
+                    [
+                        (float(v), points(str(rid), column) if points else None)
+                        for rid, v in at[column].items()
+                    ]
+                )
+        if sizes and all(members):
+            out[name] = ([float(n) for n in sizes], Draws.of(members, list(range(len(members)))))
+    return out
+
+
+def _gap(values: np.ndarray) -> np.ndarray:
+    """``[..., 2S]`` (standard, adversarial per size) → ``[..., S]`` the gaps."""
+    return np.asarray(values[..., 0::2] - values[..., 1::2])
+
+
+def _gap_slope(logn: np.ndarray, _: np.ndarray, values: np.ndarray) -> np.ndarray:
+    return slope(logn, _gap(values))
+
+
+def _gap_at(k: int, _: np.ndarray, values: np.ndarray) -> np.ndarray:
+    return np.asarray(_gap(values)[..., k])
+
+
+def _decide(iv: Interval) -> Verdict:
+    """Above 0 by the interval; inconclusive when nothing could be resampled (accuracies
+    are averages over test points: without them, or seeds, there is no interval)."""
+    return Verdict.INCONCLUSIVE if iv.exact else iv.decide(0.0, +1)
+
+
+def gap_grows(table: pd.DataFrame, points: PointSource | None = None) -> Finding:
+    """tsipras2019 Figs. 1, 6: the clean-accuracy gap (standard − adversarial) grows with
+    the training-set size in every line — the bootstrap interval of the gap's least-squares
+    slope along log₁₀(size) lies above 0; the evidence names the sizes where adversarial
+    training helped (gap < 0)."""
     claim = (
         "Adversarial training costs more clean accuracy the more training data there is: the "
         "gap (standard − adversarially trained clean accuracy) grows with the training-set size"
@@ -138,24 +195,20 @@ def gap_grows(table: pd.DataFrame) -> Finding:
     col = first_present(table, CLEAN_COLUMNS)
     if col is None:
         return not_tested(claim, PAPER, f"{CLEAN_COLUMNS[0]} was not measured")
-    judged = []
-    for name, g in gaps(table, col).items():
-        if len(g) < 2:
+    judged: list[tuple[Verdict | bool, str]] = []
+    for name, (sizes, draws) in gap_draws(table, col, points).items():
+        if len(sizes) < 2:
             continue
-        diffs = np.diff(g.to_numpy(dtype=float))
-        ok = bool((diffs > TIE).all())
-        text = f"{name}: gap {_points(g)} pts at n = {_sizes(g.index)}"
-        if not ok:
-            bad = [
-                f"{int(g.index[i])}→{int(g.index[i + 1])}"
-                for i in range(len(diffs))
-                if not diffs[i] > TIE
-            ]
-            text += f" (not increasing: {', '.join(bad)})"
+        iv = draws.interval(partial(_gap_slope, np.log10(np.asarray(sizes))))
+        g = pd.Series(_gap(draws.point), index=pd.Index(sizes))
+        text = (
+            f"{name}: gap {_points(g)} pts at n = {_sizes(g.index)}; slope per decade "
+            f"{iv.text(lambda v: number(v, 100))} pts"
+        )
         helped = [n for n, v in g.items() if v < -TIE]
         if helped:
             text += f"; adversarial training helped at n = {_sizes(pd.Index(helped))}"
-        judged.append((ok, text))
+        judged.append((_decide(iv), text))
     note = "" if col == CLEAN_COLUMNS[0] else f" [from {col}]"
     untested = (
         "no adversarially trained model and standard model both finished at two or more "
@@ -164,10 +217,11 @@ def gap_grows(table: pd.DataFrame) -> Finding:
     return verdict(claim, PAPER, judged, untested, note)
 
 
-def hurts_with_enough_data(table: pd.DataFrame) -> Finding:
+def hurts_with_enough_data(table: pd.DataFrame, points: PointSource | None = None) -> Finding:
     """tsipras2019 Figs. 1, 6 ("in the limit of sufficient training data"): at the largest
     training-set size of the study every adversarially trained model's clean accuracy is
-    below the standard model's (gap > 0), read where the study spans two or more sizes."""
+    below the standard model's — the gap's bootstrap interval lies above 0 — read where the
+    study spans two or more sizes."""
     claim = (
         "With enough training data adversarial training lowers clean accuracy: at the largest "
         "training-set size every adversarially trained model is below the standard one"
@@ -176,14 +230,20 @@ def hurts_with_enough_data(table: pd.DataFrame) -> Finding:
     if col is None:
         return not_tested(claim, PAPER, f"{CLEAN_COLUMNS[0]} was not measured")
     sizes = sorted({float(n) for n in table[TRAIN_SIZE].dropna()}) if TRAIN_SIZE in table else []
-    judged = []
+    judged: list[tuple[Verdict | bool, str]] = []
     if len(sizes) >= 2:
         largest = sizes[-1]
-        for name, g in gaps(table, col).items():
-            if largest not in g.index:
+        for name, (have, draws) in gap_draws(table, col, points).items():
+            if largest not in have:
                 continue
-            v = float(g.loc[largest])
-            judged.append((v > TIE, f"{name}: gap {number(v, 100)} pts at n = {int(largest)}"))
+            k = have.index(largest)
+            iv = draws.interval(partial(_gap_at, k))
+            judged.append(
+                (
+                    _decide(iv),
+                    f"{name}: gap {iv.text(lambda v: number(v, 100))} pts at n = {int(largest)}",
+                )
+            )
     note = "" if col == CLEAN_COLUMNS[0] else f" [from {col}]"
     untested = (
         "no adversarially trained model and standard model both finished at the largest of "
@@ -333,4 +393,4 @@ class DataSize(Section):
 
     def findings(self, ctx: ReportContext) -> list[Finding]:
         table = trained(ctx.table, ctx.data.spec)
-        return [gap_grows(table), hurts_with_enough_data(table)]
+        return [gap_grows(table, ctx.points), hurts_with_enough_data(table, ctx.points)]

@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from scipy import stats
 
+from robustscope.report.evidence import Verdict, combine, permutation_trend, z_verdict
 from robustscope.report.findings import Finding, eps_list, not_tested, number, verdict
 from robustscope.report.page import table_html
 from robustscope.report.panels import Panel, vs_eps_panels
@@ -69,7 +69,7 @@ def information_finding(ctx: ReportContext) -> Finding:
     col = f"{INFO}/information_mean"
     if col not in ctx.table or not ctx.table[col].notna().any():
         return not_tested(claim, source, f"{INFO} was not measured")
-    judged = []
+    judged: list[tuple[Verdict | bool, str]] = []
     for name, rows in series(trained(ctx.table, ctx.data.spec)).items():
         rows = rows.dropna(subset=[col])
         std = rows[rows["eps"] == 0]
@@ -79,19 +79,17 @@ def information_finding(ctx: ReportContext) -> Finding:
         base = _info_points(ctx, str(std.index[0]))
         if base is None:
             continue
-        ok = True
-        parts = []
+        verdicts, parts = [], []
         for rid, row in robust.iterrows():
             pts = _info_points(ctx, str(rid))
             if pts is None:
                 continue
             se = math.sqrt(base.var(ddof=1) / len(base) + pts.var(ddof=1) / len(pts))
-            below = float(base.mean() - pts.mean()) > Z * se
-            ok &= below
+            verdicts.append(z_verdict(float(base.mean() - pts.mean()) / max(se, 1e-300), Z))
             parts.append(f"{number(pts.mean())} (ε = {row['eps']:g})")
         judged.append(
             (
-                ok,
+                combine(verdicts),
                 f"{name}: standard {number(base.mean())} nats vs {', '.join(parts)} "
                 f"at ε = {eps_list(robust.set_index('eps').index)}",
             )
@@ -152,7 +150,7 @@ def transfer_finding(ctx: ReportContext) -> Finding:
     rows = transfer_rows(ctx)
     if not len(rows):
         return not_tested(claim, source, "the transfer probe did not run")
-    judged = []
+    judged: list[tuple[Verdict | bool, str]] = []
     for name, part in rows.groupby("series", sort=False):
         std = part[part["eps"] == 0]
         rob = part[part["eps"] > 0]
@@ -160,18 +158,18 @@ def transfer_finding(ctx: ReportContext) -> Finding:
             continue
         members = rob["run"].nunique()
         z = NormalDist().inv_cdf(1 - 0.05 / max(members, 1))
-        ok, parts = True, []
+        verdicts, parts = [], []
         for t, s_t in std.groupby("target", sort=False):
             a0, n = float(s_t["accuracy"].iloc[0]), max(int(s_t["n_test"].iloc[0]), 1)
             r_t = rob[rob["target"] == t]
             se = np.sqrt((a0 * (1 - a0) + r_t["accuracy"] * (1 - r_t["accuracy"])) / n)
             score = (r_t["accuracy"] - a0) / np.maximum(se, 1e-12)
             best = r_t.loc[score.idxmax()]
-            ok &= bool(score.max() > z)
+            verdicts.append(z_verdict(float(score.max()), z))
             parts.append(
                 f"{t}: {number(a0, 100)} → {number(best['accuracy'], 100)} % (ε = {best['eps']:g})"
             )
-        judged.append((ok, f"{name}: " + "; ".join(parts)))
+        judged.append((combine(verdicts), f"{name}: " + "; ".join(parts)))
     return verdict(
         claim,
         source,
@@ -192,7 +190,7 @@ def distance_finding(ctx: ReportContext) -> Finding:
         return not_tested(
             claim, source, f"{len(targets)} targets; a rank correlation needs ≥ {MIN_TARGETS}"
         )
-    judged = []
+    judged: list[tuple[Verdict | bool, str]] = []
     for name, part in rows.groupby("series", sort=False):
         std = part[part["eps"] == 0].set_index("target")
         if not len(std):
@@ -203,11 +201,8 @@ def distance_finding(ctx: ReportContext) -> Finding:
                 member.set_index("target").loc[targets, "accuracy"].to_numpy()
                 - std.loc[targets, "accuracy"].to_numpy()
             )
-            res = stats.spearmanr(dist, gap, alternative="greater")
-            ok = bool(res.statistic > 0 and res.pvalue < 0.05)
-            judged.append(
-                (ok, f"{name} ε = {eps:g}: ρ = {res.statistic:.2f} (p = {res.pvalue:.3f})")
-            )
+            iv = permutation_trend(dist, gap, direction=+1)
+            judged.append((iv.decide(0.0, +1), f"{name} ε = {eps:g}: {iv.text()}"))
     return verdict(claim, source, judged, "no series with a standard member transferred")
 
 
@@ -246,7 +241,7 @@ def inversion_finding(ctx: ReportContext) -> Finding:
     runs = _inversion_runs(ctx)
     if not runs:
         return not_tested(claim, source, "the inversion probe did not run")
-    judged = []
+    judged: list[tuple[Verdict | bool, str]] = []
     by_series: dict[str, list[tuple[str, float]]] = {}
     for rid, name, eps in runs:
         by_series.setdefault(name, []).append((rid, eps))
@@ -256,7 +251,7 @@ def inversion_finding(ctx: ReportContext) -> Finding:
             continue
         base = np.asarray(ctx.data.array(std[0], INVERSION, "psnr"), dtype=np.float64)
         base = base[np.isfinite(base)]
-        ok, parts = True, []
+        verdicts, parts = [], []
         for rid, eps in members:
             if eps == 0:
                 continue
@@ -265,10 +260,12 @@ def inversion_finding(ctx: ReportContext) -> Finding:
             if len(pts) < 2 or len(base) < 2:
                 continue
             se = math.sqrt(base.var(ddof=1) / len(base) + pts.var(ddof=1) / len(pts))
-            ok &= float(pts.mean() - base.mean()) > Z * se
+            verdicts.append(z_verdict(float(pts.mean() - base.mean()) / max(se, 1e-300), Z))
             parts.append(f"{pts.mean():.1f} dB (ε = {eps:g})")
         if parts:
-            judged.append((ok, f"{name}: standard {base.mean():.1f} dB vs {', '.join(parts)}"))
+            judged.append(
+                (combine(verdicts), f"{name}: standard {base.mean():.1f} dB vs {', '.join(parts)}")
+            )
     return verdict(claim, source, judged, "no series with a standard member inverted")
 
 
@@ -276,7 +273,7 @@ def noise_once_finding(ctx: ReportContext) -> Finding:
     claim = "adding effective noise once improves inversion (lower L_inv)"
     source = f"{PAPER} Fig. 2"
     runs = _inversion_runs(ctx)
-    judged = []
+    judged: list[tuple[Verdict | bool, str]] = []
     for rid, name, eps in runs:
         plain = ctx.data.array(rid, INVERSION, "final_loss")
         once = ctx.data.array(rid, INVERSION, "noise_once_loss")
@@ -286,7 +283,7 @@ def noise_once_finding(ctx: ReportContext) -> Finding:
         se = float(diff.std(ddof=1) / math.sqrt(len(diff)))
         judged.append(
             (
-                float(diff.mean()) > Z * se,
+                z_verdict(float(diff.mean()) / max(se, 1e-300), Z),
                 f"{name} ε = {eps:g}: {np.mean(plain):.3g} plain vs {np.mean(once):.3g} with "
                 "noise once",
             )

@@ -57,6 +57,7 @@ from matplotlib.figure import Figure
 from robustscope.corruptions import CorruptionComparison, CorruptionResult, compare
 from robustscope.posthoc.sweep import array_key
 from robustscope.probes.corruption import corruption_table
+from robustscope.report.evidence import Verdict, z_verdict
 from robustscope.report.findings import Finding, not_tested, number, verdict
 from robustscope.report.page import table_html
 from robustscope.report.section import ReportContext, Section, SectionFigure, register_section
@@ -563,7 +564,7 @@ def fig1_finding(ctx: ReportContext, found: list[Sweep]) -> Finding:
     )
     source = f"{PAPER} Fig. 1"
     label = fig1_attack(_spec_labels(ctx.data.spec, "transferred"))
-    judged = []
+    judged: list[tuple[Verdict | bool, str]] = []
     for sw in found:
         acc = sw.get("transferred", label) if label else None
         eps = sw.get("transferred_eps", label) if label else None
@@ -580,7 +581,7 @@ def fig1_finding(ctx: ReportContext, found: list[Sweep]) -> Finding:
             j, k = np.unravel_index(int(np.argmax(score)), score.shape)
             judged.append(
                 (
-                    bool(score[j, k] > z),
+                    z_verdict(float(score[j, k]), z),
                     f"{sw.label} {m.upper()}: {number(base[k], 100)} → {number(member[j, k], 100)} % "
                     f"at p = {sw.percents[j + 1]:g}, ε = {format_eps(eps[cols[k]])}",
                 )
@@ -599,7 +600,7 @@ def table1_finding(ctx: ReportContext, found: list[Sweep]) -> Finding:
     )
     source = f"{PAPER} Table 1"
     labels = _spec_labels(ctx.data.spec, "adaptive")
-    judged = []
+    judged: list[tuple[Verdict | bool, str]] = []
     for sw in found:
         if "m3" not in sw.methods or not labels:
             continue
@@ -610,7 +611,14 @@ def table1_finding(ctx: ReportContext, found: list[Sweep]) -> Finding:
         if not len(t):
             continue
         better = (t["delta"] > Z * t["se"]) & (t["clean_change"] >= -SMALL_COST)
-        ok = int(better.sum()) * 2 > len(t)
+        worse = t["delta"] < -Z * t["se"]
+        ok = (
+            Verdict.HOLDS
+            if int(better.sum()) * 2 > len(t)
+            else Verdict.FAILS
+            if int(worse.sum()) * 2 > len(t)
+            else Verdict.INCONCLUSIVE
+        )
         parts = ", ".join(
             f"p = {r.p:g}: {r.delta:+.3g} ± {r.se:.2g} (clean {100 * r.clean_change:+.1f})"
             for r in t.itertuples()
@@ -622,7 +630,7 @@ def table1_finding(ctx: ReportContext, found: list[Sweep]) -> Finding:
 def frontier_finding(ctx: ReportContext, found: list[Sweep]) -> Finding:
     claim = "adversarial training is above post-hoc robustification at equal clean accuracy"
     source = f"{PAPER} (beyond the paper: one frontier)"
-    judged = []
+    judged: list[tuple[Verdict | bool, str]] = []
     col = ctx.robust
     for sw in found:
         rob = _member_robust(ctx, sw)
@@ -646,7 +654,7 @@ def frontier_finding(ctx: ReportContext, found: list[Sweep]) -> Finding:
                 se = float(np.sqrt(_se(r, sw.n) ** 2 + _se(at, sw.n) ** 2))
                 judged.append(
                     (
-                        at - r > Z * se,
+                        z_verdict((at - r) / max(se, 1e-12), Z),
                         f"{sw.label} {m.upper()} p = {p:g}: {number(r, 100)} % robust at "
                         f"{number(c, 100)} % clean vs {number(at, 100)} % for adversarial "
                         "training",
@@ -666,7 +674,7 @@ def frontier_finding(ctx: ReportContext, found: list[Sweep]) -> Finding:
 def fig2_finding(ctx: ReportContext, found: list[Sweep]) -> Finding:
     claim = "no model is both more robust (RmCE) and more accurate than the reference"
     source = f"{PAPER} Fig. 2"
-    judged = []
+    judged: list[tuple[Verdict | bool, str]] = []
     for sw in found:
         for p in corruption_points(ctx, sw):
             if not p.works:
@@ -693,7 +701,7 @@ def m1_corruption_finding(ctx: ReportContext, found: list[Sweep]) -> Finding:
         f"(accuracy coordinate ≥ −{SMALL_COST:g})"
     )
     source = f"{PAPER} Fig. 2 (AlexNet(M1P30))"
-    judged = []
+    judged: list[tuple[Verdict | bool, str]] = []
     for sw in found:
         mine = [p for p in corruption_points(ctx, sw) if p.kind == "m1" and p.works]
         if not mine:
@@ -709,9 +717,10 @@ def m1_corruption_finding(ctx: ReportContext, found: list[Sweep]) -> Finding:
         )
         shown = good[0] if good else best
         c = shown.comparison
+        worse = c.robustness < -Z * c.robustness_se
         judged.append(
             (
-                bool(good),
+                Verdict.HOLDS if good else Verdict.FAILS if worse else Verdict.INCONCLUSIVE,
                 f"{sw.model} (seed {sw.seed}) {shown.name}: robustness {c.robustness:+.3f} ± "
                 f"{c.robustness_se:.3f}, accuracy {c.accuracy:+.3f}",
             )
@@ -725,7 +734,7 @@ def corruption_frontier_finding(ctx: ReportContext, found: list[Sweep]) -> Findi
         "corruption axes"
     )
     source = f"{PAPER} Fig. 2 axes (beyond the paper)"
-    judged = []
+    judged: list[tuple[Verdict | bool, str]] = []
     for sw in found:
         points = corruption_points(ctx, sw)
         adv = [p for p in points if p.kind == "adversarial"]
@@ -746,7 +755,7 @@ def corruption_frontier_finding(ctx: ReportContext, found: list[Sweep]) -> Findi
             at = float(np.interp(c.accuracy, xs, ys))
             judged.append(
                 (
-                    at - c.robustness > Z * c.robustness_se,
+                    z_verdict((at - c.robustness) / max(c.robustness_se, 1e-12), Z),
                     f"{p.name}: robustness {c.robustness:+.3f} at accuracy {c.accuracy:+.3f} vs "
                     f"{at:+.3f} for adversarial training",
                 )
