@@ -135,7 +135,7 @@ def test_wen2020_loss_and_error_both_halves_on_cifar_only() -> None:
                 "dataset": dataset,
                 "evaluation": {"n": 2000},
                 "probes": {"n": 2000},
-            },  # fmt: skip
+            },
             runs=_runs(runs),
             metrics=pd.DataFrame.from_dict(metrics, orient="index"),
             probes=pd.DataFrame.from_dict(probes, orient="index"),
