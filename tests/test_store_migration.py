@@ -66,7 +66,7 @@ def study(tmp_path: Path) -> Path:
 def test_migration_moves_attack_metrics_into_rows(study: Path) -> None:
     with open_store(study) as store:
         c = store.conn
-        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         meta = dict(c.execute("SELECT key, value FROM meta"))
         assert meta["migrated_from"] == "2" and meta["format"] == "robustscope-results-store"
         assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -122,6 +122,27 @@ def test_migration_moves_attack_metrics_into_rows(study: Path) -> None:
         rid = EXPECTED["run_ids"][0]
         eig = store.load_artifact(rid, "input_fisher", "eigenvalues")
         assert eig is not None and eig.ndim == 2 and len(eig) == 100
+
+
+def test_migrated_and_new_stores_have_one_schema(study: Path, tmp_path: Path) -> None:
+    """2 → 3 → 4 gives the tables and columns a new store has; version 4's run health and
+    escalation columns are NULL (not assessed; no escalated result) after the migration."""
+
+    def schema_of(conn: sqlite3.Connection) -> dict[str, list[tuple[str, str]]]:
+        tables = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {
+            t: [(r[1], r[2]) for r in conn.execute(f"PRAGMA table_info({t})")]
+            for t in sorted(tables)
+        }
+
+    with open_store(study) as old, open_store(tmp_path / "new", create=True) as new:
+        assert schema_of(old.conn) == schema_of(new.conn)
+        runs = old.runs_table()
+        assert runs[["health", "health_reason", "health_fix"]].isna().all().all()
+        assert old.attack_results_long()["escalates"].isna().all()
+    # the report assesses the runs the store has not: both trained (clean 0.6 and above)
+    health = load_study(study).health()
+    assert health["health"].tolist() == ["ok", "ok"]
 
 
 class _Sections(HTMLParser):
@@ -265,8 +286,10 @@ def test_the_version_2_code_refuses_a_migrated_store(study: Path) -> None:
     assert old.SCHEMA_VERSION == 2
     with old.open(study) as store:  # before the migration the old code reads it ...
         assert len(store.robustness_table()) == 16
-    open_store(study).close()  # ... now version 3
-    with pytest.raises(old.StoreError, match="schema version 3 is newer than this robustscope"):
+    open_store(study).close()  # ... now the current version
+    with pytest.raises(
+        old.StoreError, match=f"schema version {SCHEMA_VERSION} is newer than this robustscope"
+    ):
         old.open(study)
 
 
