@@ -54,7 +54,8 @@ def _attack_row(
 ) -> dict[str, Any]:
     """One row of the long attack-results frame (``Store.attack_results_long()``)."""
     row = {"run_id": rid, "label": label, "attack": attack, "norm": "linf", "params": "{}",
-           "attack_eps": eps, "quantity": quantity, "value": value, "n": 100}  # fmt: skip
+           "attack_eps": eps, "quantity": quantity, "value": value, "n": 100,
+           "escalates": None}  # fmt: skip
     assert list(row) == list(ATTACK_RESULT_COLUMNS)
     return row
 

@@ -353,10 +353,12 @@ def test_wide_tables_one_row_per_run(tmp_path: Path) -> None:
             "params",
             "attack_eps",
             "n",
+            "escalates",
             "robust_accuracy",
             "robust_accuracy_on_correct",
         ]
         assert len(rob) == 6  # 3 runs × 2 ε; flags are not robustness rows
+        assert rob["escalates"].isna().all()  # the spec's own evaluations
         row = rob[(rob.run_id == "r2") & (rob.attack_eps == 0.1)].iloc[0]
         assert (row["label"], row["attack"], row["norm"], row["n"]) == (
             "pgd-linf",
@@ -369,7 +371,12 @@ def test_wide_tables_one_row_per_run(tmp_path: Path) -> None:
         assert math.isnan(rob[(rob.run_id == "r2") & (rob.attack_eps == 0.2)].iloc[0, -1])
 
         long = store.attack_results_long()  # as stored: the quantities as rows
-        assert len(long) == 12 and list(long.columns[-3:]) == ["quantity", "value", "n"]
+        assert len(long) == 12 and list(long.columns[-4:]) == [
+            "quantity",
+            "value",
+            "n",
+            "escalates",
+        ]
         assert set(long.columns) == {*rob.columns, "quantity", "value"} - {
             "robust_accuracy",
             "robust_accuracy_on_correct",

@@ -4,11 +4,9 @@ and running the study again recomputes nothing."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import math
-import re
 import shutil
 import sqlite3
 import subprocess
@@ -16,12 +14,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import pandas as pd
 import pytest
 
 from robustscope.report import compute_findings, load_study, summary_rows, write_report
-from robustscope.report.sections import datasize
+from robustscope.report.evidence import Verdict
 from robustscope.report.stats import main_robust_column
 from robustscope.studies import load_spec, open_store, plan, run_study
 from robustscope.studies.runner import MEASURE_VERSION, measure_hash
@@ -66,7 +63,7 @@ def study(tmp_path: Path) -> Path:
 def test_migration_moves_attack_metrics_into_rows(study: Path) -> None:
     with open_store(study) as store:
         c = store.conn
-        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         meta = dict(c.execute("SELECT key, value FROM meta"))
         assert meta["migrated_from"] == "2" and meta["format"] == "robustscope-results-store"
         assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -124,6 +121,27 @@ def test_migration_moves_attack_metrics_into_rows(study: Path) -> None:
         assert eig is not None and eig.ndim == 2 and len(eig) == 100
 
 
+def test_migrated_and_new_stores_have_one_schema(study: Path, tmp_path: Path) -> None:
+    """2 → 3 → 4 gives the tables and columns a new store has; version 4's run health and
+    escalation columns are NULL (not assessed; no escalated result) after the migration."""
+
+    def schema_of(conn: sqlite3.Connection) -> dict[str, list[tuple[str, str]]]:
+        tables = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {
+            t: [(r[1], r[2]) for r in conn.execute(f"PRAGMA table_info({t})")]
+            for t in sorted(tables)
+        }
+
+    with open_store(study) as old, open_store(tmp_path / "new", create=True) as new:
+        assert schema_of(old.conn) == schema_of(new.conn)
+        runs = old.runs_table()
+        assert runs[["health", "health_reason", "health_fix"]].isna().all().all()
+        assert old.attack_results_long()["escalates"].isna().all()
+    # the report assesses the runs the store has not: both trained (clean 0.6 and above)
+    health = load_study(study).health()
+    assert health["health"].tolist() == ["ok", "ok"]
+
+
 class _Sections(HTMLParser):
     """The text of each <section id=...> of a report (as the fixture's capture.py reads it)."""
 
@@ -151,57 +169,37 @@ def test_report_shows_the_same_numbers_after_migration(study: Path) -> None:
     assert _clean(summary_rows(data)) == EXPECTED["summary_rows"]
     main = main_robust_column(data)
     assert main is not None and main.column == EXPECTED["main_robust_column"]
-    findings = [f.__dict__ for f in compute_findings(data)]
-    # the training-set-size, theory and post-hoc claims came after the fixture: not tested
-    # on its one-size study on Fashion-MNIST without a posthoc section
-    sized = [
-        f
-        for f in findings
-        if f["paper"] in (datasize.PAPER, "tsipras2019 Thm. 2.1")
-        or f["paper"].startswith(
-            (
-                "wu2020",
-                "terzi2021 eq. 8",
-                "terzi2021 Table 1",
-                "terzi2021 Figs. 3",
-                "terzi2021 Fig. 1",
-                "terzi2021 Fig. 2",
-            )
-        )
-    ]
-    assert len(sized) == 14 and all(f["holds"] is None for f in sized)
-    assert _clean([f for f in findings if f not in sized]) == EXPECTED["findings"]
-
+    findings = compute_findings(data)
+    # The claims were restated since the fixture (issue 15: three verdicts from intervals,
+    # claims as the papers state them), so the verdicts differ; the numbers must not. Every
+    # claim the v2 code decided shows the same values in its evidence now — except the two
+    # whose v2 reading used a fallback column that changed the claim (now not tested) and
+    # the claims added since, which are not tested on this one-size digits study.
+    restated = {
+        "Predictions become less confident": "confidence/mean_max_prob was not measured",
+        "The test loss falls as ε grows": "CIFAR-10/100 only",
+    }
+    for old in EXPECTED["findings"]:
+        if old["holds"] is None:
+            continue
+        head = old["evidence"].split(" (")[0].split(" [from")[0]
+        why = next((w for c, w in restated.items() if old["claim"].startswith(c)), None)
+        if why is not None:
+            now = next(f for f in findings if f.claim.startswith(old["claim"][:30]))
+            assert now.verdict is Verdict.UNTESTED and why in now.evidence, now
+            continue
+        assert any(f.evidence.startswith(head) for f in findings), head
     report = write_report(study)
     parser = _Sections()
     parser.feed(report.read_text())
     assert list(parser.text) == list(EXPECTED["report_sections"])
     for section, text in EXPECTED["report_sections"].items():
         got = parser.text[section]
-        if section == "findings":
-            got = _without_findings(got, sized)
+        if section == "findings":  # its rows are checked above
+            continue
+        if section == "shi2020":  # title and caption name G1 and G2 now, not a "share"
+            got, text = got[2:], text[2:]
         assert got == text, section
-
-
-def _without_findings(text: list[str], findings: list[dict[str, Any]]) -> list[str]:
-    """The Findings section's text without the rows of ``findings`` (all "not tested") and
-    with its count of untested claims lowered by as many."""
-    rows = [[f["claim"], f["paper"], "not tested here", f["evidence"]] for f in findings]
-    out = list(text)
-    for row in rows:
-        at = next(i for i in range(len(out)) if out[i : i + 4] == row)
-        del out[at : at + 4]
-    count = re.search(r"(\d+) not tested here", out[1])
-    assert count is not None
-    out[1] = out[1].replace(count.group(0), f"{int(count.group(1)) - len(rows)} not tested here")
-    return out
-    figures = {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted((study / "figures").glob("*.png"))
-    }
-    assert list(figures) == list(EXPECTED["figures_sha256"])
-    if matplotlib.__version__ == EXPECTED["matplotlib_version"]:  # same renderer, same pixels
-        assert figures == EXPECTED["figures_sha256"]
 
 
 def test_running_the_study_again_recomputes_nothing(study: Path) -> None:
@@ -265,8 +263,10 @@ def test_the_version_2_code_refuses_a_migrated_store(study: Path) -> None:
     assert old.SCHEMA_VERSION == 2
     with old.open(study) as store:  # before the migration the old code reads it ...
         assert len(store.robustness_table()) == 16
-    open_store(study).close()  # ... now version 3
-    with pytest.raises(old.StoreError, match="schema version 3 is newer than this robustscope"):
+    open_store(study).close()  # ... now the current version
+    with pytest.raises(
+        old.StoreError, match=f"schema version {SCHEMA_VERSION} is newer than this robustscope"
+    ):
         old.open(study)
 
 

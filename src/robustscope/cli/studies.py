@@ -13,18 +13,27 @@ from robustscope.cli.options import DeviceOpt, JsonFlag, StudyDirArg
 from robustscope.cli.output import Column, TableView, emit, err_console, fixed, out_console
 from robustscope.errors import RobustscopeError
 
-__all__ = ["export_cmd", "plan_rows", "plan_view", "report_cmd", "show_cmd", "study_cmd"]
+__all__ = [
+    "export_cmd",
+    "plan_rows",
+    "plan_view",
+    "report_cmd",
+    "show_cmd",
+    "study_cmd",
+    "summary_notes",
+]
 
 
 def summary_view(study_dir: Path, summary: Any) -> TableView | str:
     """The human form of a study's summary (:func:`robustscope.report.summarize`): one row
-    per run; the robust-accuracy columns share one attack, named once, in the title."""
-    from robustscope.studies.store.vocab import format_eps
+    per run; the robust-accuracy columns share one attack, named once, in the title. A
+    collapsed run's reason and fix are lines of their own (:func:`summary_notes`)."""
+    from robustscope.studies.store.vocab import HEALTH_FIX, HEALTH_REASON, format_eps
 
     rows = summary.rows
     if not rows:
         return f"{study_dir}: no finished runs yet"
-    keys = list(rows[0].keys())
+    keys = [k for k in rows[0] if k not in (HEALTH_REASON, HEALTH_FIX)]
     if all(r.get("status") == "done" for r in rows):
         keys.remove("status")
     heads = {k: k for k in keys}
@@ -34,6 +43,32 @@ def summary_view(study_dir: Path, summary: Any) -> TableView | str:
         heads.update({k: f"ε={format_eps(eps)}" for k, eps in summary.robust.items()})
     columns = [Column(heads[k], k, fixed(3)) for k in keys]
     return TableView(columns, rows=rows, title=title, compact=True)
+
+
+def summary_notes(summary: Any) -> str | None:
+    """Lines under the summary table: every collapsed run (left out of the report) with why
+    and the likely fix, and every run whose evaluation was escalated; None when there are
+    none."""
+    from rich.markup import escape
+
+    from robustscope.studies.store.vocab import COLLAPSED, HEALTH, HEALTH_FIX, HEALTH_REASON
+
+    lines = []
+    for row in summary.rows:
+        if row.get(HEALTH) == COLLAPSED:
+            lines.append(
+                f"[bold red]COLLAPSED[/] {escape(row['label'])} (left out of the report): "
+                f"{escape(str(row.get(HEALTH_REASON)))}; likely fix: "
+                f"{escape(str(row.get(HEALTH_FIX)))}"
+            )
+    for row in summary.rows:
+        if row.get("escalated"):
+            lines.append(
+                f"[bold yellow]ESCALATED[/] {escape(row['label'])}: a gradient-masking check "
+                f"fired on {escape(str(summary.attack))}; re-attacked with "
+                f"{escape(str(row['escalated']))}, the lower robust accuracy is shown"
+            )
+    return "\n".join(lines) or None
 
 
 def plan_rows(plans: list[Any]) -> list[dict[str, Any]]:
@@ -141,10 +176,12 @@ def study_cmd(
         "seconds": summary.seconds,
         "report": str(report_path) if report_path else None,
     }
+    shown = summarize(data)
     emit(
         found,
         as_json,
-        lambda: summary_view(summary.out, summarize(data)),
+        summary_view(summary.out, shown),
+        summary_notes(shown),
         f"report: {report_path}" if report_path else None,
     )
     if summary.failed:
@@ -154,7 +191,7 @@ def study_cmd(
 def show_cmd(study_dir: StudyDirArg, as_json: JsonFlag = False) -> None:
     """Print a study's summary table (one row per run)."""
     summary = _summary(study_dir)
-    emit(summary.rows, as_json, summary_view(study_dir, summary))
+    emit(summary.rows, as_json, summary_view(study_dir, summary), summary_notes(summary))
 
 
 def report_cmd(study_dir: StudyDirArg) -> None:

@@ -4,7 +4,8 @@ The page is the header (what was run, budgets, provenance, run status, contents)
 by the registered sections (:mod:`robustscope.report.section`) in their order; this module
 knows no section by name. For each section that applies to the study, its figures (those
 drawn) come first, then its HTML; an empty body becomes the section's "not measured"
-note, and before any run finished a section that needs runs shows "No finished run yet".
+note, and before any run finished a section that needs runs shows "No finished run yet" ("No
+finished run trained" when every finished run collapsed).
 Figures are written to ``<study>/figures/<name>.png`` (the folder is the report's: stale
 PNGs are removed) and embedded in the HTML as ``data:`` URIs; the page has inline CSS and
 no script.
@@ -34,7 +35,8 @@ FOOTER = (
 def _section_html(section: Section, ctx: ReportContext, figures: list[FigureRecord]) -> str:
     """One ``<section>``; the figures it drew are appended to ``figures``."""
     if section.needs_runs and not len(ctx.table):
-        content = skip_html("No finished run yet: nothing to show.")
+        none = "No finished run yet" if not ctx.data.done_ids() else "No finished run trained"
+        content = skip_html(f"{none}: nothing to show.")
     else:
         parts = []
         for drawn in section.figures(ctx):

@@ -8,13 +8,16 @@ from ``<study>/results.sqlite``; tests build one with :meth:`StudyData.from_fram
 Column conventions (names from :mod:`robustscope.studies.store.vocab`):
 
 * ``runs``: ``run_id, label, model, method, family, eps, norm, train_size, seed, status,
-  train_time_s`` (``error`` optional) — one row per run, whatever its status; ``train_size``
+  train_time_s`` (``error`` and ``health, health_reason, health_fix`` optional) — one row per
+  run, whatever its status; ``train_size``
   (:data:`~robustscope.studies.store.vocab.TRAIN_SIZE`) is the run's ``train_subset``, NaN
-  for the whole training split;
+  for the whole training split; ``health`` is the store's mark of whether the run trained
+  (:mod:`robustscope.studies.health`; None: not assessed);
 * ``metrics`` (index ``run_id``): ``clean_accuracy``, ``train/<history key>``,
   ``train_time_s``;
 * ``attacks``: the long attack results (``Store.attack_results_long()``: ``run_id, label,
-  attack, norm, params, attack_eps, quantity, value, n``);
+  attack, norm, params, attack_eps, quantity, value, n, escalates``; rows with ``escalates``
+  are a flagged evaluation re-attacked with the spec's ``evaluation.escalate`` attack);
 * ``flags``: the long gradient-masking flags (``run_id, label, flag, message, value``);
 * ``history``: ``run_id, epoch`` and every history key (``test_accuracy``,
   ``track/test/input_fisher_frobenius_mean``, ...);
@@ -24,6 +27,20 @@ Column conventions (names from :mod:`robustscope.studies.store.vocab`):
 :meth:`StudyData.table` joins the runs with their metrics, probe scalars and the wide attack
 results and flags; :meth:`StudyData.robust_columns` and :meth:`StudyData.flag_columns`
 describe those wide columns (label, ε, quantity) as data.
+
+Two rules of evidence are applied here, once, for every section:
+
+* **collapsed runs are left out.** :meth:`StudyData.health` is each run's health: the
+  store's mark, or for a run the store has not assessed (stored before schema 4, or built by
+  hand) the same rule (:func:`robustscope.studies.health.assess`) applied to its clean
+  accuracy and history. :meth:`StudyData.table` — what every figure and Finding reads — holds
+  only the runs that trained; :meth:`StudyData.collapsed` lists the others for the checks
+  section;
+* **escalated evaluations give the lower figure.** Where a gradient-masking flag made the
+  study re-attack an evaluation with its ``evaluation.escalate`` attack, the evaluation's
+  robust accuracy at each ε is the lower of the two
+  (:func:`robustscope.studies.store.views.fold_escalations`); :meth:`StudyData.escalations`
+  lists both figures.
 
 Example::
 
@@ -46,11 +63,16 @@ import pandas as pd
 
 from robustscope.errors import RobustscopeError
 from robustscope.report.evidence import Samples
+from robustscope.studies import health as run_health
 from robustscope.studies.spec import AttackEval
 from robustscope.studies.store import views
 from robustscope.studies.store.views import AttackColumn, FlagColumn
 from robustscope.studies.store.vocab import (
     CLEAN_ACCURACY,
+    COLLAPSED,
+    ESCALATES,
+    HEALTH,
+    HEALTH_COLUMNS,
     POINTS_PROBE,
     ROBUST_ACCURACY,
     ROBUST_ACCURACY_ON_CORRECT,
@@ -65,8 +87,10 @@ __all__ = [
     "FlagColumn",
     "StudyData",
     "attack_key",
+    "eval_n",
     "load_study",
     "natural_key",
+    "num_classes",
 ]
 
 #: the columns of :attr:`StudyData.runs` (``error`` is optional)
@@ -89,6 +113,27 @@ ArrayLoader = Callable[[str, str, str], "np.ndarray | None"]
 
 def _no_arrays(run_id: str, probe: str, key: str) -> np.ndarray | None:
     return None
+
+
+def _missing(value: Any) -> bool:
+    """None or NaN (a NULL read from the store)."""
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def num_classes(spec: dict[str, Any]) -> int | None:
+    """K, the number of classes of the study's dataset; None when the dataset is unknown here."""
+    from robustscope import data
+
+    try:
+        return int(data.info(str(spec.get("dataset"))).num_classes)
+    except Exception:  # an unregistered dataset: no chance level to compare with
+        return None
+
+
+def eval_n(spec: dict[str, Any]) -> int:
+    """How many test points each run's evaluation measured (the spec's ``evaluation.n``)."""
+    evaluation = spec.get("evaluation")
+    return int(evaluation.get("n", 1000)) if isinstance(evaluation, dict) else 1000
 
 
 def _indexed(df: pd.DataFrame | None) -> pd.DataFrame:
@@ -224,14 +269,91 @@ class StudyData:
             return [str(r) for r in self.runs["run_id"]]
         return [str(r) for r in self.runs.loc[self.runs["status"] == "done", "run_id"]]
 
-    def table(self) -> pd.DataFrame:
-        """Finished runs joined with their metrics, wide attack results, flags and probe
-        scalars, index ``run_id``, sorted by model, family, ε, training-set size and seed
-        (failed runs never enter figures or findings)."""
+    def health(self) -> pd.DataFrame:
+        """Each finished run's health (index ``run_id``; columns ``health``, ``health_reason``,
+        ``health_fix``): the store's mark, else — a run not assessed when it was recorded —
+        :func:`robustscope.studies.health.assess` on its clean accuracy (on the spec's
+        ``evaluation.n`` points, against the dataset's chance level) and its history. None
+        where it cannot be told (no dataset known here)."""
         runs = _indexed(self.runs)
         runs = runs.loc[[r for r in self.done_ids() if r in runs.index]]
-        runs = runs.drop(columns=[c for c in ("error",) if c in runs.columns])
-        wide = [views.attack_results_wide(self.attacks), views.flags_wide(self.flags)]
+        out = pd.DataFrame(
+            {
+                c: [None if _missing(v) else v for v in runs[c]]
+                if c in runs.columns
+                else [None] * len(runs)
+                for c in HEALTH_COLUMNS
+            },
+            index=runs.index,
+            dtype=object,
+        )
+        todo = [rid for rid in out.index if out.at[rid, HEALTH] is None]
+        if not todo:
+            return out
+        classes, n = num_classes(self.spec), eval_n(self.spec)
+        params = {
+            str(m.get("method")): m.get("params") or {}
+            for m in self.spec.get("methods") or []
+            if isinstance(m, dict)
+        }
+        hist = self.history
+        for rid in todo:
+            acc = (
+                self.metrics.at[rid, CLEAN_ACCURACY]
+                if rid in self.metrics.index and CLEAN_ACCURACY in self.metrics.columns
+                else None
+            )
+            rows = (
+                hist[hist["run_id"] == rid].sort_values("epoch").to_dict("records")
+                if len(hist) and "epoch" in hist.columns
+                else []
+            )
+            method = str(runs.at[rid, "method"])
+            found = run_health.assess(
+                clean_accuracy=acc,
+                n=n,
+                classes=classes,
+                history=rows,
+                method=method,
+                eps=float(runs.at[rid, "eps"]),
+                method_params=params.get(method),
+            )
+            if classes is not None:
+                out.loc[rid, list(HEALTH_COLUMNS)] = [found.status, found.reason, found.fix]
+        return out
+
+    def collapsed(self) -> pd.DataFrame:
+        """The finished runs that failed to train (:meth:`health`), with their ``label``,
+        ``health_reason`` and ``health_fix`` (index ``run_id``, the runs' order)."""
+        health = self.health()
+        ids = [rid for rid in health.index if health.at[rid, HEALTH] == COLLAPSED]
+        runs = _indexed(self.runs)
+        return runs.loc[ids, ["label"]].join(health)
+
+    def effective_attacks(self) -> pd.DataFrame:
+        """The long attack results the study reports: every escalated evaluation folded into
+        the evaluation it escalates, at the lower figure per ε
+        (:func:`~robustscope.studies.store.views.fold_escalations`)."""
+        return views.fold_escalations(self.attacks)
+
+    def escalations(self) -> pd.DataFrame:
+        """Every escalated evaluation with both figures per ε
+        (:func:`~robustscope.studies.store.views.escalations`)."""
+        return views.escalations(self.attacks)
+
+    def table(self) -> pd.DataFrame:
+        """Finished runs that trained, joined with their metrics, wide attack results (at the
+        lower figure where an evaluation was escalated), flags and probe scalars, index
+        ``run_id``, sorted by model, family, ε, training-set size and seed. Failed and
+        collapsed runs (:meth:`collapsed`) never enter figures or findings; the health
+        columns say why each run is in."""
+        runs = _indexed(self.runs)
+        runs = runs.loc[[r for r in self.done_ids() if r in runs.index]]
+        runs = runs.drop(columns=[c for c in ("error", *HEALTH_COLUMNS) if c in runs.columns])
+        health = self.health()
+        runs = runs.join(health)
+        runs = runs[runs[HEALTH] != COLLAPSED]
+        wide = [views.attack_results_wide(self.effective_attacks()), views.flags_wide(self.flags)]
         extra = [df for df in (self.metrics, *wide, self.probes) if len(df.columns)]
         for df in extra:
             cols = [c for c in df.columns if c not in runs.columns]
@@ -244,7 +366,7 @@ class StudyData:
         """The robust-accuracy columns of :meth:`table` (over all points, or over the
         correctly classified ones), ordered by label, then ε."""
         quantity = ROBUST_ACCURACY_ON_CORRECT if on_correct else ROBUST_ACCURACY
-        return views.attack_columns(self.attacks, quantity)
+        return views.attack_columns(self.effective_attacks(), quantity)
 
     def train_sizes(self) -> list[int]:
         """The distinct training-set sizes of the study's runs (any status), ascending; a
@@ -292,18 +414,39 @@ class StudyData:
         return self._columns
 
     def _attack_points(self, run_id: str, c: AttackColumn) -> Samples | None:
-        robust = self.array(run_id, POINTS_PROBE, c.label)
-        eps = self.array(run_id, POINTS_PROBE, f"{c.label}/eps")
-        if robust is None or eps is None or robust.ndim != 2:
+        """The evaluation's per-point correctness at ``c.eps`` — or, where the run was
+        escalated, that of whichever evaluation gives the lower figure (the one the table
+        reports, :func:`~robustscope.studies.store.views.fold_escalations`)."""
+        labels = [c.label]
+        if ESCALATES in self.attacks.columns:
+            mine = self.attacks[
+                (self.attacks["run_id"] == run_id) & (self.attacks[ESCALATES] == c.label)
+            ]
+            labels += sorted(set(mine["label"]))
+        clean = self.array(run_id, POINTS_PROBE, "clean")
+        best: Samples | None = None
+        for label in labels:
+            row = self._robust_row(run_id, label, c.eps)
+            if row is None:
+                continue
+            if c.quantity == ROBUST_ACCURACY_ON_CORRECT:
+                if clean is None:
+                    return None
+                found = Samples(row, weights=clean.astype(np.float64))
+            else:
+                found = Samples(row)
+            if best is None or _value(found) < _value(best):
+                best = found
+        return best
+
+    def _robust_row(self, run_id: str, label: str, eps: float) -> np.ndarray | None:
+        robust = self.array(run_id, POINTS_PROBE, label)
+        at = self.array(run_id, POINTS_PROBE, f"{label}/eps")
+        if robust is None or at is None or robust.ndim != 2:
             return None
-        found = find_eps(c.eps, [float(e) for e in eps])
-        if found is None:
-            return None
-        row = robust[[float(e) for e in eps].index(found)].astype(np.float64)
-        if c.quantity == ROBUST_ACCURACY_ON_CORRECT:
-            clean = self.array(run_id, POINTS_PROBE, "clean")
-            return None if clean is None else Samples(row, weights=clean.astype(np.float64))
-        return Samples(row)
+        listed = [float(e) for e in at]
+        found = find_eps(eps, listed)
+        return None if found is None else robust[listed.index(found)].astype(np.float64)
 
     def _probe_points(self, run_id: str, probe: str, key: str, stat: str) -> Samples | None:
         """A probe's per-example array: one value per probed test point (its length is the
@@ -349,6 +492,11 @@ def _long(df: pd.DataFrame | None, empty: pd.DataFrame) -> pd.DataFrame:
     out = df.reset_index(drop=True).copy()
     out["run_id"] = out["run_id"].astype(str)
     return out
+
+
+def _value(s: Samples) -> float:
+    """A :class:`Samples`' statistic on all its points."""
+    return float(s.draw(np.arange(len(s))[None, :])[0])
 
 
 def natural_key(name: str) -> tuple[Any, ...]:

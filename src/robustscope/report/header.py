@@ -82,6 +82,12 @@ def spec_rows(spec: dict[str, Any]) -> list[tuple[str, str]]:
             for a in ev.get("attacks") or []
             if isinstance(a, dict)
         )
+        escalate = ev.get("escalate")
+        if isinstance(escalate, dict) and escalate.get("attack"):
+            attacks += (
+                f"; a run its checks flag is attacked again with {escalate['attack']}"
+                f"{_params(escalate.get('params'))} (the lower robust accuracy is reported)"
+            )
         rows.append(("evaluation", f"first {ev.get('n', '?')} test points: {attacks}"))
     pr = spec.get("probes") or {}
     if pr.get("run"):

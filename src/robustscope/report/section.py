@@ -12,7 +12,8 @@ How the builder uses a section (in ascending :attr:`Section.order`, ties by id):
 
 1. :meth:`Section.applies` False: the section is left off the page (its findings still
    count: they say "not tested here" themselves);
-2. :attr:`Section.needs_runs` and no run finished: the note "No finished run yet";
+2. :attr:`Section.needs_runs` and no run finished: the note "No finished run yet" ("No
+   finished run trained" when every finished run collapsed);
 3. otherwise the body is the drawn :meth:`Section.figures` (those not None), then
    :meth:`Section.html`; an empty body becomes the note :meth:`Section.missing`.
 
@@ -96,7 +97,7 @@ class ReportContext:
 
     @cached_property
     def table(self) -> pd.DataFrame:
-        """The finished runs with every scalar (:meth:`StudyData.table`)."""
+        """The finished runs that trained, with every scalar (:meth:`StudyData.table`)."""
         return self.data.table()
 
     def points(self, run_id: str, column: str) -> Samples | None:
@@ -118,9 +119,11 @@ class ReportContext:
     @cached_property
     def findings(self) -> list[Finding]:
         """Every registered section's findings, in section order (one "not tested" finding
-        when no run finished). A section's :meth:`Section.findings` must not read this."""
+        when no run finished, or none that finished trained). A section's
+        :meth:`Section.findings` must not read this."""
         if not len(self.table):
-            return [not_tested("Any claim", "—", "no finished run")]
+            none = "no finished run" if not self.data.done_ids() else "no finished run trained"
+            return [not_tested("Any claim", "—", none)]
         return [f for section in ordered_sections() for f in section.findings(self)]
 
 

@@ -12,12 +12,11 @@ of its own size: runs on different training sets are never pooled as if they wer
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
-from robustscope.report.data import AttackColumn, StudyData, natural_key
-from robustscope.studies.store.vocab import CLEAN_ACCURACY, TRAIN_SIZE, find_eps
+from robustscope.report.data import AttackColumn, StudyData, eval_n, natural_key, num_classes
+from robustscope.studies import health as run_health
+from robustscope.studies.store.vocab import CLEAN_ACCURACY, COLLAPSED, HEALTH, TRAIN_SIZE, find_eps
 
 __all__ = [
     "UNTRAINED_Z",
@@ -33,37 +32,36 @@ __all__ = [
     "trained",
 ]
 
-UNTRAINED_Z = 4.0
-"""A run trained when its clean accuracy beats chance by more than this many standard errors."""
+UNTRAINED_Z = run_health.CHANCE_Z
+"""A run trained when its clean accuracy beats chance by more than this many standard errors
+(:data:`robustscope.studies.health.CHANCE_Z`, the study's rule)."""
 
 
 def chance(spec: dict[str, object]) -> float | None:
     """1/K for the study's dataset (K classes), None when the dataset is unknown here."""
-    from robustscope import data
-
-    try:
-        return 1.0 / data.info(str(spec.get("dataset"))).num_classes
-    except Exception:  # an unregistered dataset: no chance level to compare with
-        return None
-
-
-def eval_n(spec: dict[str, object]) -> int:
-    """How many test points each run's evaluation measured (the spec's ``evaluation.n``)."""
-    evaluation = spec.get("evaluation")
-    return int(evaluation.get("n", 1000)) if isinstance(evaluation, dict) else 1000
+    k = num_classes(dict(spec))
+    return None if k is None else 1.0 / k
 
 
 def trained(table: pd.DataFrame, spec: dict[str, object]) -> pd.DataFrame:
-    """The runs of ``table`` that trained: clean accuracy above chance (:func:`chance`) by more
-    than :data:`UNTRAINED_Z` binomial standard errors on the evaluation's ``n`` test points. A
-    run that did not train is never evidence for or against a claim; without a clean accuracy
-    or a chance level every run is kept."""
-    level = chance(spec)
-    if level is None or CLEAN_ACCURACY not in table.columns or not len(table):
+    """The runs of ``table`` that trained. A run that did not is never evidence for or against a
+    claim.
+
+    The decision is the study's (:mod:`robustscope.studies.health`): ``table``'s ``health``
+    column — the store's mark, or the same rule applied by :meth:`StudyData.health` to runs
+    stored before they were marked — and every run not ``collapsed`` is kept. ``data.table()``
+    has left the collapsed runs out already, so on it this keeps every row. A table without the
+    column (built by hand) is judged by the rule's clean-accuracy test on the ``spec``'s
+    evaluation ``n`` and dataset; without a clean accuracy or a chance level every run is kept.
+    """
+    if HEALTH in table.columns:
+        return table[table[HEALTH] != COLLAPSED]
+    k = num_classes(dict(spec))
+    if k is None or CLEAN_ACCURACY not in table.columns or not len(table):
         return table
-    margin = UNTRAINED_Z * math.sqrt(level * (1 - level) / eval_n(spec))
+    _, line = run_health.chance_line(k, eval_n(dict(spec)))
     acc = table[CLEAN_ACCURACY]
-    return table[acc.isna() | (acc > level + margin)]
+    return table[acc.isna() | (acc > line)]
 
 
 def series_name(model: str, family: str, size: float | None = None) -> str:

@@ -17,7 +17,14 @@ from typing import Any
 
 from robustscope.report.data import StudyData
 from robustscope.studies.store import views
-from robustscope.studies.store.vocab import CLEAN_ACCURACY, TRAIN_SIZE, format_eps
+from robustscope.studies.store.vocab import (
+    CLEAN_ACCURACY,
+    COLLAPSED,
+    HEALTH,
+    HEALTH_COLUMNS,
+    TRAIN_SIZE,
+    format_eps,
+)
 
 __all__ = ["Summary", "summarize", "summary_rows"]
 
@@ -44,7 +51,13 @@ def summary_rows(data: StudyData) -> list[dict[str, Any]]:
     seed: ``label``, ``status``, ``clean`` (clean accuracy), ``"<attack> ε=<e>"`` — robust
     accuracy under the spec's first attack at each of its evaluated ε > 0 — and
     ``"Fisher ‖F‖_F"`` (mean input-Fisher Frobenius norm) when that probe ran. Missing
-    numbers are NaN."""
+    numbers are NaN.
+
+    Robust accuracies are those the study reports: an escalated evaluation's lower figure
+    (:meth:`StudyData.effective_attacks`). In a study where an evaluation was escalated every
+    row has ``escalated`` (the escalation's attack, or None); in a study with a collapsed run
+    every row has ``health``, ``health_reason`` and ``health_fix``
+    (:meth:`StudyData.health`; None for a run not finished)."""
     return summarize(data).rows
 
 
@@ -57,8 +70,17 @@ def summarize(data: StudyData) -> Summary:
     robust = {keys[c.column]: c.eps for c in cols}
     if not len(runs):
         return Summary([], first if cols else None, robust)
-    attacks = views.attack_results_wide(data.attacks)
+    attacks = views.attack_results_wide(data.effective_attacks())
     has_fisher = FISHER in data.probes.columns
+    health = data.health()
+    collapsed = bool((health[HEALTH] == COLLAPSED).any())
+    escalations = data.escalations()
+    escalated = {
+        (str(rid), str(label)): str(attack)
+        for rid, label, attack in escalations[["run_id", "label", "attack"]]
+        .drop_duplicates()
+        .itertuples(index=False)
+    }
     by = [k for k in ("model", "family", "eps", TRAIN_SIZE, "seed") if k in runs.columns]
     order = runs.sort_values(by, kind="stable")
     rows = []
@@ -80,5 +102,10 @@ def summarize(data: StudyData) -> Summary:
         if has_fisher:
             probes = data.probes.loc[rid] if rid in data.probes.index else None
             row["Fisher ‖F‖_F"] = get(probes, FISHER)
+        if escalated:
+            row["escalated"] = escalated.get((rid, str(first)))
+        if collapsed:
+            for col in HEALTH_COLUMNS:
+                row[col] = health.at[rid, col] if rid in health.index else None
         rows.append(row)
     return Summary(rows, first if cols else None, robust)

@@ -16,7 +16,11 @@ What it measures (names from :mod:`robustscope.studies.store.vocab`):
   ``evaluation.attacks`` entry (:func:`attack_result`), labelled with the entry's key
   (``label``, else ``<attack>-<norm>``), holding robust accuracy over all evaluated points
   and over the correctly classified ones (wen2020 §D.2) at each ε, and the
-  gradient-masking flags raised;
+  gradient-masking flags raised; when a masking flag fired, the escalated evaluation
+  (:mod:`robustscope.studies.escalation`) labelled ``<label>+<attack>``, which ``escalates``
+  the first;
+* health: whether the run trained (:func:`robustscope.studies.health.assess` on its clean
+  accuracy and history), recorded as ``runs.health``;
 * per-point evaluation: one :class:`ProbeOutput` named ``points``
   (:data:`~.store.vocab.POINTS_PROBE`, :func:`per_point`), what the report's intervals
   resample;
@@ -36,6 +40,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from robustscope.studies import escalation
+from robustscope.studies.health import Health, assess
 from robustscope.studies.plan import RunPlan
 from robustscope.studies.spec import AttackEval, StudySpec
 from robustscope.studies.store import vocab
@@ -83,6 +89,8 @@ class RunOutcome:
         provenance: where and with what the run was computed
             (:func:`robustscope.studies.store.collect_provenance`, called in the process that
             ran it: a Ray worker records its own host and checkout).
+        health: whether it trained (:mod:`robustscope.studies.health`); None when the run
+            failed before it could be told.
     """
 
     run_id: str
@@ -96,6 +104,7 @@ class RunOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     stop_reason: str | None = None
     provenance: dict[str, str | None] = field(default_factory=dict)
+    health: Health | None = None
 
 
 def _float(value: Any) -> float | None:
@@ -106,10 +115,11 @@ def _float(value: Any) -> float | None:
     return out
 
 
-def attack_result(curve: RobustnessCurve, label: str) -> AttackResult:
+def attack_result(curve: RobustnessCurve, label: str, escalates: str | None = None) -> AttackResult:
     """The stored form of an :class:`robustscope.attacks.RobustnessCurve`: its attack, norm,
     parameters, n, robust accuracies (over all points and over the correctly classified
-    ones) at each distinct ε, and its flags, under the study's ``label`` for it."""
+    ones) at each distinct ε, and its flags, under the study's ``label`` for it;
+    ``escalates``: the label of the evaluation it escalates."""
     acc, on_correct = curve.robust_accuracy, curve.robust_accuracy_on_correct
     eps = tuple(acc)  # distinct ε (a repeated ε shares one entry), in the order evaluated
     return AttackResult(
@@ -125,6 +135,7 @@ def attack_result(curve: RobustnessCurve, label: str) -> AttackResult:
             AttackFlag(f.name, f.message, None if f.value is None else float(f.value))
             for f in curve.flags
         ),
+        escalates=escalates,
     )
 
 
@@ -238,9 +249,25 @@ def execute_run(
             outcome.metrics[vocab.CLEAN_ACCURACY] = curve.clean_accuracy
             outcome.attacks.append(attack_result(curve, atk.key()))
             points |= per_point(curve, atk.key())
+            second = escalation.escalate(model, x, y, curve, atk, ev)
+            if second is not None:
+                label = vocab.escalation_label(atk.key(), second.attack)
+                outcome.attacks.append(attack_result(second, label, escalates=atk.key()))
+                points |= per_point(second, label)
         if points:
             outcome.probes.append(ProbeOutput(vocab.POINTS_PROBE, {}, points, 0.0))
         outcome.timings["attacks"] = time.perf_counter() - t0
+        clean = outcome.metrics.get(vocab.CLEAN_ACCURACY)
+        tested = min(len(test), run.config.test_subset or len(test))  # the history's test set
+        outcome.health = assess(
+            clean_accuracy=clean if clean is not None else result.final.get("test_accuracy"),
+            n=len(x) if clean is not None else tested,
+            classes=test.num_classes,
+            history=outcome.history,
+            method=run.method,
+            eps=run.eps,
+            method_params=run.config.method_params,
+        )
 
         t0 = time.perf_counter()
         ps = spec.probes

@@ -5,8 +5,9 @@
 * :func:`measured_runs` — runs done with the current evaluation/probe settings;
 * :func:`claim` — claim a run for this driver and count the attempt (``running``), unless
   another live driver holds it or it was measured meanwhile (``docs/store.md``, claims);
-* :func:`record_outcome` — an outcome's history, metrics, attack results, probe scalars and
-  arrays, its final status and the release of its claim, in one transaction;
+* :func:`record_outcome` — an outcome's history, metrics, attack results (escalated ones
+  included), probe scalars and arrays, its health (whether it trained), its final status and
+  the release of its claim, in one transaction;
 * :func:`release_claims` — at the driver's end, give back the runs it claimed but did not
   record (they return to ``pending``).
 
@@ -122,6 +123,11 @@ def _record(store: Store, study: str, run: RunPlan, outcome: RunOutcome, mhash: 
         store.add_metrics(run.run_id, outcome.metrics)
     if outcome.ok or outcome.attacks:  # a run that failed before its attacks keeps the old
         store.set_attack_results(run.run_id, outcome.attacks)
+    h = outcome.health
+    if h is None:  # failed before it could be told: an old mark is cleared
+        store.set_health(run.run_id, None)
+    else:
+        store.set_health(run.run_id, h.status, h.reason, h.fix)
     for p in outcome.probes:
         store.add_probe(run.run_id, p.probe, "all", p.scalars, p.arrays)
     store.add_provenance(

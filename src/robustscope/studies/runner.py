@@ -36,7 +36,7 @@ from typing import Literal
 
 from robustscope.studies.execute import RunOutcome, execute_run
 from robustscope.studies.plan import RunPlan, plan
-from robustscope.studies.spec import StudyError, StudySpec
+from robustscope.studies.spec import Escalation, StudyError, StudySpec
 from robustscope.studies.store import HEARTBEAT_S, LEASE_S, Claim, Claimant, Heartbeat
 from robustscope.studies.store.vocab import CLEAN_ACCURACY
 
@@ -54,9 +54,17 @@ MEASURE_VERSION = 2
 def measure_hash(spec: StudySpec) -> str:
     """Hash of the spec's evaluation, probe and post-hoc settings and of :data:`MEASURE_VERSION`: a
     run measured with other settings, or by an older version of the measurements, is
-    measured again (its training is kept)."""
+    measured again (its training is kept).
+
+    The default ``evaluation.escalate`` hashes as a spec without the setting did: studies
+    measured before flagged runs were escalated are not measured again for it (their flags
+    still show in the report; any other change of the evaluation measures them again).
+    """
+    evaluation = spec.evaluation.model_dump(mode="json")
+    if spec.evaluation.escalate == Escalation():
+        evaluation.pop("escalate")
     blob = {
-        "evaluation": spec.evaluation.model_dump(mode="json"),
+        "evaluation": evaluation,
         "probes": spec.probes.model_dump(mode="json"),
         "version": MEASURE_VERSION,
     }
@@ -140,6 +148,21 @@ def _run_ray(
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _remarks(outcome: RunOutcome) -> str:
+    """What the driver's line about a finished run adds: a collapse and its likely fix, and
+    the evaluations escalated."""
+    out = ""
+    escalated = [a for a in outcome.attacks if a.escalates is not None]
+    if escalated:
+        out += " — gradient masking flagged: " + ", ".join(
+            f"{a.escalates} escalated to {a.attack}" for a in escalated
+        )
+    h = outcome.health
+    if h is not None and h.collapsed:
+        out += f" — COLLAPSED, left out of the report: {h.reason}; likely fix: {h.fix}"
+    return out
 
 
 def _all_held(out: Path, held: dict[str, Claim], lease_s: float) -> StudyError:
@@ -251,6 +274,7 @@ def run_study(
                         say(
                             f"[{i}/{len(todo)}] {run.label}: clean {clean:.3f}"
                             f" ({outcome.timings.get('train', 0):.0f} s training)"
+                            + _remarks(outcome)
                         )
                     else:
                         failed[run.run_id] = outcome.error or "unknown error"

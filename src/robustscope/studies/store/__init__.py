@@ -20,13 +20,13 @@ Guarantees:
 * **Versioned schema.** ``PRAGMA user_version`` holds :data:`SCHEMA_VERSION`; the
   ``meta`` table marks the file as a robustscope store. Opening a store of a newer or
   unknown schema, or a SQLite file that is not a store, raises :class:`StoreError`
-  naming the file. Version-1 and version-2 stores are migrated in place, in one
+  naming the file. Stores of versions 1 to 3 are migrated in place, in one
   transaction.
 * **Non-finite values.** Scalars are ``REAL``: ±inf are stored as such, NaN as ``NULL``
   (SQLite has no NaN), and a ``NULL`` reads back as NaN. A quantity that was never
   measured has no row at all.
 * **Results with structure.** Attack results are rows with columns (run, label, attack,
-  norm, params, ε, quantity, value, n), flags rows of their own; no metric name is ever
+  norm, params, ε, quantity, value, n, escalates), flags rows of their own; no metric name is ever
   parsed (except v2 names, once, by the migration).
 * **One driver per run.** A driver claims a run before executing it (:mod:`.claims`); a
   second driver skips held runs and takes over stale claims.

@@ -16,7 +16,12 @@ import numpy as np
 
 from robustscope.studies.store import views
 from robustscope.studies.store.base import StoreBase, StoreError, check_status, read_real
-from robustscope.studies.store.vocab import ATTACK_FLAG_COLUMNS, ATTACK_RESULT_COLUMNS, TRAIN_SIZE
+from robustscope.studies.store.vocab import (
+    ATTACK_FLAG_COLUMNS,
+    ATTACK_RESULT_COLUMNS,
+    HEALTH_COLUMNS,
+    TRAIN_SIZE,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,11 +30,12 @@ __all__ = ["Reads"]
 
 _RUN_COLUMNS = (
     "run_id", "study", "config", "method", "eps", "seed", "status", "checkpoint", "error",
-    "attempts", "started", "finished", "train_time_s", "created", "updated",
+    "attempts", "started", "finished", "train_time_s", "created", "updated", *HEALTH_COLUMNS,
 )  # fmt: skip
 _RUN_TABLE_COLUMNS = [
     "run_id", "label", "model", "dataset", "method", "family", "eps", "norm", TRAIN_SIZE,
     "seed", "status", "attempts", "checkpoint", "started", "finished", "train_time_s", "error",
+    *HEALTH_COLUMNS,
 ]  # fmt: skip
 _RUN_KEY_COLUMNS = [
     "label", "model", "dataset", "method", "family", "eps", "norm", TRAIN_SIZE, "seed", "status",
@@ -133,7 +139,9 @@ class Reads(StoreBase):
     def runs_table(self) -> pd.DataFrame:
         """One row per run (sorted by id): ``run_id``, ``label``, ``model``, ``dataset``,
         ``method``, ``family``, ``eps``, ``norm``, ``train_size``, ``seed``, ``status``,
-        ``attempts``, ``checkpoint``, ``started``, ``finished``, ``train_time_s``, ``error``.
+        ``attempts``, ``checkpoint``, ``started``, ``finished``, ``train_time_s``, ``error``,
+        ``health``, ``health_reason``, ``health_fix`` (whether it trained, why not and the
+        likely fix; None when not assessed — :data:`~.vocab.HEALTH`).
 
         ``label``, ``model``, ``dataset``, ``family`` and ``norm`` are read from the run's
         config (its top level, else its nested training ``config``); ``label`` defaults to
@@ -165,6 +173,7 @@ class Reads(StoreBase):
                     "finished": read_real(r["finished"]),
                     "train_time_s": read_real(r["train_time_s"]),
                     "error": r["error"],
+                    **{c: r[c] for c in HEALTH_COLUMNS},
                 }
             )
         return pd.DataFrame(rows, columns=_RUN_TABLE_COLUMNS)
@@ -213,7 +222,8 @@ class Reads(StoreBase):
     def attack_results_long(self) -> pd.DataFrame:
         """The ``attack_results`` table as stored, one row per (run, label, attack ε,
         quantity): ``run_id``, ``label``, ``attack``, ``norm``, ``params`` (canonical JSON),
-        ``attack_eps``, ``quantity``, ``value`` (NULL → NaN), ``n`` (nullable Int64)."""
+        ``attack_eps``, ``quantity``, ``value`` (NULL → NaN), ``n`` (nullable Int64),
+        ``escalates`` (the label of the evaluation an escalated result re-attacks, else None)."""
         df = self._long(
             f"SELECT {', '.join(ATTACK_RESULT_COLUMNS)} FROM attack_results "
             "ORDER BY run_id, label, attack_eps, quantity",
@@ -234,8 +244,8 @@ class Reads(StoreBase):
 
     def robustness_table(self) -> pd.DataFrame:
         """Robust accuracies, one row per (run, label, attack ε): ``run_id``, ``label``,
-        ``attack``, ``norm``, ``params``, ``attack_eps``, ``n``, ``robust_accuracy``,
-        ``robust_accuracy_on_correct`` (:func:`~robustscope.studies.store.views.robustness_wide`)."""
+        ``attack``, ``norm``, ``params``, ``attack_eps``, ``n``, ``escalates``,
+        ``robust_accuracy``, ``robust_accuracy_on_correct`` (:func:`~robustscope.studies.store.views.robustness_wide`)."""
         return views.robustness_wide(self.attack_results_long())
 
     def attack_results_table(self) -> pd.DataFrame:

@@ -65,6 +65,10 @@ class AttackResult:
         robust_accuracy_on_correct: per ε, the same over the points correctly classified
             clean (wen2020 §D.2); NaN when there are none.
         flags: the gradient-masking warnings the evaluation raised.
+        escalates: the label of the run's evaluation this one escalates — the same ε and norm
+            re-attacked with the spec's ``evaluation.escalate`` attack because a
+            gradient-masking flag fired on it (``vocab.escalation_label`` names it); None for
+            the spec's own evaluations.
     """
 
     label: str
@@ -76,11 +80,16 @@ class AttackResult:
     robust_accuracy: tuple[float, ...]
     robust_accuracy_on_correct: tuple[float, ...]
     flags: tuple[AttackFlag, ...] = field(default=())
+    escalates: str | None = None
 
     def __post_init__(self) -> None:
         where = f"attack result {self.label!r}"
         if not self.label or not self.attack:
             raise StoreError(f"{where}: label and attack must be non-empty")
+        if self.escalates is not None and (not self.escalates or self.escalates == self.label):
+            raise StoreError(
+                f"{where}: escalates names another evaluation of the run, got {self.escalates!r}"
+            )
         if self.norm not in NORMS:
             raise StoreError(f"{where}: norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
         sizes = {

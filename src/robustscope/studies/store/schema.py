@@ -2,11 +2,15 @@
 
 ``PRAGMA user_version`` is the schema version; the ``meta`` table marks a file as a
 robustscope store. :func:`check_or_init` creates an empty file's schema, or migrates an
-older one in place (1 → 2 → 3, all steps in one transaction), and refuses a newer or unknown
+older one in place (1 → 2 → 3 → 4, all steps in one transaction), and refuses a newer or unknown
 version and SQLite files that are not stores. The tables are documented in ``docs/store.md``.
 
 Version 3 moved attack results out of metric-name strings into the ``attack_results`` and
 ``attack_flags`` tables and added ``claims`` (:mod:`robustscope.studies.store.claims`).
+Version 4 added a run's health (``runs.health``, ``health_reason``, ``health_fix``: whether it
+trained, :mod:`robustscope.studies.health`) and ``attack_results.escalates`` (the evaluation an
+escalated result re-attacks). A new store is made as version 3 and then given the version-4
+columns by the same statements that migrate an old one, so both have one schema.
 """
 
 from __future__ import annotations
@@ -21,7 +25,12 @@ from typing import Any
 
 from robustscope.studies.store.base import StoreError
 from robustscope.studies.store.vocab import (
+    ESCALATES,
     FORMAT,
+    HEALTH,
+    HEALTH_FIX,
+    HEALTH_REASON,
+    HEALTH_STATUSES,
     NORMS,
     SCHEMA_VERSION,
     STORE_FILE,
@@ -133,6 +142,14 @@ _V3_TABLES = {
         heartbeat REAL NOT NULL)""",
 }
 _V3_INDEXES = ("CREATE INDEX claims_by_token ON claims (token)",)
+_HEALTHS = ", ".join(f"'{h}'" for h in HEALTH_STATUSES)
+# NULL health: not assessed (a run not measured yet, or measured before version 4)
+_V4_COLUMNS = (
+    f"ALTER TABLE runs ADD COLUMN {HEALTH} TEXT CHECK ({HEALTH} IS NULL OR {HEALTH} IN ({_HEALTHS}))",
+    f"ALTER TABLE runs ADD COLUMN {HEALTH_REASON} TEXT",
+    f"ALTER TABLE runs ADD COLUMN {HEALTH_FIX} TEXT",
+    f"ALTER TABLE attack_results ADD COLUMN {ESCALATES} TEXT",
+)
 
 
 def robustscope_version() -> str:
@@ -154,6 +171,7 @@ def _tables(conn: sqlite3.Connection) -> set[str]:
 def _create(conn: sqlite3.Connection) -> None:
     for ddl in (*_V2_TABLES.values(), *_V3_TABLES.values(), *_V2_INDEXES, *_V3_INDEXES):
         conn.execute(ddl)
+    _migrate_3_to_4(conn)
     conn.executemany(
         "INSERT INTO meta (key, value) VALUES (?, ?)",
         [
@@ -300,9 +318,20 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
     conn.executemany("DELETE FROM metrics WHERE run_id = ? AND name = ?", moved)
 
 
+# --- 3 → 4 -------------------------------------------------------------------------------------
+
+
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    """A run's health (NULL: not assessed — the report assesses such runs itself) and the
+    escalation column of attack results (NULL: the spec's own evaluations, as all v3 rows)."""
+    for ddl in _V4_COLUMNS:
+        conn.execute(ddl)
+
+
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _migrate_1_to_2,
     2: _migrate_2_to_3,
+    3: _migrate_3_to_4,
 }
 
 

@@ -7,6 +7,11 @@ A wide view has one row per run and one column per (label, ε, quantity) or (lab
 :func:`attack_columns` and :func:`flag_columns` describe those columns as data (label, ε,
 quantity and the column's display name), so no caller ever reads a column name apart.
 
+An *escalated* result (column ``escalates``: the label of the evaluation it re-attacks) is
+the study's second look at a flagged evaluation: :func:`fold_escalations` gives the figures
+a study reports — each escalated evaluation at the lower of its two figures per ε — and
+:func:`escalations` lists both figures side by side.
+
 Example:
     >>> import pandas as pd
     >>> long = pd.DataFrame({"run_id": ["r", "r"], "label": ["pgd-linf"] * 2,
@@ -23,12 +28,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from robustscope.studies.store.vocab import (
     ATTACK_FLAG_COLUMNS,
     ATTACK_RESULT_COLUMNS,
+    ESCALATES,
     QUANTITIES,
+    ROBUST_ACCURACY,
     attack_column,
     flag_column,
 )
@@ -40,14 +48,20 @@ __all__ = [
     "attack_results_wide",
     "empty_attack_flags",
     "empty_attack_results",
+    "escalations",
     "flag_columns",
     "flags_wide",
+    "fold_escalations",
     "robustness_wide",
 ]
 
 #: the columns of :func:`robustness_wide`
 ROBUSTNESS_COLUMNS = (
-    "run_id", "label", "attack", "norm", "params", "attack_eps", "n", *QUANTITIES,
+    "run_id", "label", "attack", "norm", "params", "attack_eps", "n", ESCALATES, *QUANTITIES,
+)  # fmt: skip
+#: the columns of :func:`escalations`
+ESCALATION_COLUMNS = (
+    "run_id", "label", "escalation", "attack", "attack_eps", "evaluated", "escalated", "reported",
 )  # fmt: skip
 
 
@@ -83,6 +97,63 @@ def empty_attack_results() -> pd.DataFrame:
 def empty_attack_flags() -> pd.DataFrame:
     """An empty long attack-flags frame with its columns."""
     return pd.DataFrame({c: pd.Series(dtype=object) for c in ATTACK_FLAG_COLUMNS})
+
+
+def _escalated(long: pd.DataFrame) -> pd.Series:
+    """Which rows of ``long`` are escalated results (none when it has no ``escalates``)."""
+    if ESCALATES not in long.columns:
+        return pd.Series(False, index=long.index)
+    return long[ESCALATES].notna()
+
+
+def fold_escalations(long: pd.DataFrame) -> pd.DataFrame:
+    """The results a study reports: the rows of the runs' own evaluations, each value the
+    lower of the evaluation's and of its escalation's at the same (ε, quantity) — NaN only
+    where both are — and no escalated rows. ``long`` without escalations comes back as is.
+
+    Example:
+        >>> long = pd.DataFrame({"run_id": ["r"] * 2, "label": ["pgd-linf", "pgd-linf+aa"],
+        ...     "attack": ["pgd", "aa"], "norm": ["linf"] * 2, "params": ["{}"] * 2,
+        ...     "attack_eps": [0.1] * 2, "quantity": ["robust_accuracy"] * 2,
+        ...     "value": [0.4, 0.3], "n": [100] * 2, "escalates": [None, "pgd-linf"]})
+        >>> fold_escalations(long)[["label", "attack", "value"]].values.tolist()
+        [['pgd-linf', 'pgd', 0.3]]
+    """
+    escalated = _escalated(long)
+    if not escalated.any():
+        return long
+    key = ["run_id", "label", "attack_eps", "quantity"]
+    second = long[escalated][["run_id", ESCALATES, "attack_eps", "quantity", "value"]]
+    second = second.rename(columns={ESCALATES: "label", "value": "_escalated"})
+    own = long[~escalated].reset_index(drop=True)
+    folded = own.merge(second, on=key, how="left", validate="one_to_one")
+    folded["value"] = np.fmin(folded["value"], folded["_escalated"])
+    return folded.drop(columns="_escalated")
+
+
+def escalations(long: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, escalated evaluation, ε) with its robust accuracy over all points
+    under the evaluation's attack (``evaluated``), under the escalation (``escalated``) and
+    as reported (``reported``, the lower): columns ``run_id``, ``label`` (the evaluation),
+    ``escalation`` (its label), ``attack`` (the escalation's attack), ``attack_eps``,
+    ``evaluated``, ``escalated``, ``reported``; sorted by run, label and ε."""
+    escalated = _escalated(long)
+    if not escalated.any():
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in ESCALATION_COLUMNS})
+    acc = long[long["quantity"] == ROBUST_ACCURACY]
+    second = acc[escalated.loc[acc.index]]
+    second = second[["run_id", ESCALATES, "label", "attack", "attack_eps", "value"]].rename(
+        columns={"label": "escalation", ESCALATES: "label", "value": "escalated"}
+    )
+    first = acc[~escalated.loc[acc.index]][["run_id", "label", "attack_eps", "value"]]
+    out = second.merge(
+        first.rename(columns={"value": "evaluated"}),
+        on=["run_id", "label", "attack_eps"],
+        how="left",
+    )
+    out["reported"] = np.fmin(out["evaluated"], out["escalated"])
+    out = out.sort_values(["run_id", "label", "attack_eps"], kind="stable")
+    return out[list(ESCALATION_COLUMNS)].reset_index(drop=True)
 
 
 def attack_columns(long: pd.DataFrame, quantity: str | None = None) -> list[AttackColumn]:
@@ -158,14 +229,17 @@ def flags_wide(long: pd.DataFrame) -> pd.DataFrame:
 
 def robustness_wide(long: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, label, attack ε) with columns :data:`ROBUSTNESS_COLUMNS`: the
-    evaluation's attack, norm, params and n, and one column per quantity (NaN where the
-    quantity was not stored), sorted by run, label and ε."""
+    evaluation's attack, norm, params, n and what it escalates (None for the spec's own
+    evaluations), and one column per quantity (NaN where the quantity was not stored), sorted
+    by run, label and ε."""
     if not len(long):
         return pd.DataFrame({c: pd.Series(dtype=object) for c in ROBUSTNESS_COLUMNS})
+    if ESCALATES not in long.columns:
+        long = long.assign(**{ESCALATES: None})
     key = ["run_id", "label", "attack_eps"]
     values = long.pivot(index=key, columns="quantity", values="value")
     values = values.reindex(columns=list(QUANTITIES)).astype("float64")
     values.columns.name = None
-    meta = long.drop_duplicates(key).set_index(key)[["attack", "norm", "params", "n"]]
+    meta = long.drop_duplicates(key).set_index(key)[["attack", "norm", "params", "n", ESCALATES]]
     out = meta.join(values).sort_index().reset_index()
     return out[list(ROBUSTNESS_COLUMNS)]

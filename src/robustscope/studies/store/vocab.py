@@ -37,9 +37,17 @@ __all__ = [
     "ATTACK_FLAG_COLUMNS",
     "ATTACK_RESULT_COLUMNS",
     "CLEAN_ACCURACY",
+    "COLLAPSED",
     "EPS_ABS_TOL",
     "EPS_REL_TOL",
+    "ESCALATES",
     "FORMAT",
+    "HEALTH",
+    "HEALTHY",
+    "HEALTH_COLUMNS",
+    "HEALTH_FIX",
+    "HEALTH_REASON",
+    "HEALTH_STATUSES",
     "MEASURE_HASH_KEY",
     "NORMS",
     "POINTS_PROBE",
@@ -59,6 +67,7 @@ __all__ = [
     "attack_column",
     "attack_label",
     "canonical_params",
+    "escalation_label",
     "find_eps",
     "flag_column",
     "format_eps",
@@ -70,7 +79,7 @@ __all__ = [
 # --- the file ---------------------------------------------------------------------------------
 
 #: ``PRAGMA user_version`` of the schema this code writes
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: ``meta.format`` of every robustscope store
 FORMAT = "robustscope-results-store"
 #: the database's file name inside a study directory
@@ -79,7 +88,7 @@ STORE_FILE = "results.sqlite"
 ARTIFACTS_DIR = "artifacts"
 #: the values of ``runs.status``
 STATUSES = ("pending", "running", "done", "failed")
-#: the tables of a version-3 store (``docs/store.md`` documents each)
+#: the tables of a version-3 (and 4) store (``docs/store.md`` documents each)
 TABLES = (
     "meta", "studies", "runs", "history", "metrics", "probes", "artifacts", "provenance",
     "attack_results", "attack_flags", "claims",
@@ -109,6 +118,24 @@ POSTHOC_PROBE = "posthoc"
 #: what the report's bootstrap intervals resample (:mod:`robustscope.report.evidence`)
 POINTS_PROBE = "points"
 
+# --- run health (columns of ``runs``; the rule is robustscope.studies.health) ------------------
+
+#: column of ``runs``: whether the run trained — :data:`HEALTHY`, :data:`COLLAPSED`, or NULL
+#: (not assessed: a run not measured yet, or stored before schema 4)
+HEALTH = "health"
+#: column of ``runs``: why the run collapsed, with the numbers (NULL when healthy)
+HEALTH_REASON = "health_reason"
+#: column of ``runs``: what would likely make it train (NULL when healthy)
+HEALTH_FIX = "health_fix"
+#: the three health columns, in the order of the run tables
+HEALTH_COLUMNS = (HEALTH, HEALTH_REASON, HEALTH_FIX)
+#: ``runs.health`` of a run that trained
+HEALTHY = "ok"
+#: ``runs.health`` of a run that failed to train: no evidence for or against any claim
+COLLAPSED = "collapsed"
+#: the values of ``runs.health`` (besides NULL)
+HEALTH_STATUSES = (HEALTHY, COLLAPSED)
+
 
 def train_metric(key: str) -> str:
     """The metric name of the last epoch's history value ``key`` (``train/<key>``)."""
@@ -128,7 +155,12 @@ NORMS = ("linf", "l2")
 #: columns of ``attack_results`` (and of ``Store.attack_results_long()``)
 ATTACK_RESULT_COLUMNS = (
     "run_id", "label", "attack", "norm", "params", "attack_eps", "quantity", "value", "n",
+    "escalates",
 )  # fmt: skip
+#: column of ``attack_results``: the label of the evaluation this result escalates (the same
+#: ε and norm re-attacked with the spec's ``evaluation.escalate`` attack after a
+#: gradient-masking flag fired on it); NULL for the spec's own evaluations
+ESCALATES = "escalates"
 #: columns of ``attack_flags`` (and of ``Store.attack_flags_long()``)
 ATTACK_FLAG_COLUMNS = ("run_id", "label", "flag", "message", "value")
 
@@ -142,6 +174,16 @@ EPS_ABS_TOL = 1e-12
 def attack_label(attack: str, norm: str, label: str | None = None) -> str:
     """The study's name of one evaluated attack: its spec ``label``, else ``<attack>-<norm>``."""
     return label or f"{attack}-{norm}"
+
+
+def escalation_label(label: str, attack: str) -> str:
+    """The label of the escalated evaluation of ``label`` by ``attack``: ``<label>+<attack>``.
+
+    Example:
+        >>> escalation_label("pgd-linf", "autoattack")
+        'pgd-linf+autoattack'
+    """
+    return f"{label}+{attack}"
 
 
 def canonical_params(params: Mapping[str, Any]) -> str:

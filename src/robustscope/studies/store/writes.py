@@ -29,7 +29,7 @@ from robustscope.studies.store.base import (
 )
 from robustscope.studies.store.provenance import collect_provenance
 from robustscope.studies.store.records import AttackResult
-from robustscope.studies.store.vocab import ARTIFACTS_DIR, canonical_params
+from robustscope.studies.store.vocab import ARTIFACTS_DIR, HEALTH_STATUSES, canonical_params
 
 __all__ = ["Writes"]
 
@@ -145,6 +145,25 @@ class Writes(StoreBase):
                     ),
                 )
 
+    def set_health(
+        self, run_id: str, health: str | None, reason: str | None = None, fix: str | None = None
+    ) -> None:
+        """Whether run ``run_id`` trained (``runs.health``: one of ``HEALTH_STATUSES``, or None:
+        not assessed), why not (``reason``) and the likely fix (``fix``); replaces the old mark.
+        The rule is :func:`robustscope.studies.health.assess`."""
+        if health is not None and health not in HEALTH_STATUSES:
+            raise StoreError(
+                f"health of run {run_id!r} must be one of {', '.join(HEALTH_STATUSES)} or None, "
+                f"got {health!r}"
+            )
+        with self.transaction() as c:
+            self._require_run(run_id)
+            c.execute(
+                "UPDATE runs SET health = ?, health_reason = ?, health_fix = ?, updated = ? "
+                "WHERE run_id = ?",
+                (health, reason, fix, time.time(), run_id),
+            )
+
     def add_history(self, run_id: str, rows: Iterable[Mapping[str, Any]]) -> None:
         """Training history, one mapping per epoch with an ``epoch`` key (stored long).
 
@@ -192,7 +211,8 @@ class Writes(StoreBase):
         ``attack_results`` row per (ε, quantity) and one ``attack_flags`` row per flag. Labels
         must be unique within the run (:class:`StoreError` otherwise: two spec entries with
         the same attack and norm need distinct ``label``\\ s). A flag raised twice by one
-        evaluation is stored once (the first).
+        evaluation is stored once (the first). A result that ``escalates`` another must find
+        it among ``results``.
         """
         results = list(results)
         seen: dict[str, AttackResult] = {}
@@ -210,12 +230,18 @@ class Writes(StoreBase):
                     "evaluation.attacks entries distinct labels (label: ...)"
                 )
             seen[r.label] = r
+        for r in results:
+            if r.escalates is not None and r.escalates not in seen:
+                raise StoreError(
+                    f"{self.path}: attack result {r.label!r} of run {run_id!r} escalates "
+                    f"{r.escalates!r}, which is not among the run's results"
+                )
             params = canonical_params(r.params)
             what = f"attack result {r.label!r} of run {run_id!r}"
             for eps, quantity, value in r.rows():
                 rows.append(
                     (run_id, r.label, r.attack, r.norm, params, float(eps), quantity,
-                     real(value, f"{what} at ε={eps:g}"), int(r.n))
+                     real(value, f"{what} at ε={eps:g}"), int(r.n), r.escalates)
                 )  # fmt: skip
             for f in r.flags:
                 number = None if f.value is None else real(f.value, f"{what}: flag {f.name!r}")
@@ -226,7 +252,7 @@ class Writes(StoreBase):
             c.execute("DELETE FROM attack_flags WHERE run_id = ?", (run_id,))
             c.executemany(
                 "INSERT INTO attack_results (run_id, label, attack, norm, params, attack_eps, "
-                "quantity, value, n) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "quantity, value, n, escalates) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             c.executemany(
