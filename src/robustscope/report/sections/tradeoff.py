@@ -182,11 +182,15 @@ class Tradeoff(Section):
         fired = fired_flags(ctx.data, ctx.table)
         if not fired:
             return ""
-        return (
-            "<p><b>Gradient-masking warnings</b> (robust accuracy may be overestimated): "
-            + esc("; ".join(fired))
-            + "</p>"
-        )
+        escalated = set(ctx.data.escalations()["run_id"]) & set(ctx.table.index)
+        if escalated:
+            what = (
+                f" — {len(escalated)} of the flagged runs were attacked again with the "
+                "escalation attack and the lower figure is shown (see Evaluation checks)"
+            )
+        else:
+            what = " (robust accuracy may be overestimated: no escalation ran)"
+        return f"<p><b>Gradient-masking warnings</b>{esc(what)}: " + esc("; ".join(fired)) + "</p>"
 
     def findings(self, ctx: ReportContext) -> list[Finding]:
         t, robust = ctx.table, ctx.robust
