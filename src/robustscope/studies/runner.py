@@ -48,7 +48,9 @@ Executor = Literal["local", "ray"]
 #: bumped whenever the same evaluation/probe settings start to measure differently (an
 #: attack's or probe's defaults changed), so stored results are measured again, not mixed in.
 #: 2: evaluate's ε-continuation (warm_start=True) and DeepFool's box="clip" + refine_steps=10
-MEASURE_VERSION = 2
+#: 3: every run stores its per-point evaluation (probe ``points``: what the report's
+#:    intervals resample) and its health; flagged evaluations are escalated
+MEASURE_VERSION = 3
 
 
 def measure_hash(spec: StudySpec) -> str:
