@@ -6,6 +6,7 @@ and how to fix it, and exit with status 2.
 
 The commands live by idea: :mod:`~robustscope.cli.catalog` (datasets, models, attacks,
 probes, presets, a checkpoint's info), :mod:`~robustscope.cli.train`,
+:mod:`~robustscope.cli.external` (import: external weights as a checkpoint),
 :mod:`~robustscope.cli.measure` (eval, attack, probe), :mod:`~robustscope.cli.posthoc`
 (robustify), :mod:`~robustscope.cli.corrupt` (corrupt), :mod:`~robustscope.cli.transfer`
 (transfer), :mod:`~robustscope.cli.visualize` (visualize), :mod:`~robustscope.cli.studies`
@@ -23,6 +24,7 @@ from robustscope import plugins
 from robustscope.cli import (
     catalog,
     corrupt,
+    external,
     measure,
     posthoc,
     studies,
@@ -41,6 +43,7 @@ COMMANDS = (
     ("datasets", catalog.datasets_cmd),
     ("models", catalog.models_cmd),
     ("train", train.train_cmd),
+    ("import", external.import_cmd),
     ("eval", measure.eval_cmd),
     ("attacks", catalog.attacks_cmd),
     ("attack", measure.attack_cmd),

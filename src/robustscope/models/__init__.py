@@ -2,7 +2,8 @@
 
 Every model maps pixel-space inputs to logits (``forward``) and exposes
 ``features(x)``, the representation before the last linear layer. The
-normalization (mean/std) is the model's first layer.
+normalization (mean/std) is the model's first layer. :func:`wrap` makes any ``nn.Module``
+such a model (:mod:`robustscope.models.wrap`).
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ from robustscope.models.registry import (
     get,
     register,
 )
+from robustscope.models.wrap import WRAPPED, Wrapped, wrap
 
 __all__ = [
+    "WRAPPED",
     "Classifier",
     "ModelEntry",
     "ModelSpec",
     "Normalize",
+    "Wrapped",
     "available",
     "count_parameters",
     "create",
@@ -36,4 +40,5 @@ __all__ = [
     "from_spec",
     "get",
     "register",
+    "wrap",
 ]

@@ -12,6 +12,7 @@ import torch
 from robustscope.data.box import BoxLike
 from robustscope.errors import ModelError
 from robustscope.models.base import Classifier, ModelSpec, Normalize
+from robustscope.models.wrap import WRAPPED
 from robustscope.registry import Registry, first_line
 
 Builder = Callable[..., Classifier]
@@ -45,6 +46,9 @@ def register(
 ) -> Callable[[Builder], Builder]:
     """Decorator registering ``builder`` under ``name``; ``notes`` (shown by ``robustscope
     models``) default to the first line of the builder's docstring."""
+
+    if name == WRAPPED:
+        raise ModelError(f"model name {WRAPPED!r} is reserved for models.wrap; choose another")
 
     def deco(builder: Builder) -> Builder:
         entry = ModelEntry(name, builder, notes or first_line(builder), default_input_shape)
@@ -131,7 +135,17 @@ def create(
 
 
 def from_spec(spec: ModelSpec) -> Classifier:
-    """Rebuild a (freshly initialised) model from its recorded :class:`ModelSpec`."""
+    """Rebuild a (freshly initialised) model from its recorded :class:`ModelSpec`.
+
+    A spec of a wrapped module (:func:`robustscope.models.wrap`) cannot be rebuilt from the
+    registry: the module's code is needed again (``checkpoint.load(path, module=...)``).
+    """
+    if spec.name == WRAPPED:
+        raise ModelError(
+            f"this model wraps a {spec.kwargs.get('module', 'custom module')} "
+            "(robustscope.models.wrap): its architecture is not in the registry; build the "
+            "module again and wrap it (checkpoint.load(path, module=<the module>))"
+        )
     return create(
         spec.name,
         spec.num_classes,
