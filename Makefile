@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml benchmarks/setup.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q $(TORCH) -e '.[dev]'
+	$(PY) -m pip install -q $(TORCH) -e '.[dev,mlflow,tensorboard]'
 	bash benchmarks/setup.sh
 	touch $@
 

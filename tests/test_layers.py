@@ -38,6 +38,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("posthoc/theory", ("robustscope.posthoc", "robustscope.theory")),
     ("composition", ("robustscope.plugins",)),
     ("studies", ("robustscope.studies",)),
+    ("trackers", ("robustscope.trackers",)),
     ("report", ("robustscope.report",)),
     ("cli", ("robustscope.cli", "robustscope.__main__")),
 ]

@@ -19,6 +19,7 @@ probes, presets, a checkpoint's info), :mod:`~robustscope.cli.train`,
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from robustscope import plugins
 from robustscope.cli import (
@@ -91,7 +92,8 @@ def main() -> None:
     try:
         app()
     except RobustscopeError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", soft_wrap=True)
+        # the message is text, not markup: "pip install 'robustscope[mlflow]'" keeps its brackets
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", soft_wrap=True)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         err_console.print("interrupted; completed epochs are saved (resume with --resume)")

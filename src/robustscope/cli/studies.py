@@ -20,6 +20,7 @@ __all__ = [
     "report_cmd",
     "show_cmd",
     "study_cmd",
+    "study_trackers",
     "summary_notes",
 ]
 
@@ -140,6 +141,35 @@ def study_cmd(
             "--dry-run", help="list the planned runs (ε, training-set size, seed) and stop"
         ),
     ] = False,
+    mlflow: Annotated[
+        bool,
+        typer.Option(
+            "--mlflow",
+            help="log the study to MLflow: the study a parent run, each run a nested child "
+            "run (configuration as params, history and attack/probe results as metrics), the "
+            "report as artifacts; where: --mlflow-uri (needs robustscope\\[mlflow])",
+        ),
+    ] = False,
+    mlflow_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="MLflow tracking URI, implies --mlflow: a server (http://host:5000), a "
+            "database (sqlite:///mlflow.db) or a directory (a file store); default "
+            "$MLFLOW_TRACKING_URI, else ./mlruns",
+        ),
+    ] = None,
+    mlflow_experiment: Annotated[
+        str | None,
+        typer.Option(help="MLflow experiment, implies --mlflow (default: the study's name)"),
+    ] = None,
+    tensorboard: Annotated[
+        Path | None,
+        typer.Option(
+            help="write each run's training history as TensorBoard scalars to DIR/<run label> "
+            "(needs robustscope\\[tensorboard])",
+            metavar="DIR",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Run (or resume) a study: train the family, attack and probe every member, report."""
@@ -153,19 +183,33 @@ def study_cmd(
         rows = plan_rows(plan(study, device=device))
         emit(rows, as_json, plan_view(study.name, rows))
         return
-    summary = runner.run_study(
-        study,
-        out,
-        executor=executor,  # type: ignore[arg-type]
-        address=address,
-        device=device,
-        progress=progress and sys.stderr.isatty() and not as_json,
-        echo=None if as_json else (lambda line: err_console.print(line, soft_wrap=True)),
+    trackers = study_trackers(
+        mlflow or mlflow_uri is not None or mlflow_experiment is not None,
+        mlflow_uri,
+        mlflow_experiment,
+        tensorboard,
     )
-    from robustscope.report import load_study, summarize, write_report
+    try:
+        summary = runner.run_study(
+            study,
+            out,
+            executor=executor,  # type: ignore[arg-type]
+            address=address,
+            device=device,
+            progress=progress and sys.stderr.isatty() and not as_json,
+            echo=None if as_json else (lambda line: err_console.print(line, soft_wrap=True)),
+            trackers=trackers,
+        )
+        from robustscope.report import load_study, summarize, write_report
 
-    data = load_study(summary.out)  # read once, for the report and the summary table
-    report_path = write_report(summary.out, data) if report else None
+        data = load_study(summary.out)  # read once, for the report and the summary table
+        report_path = write_report(summary.out, data) if report else None
+    except BaseException as exc:
+        for tracker in trackers:
+            tracker.abort("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    for tracker in trackers:
+        tracker.finish(summary, report_path)
     found = {
         "out": str(summary.out),
         "planned": summary.planned,
@@ -186,6 +230,21 @@ def study_cmd(
     )
     if summary.failed:
         raise SystemExit(1)
+
+
+def study_trackers(
+    mlflow: bool, uri: str | None, experiment: str | None, tensorboard: Path | None
+) -> list[Any]:
+    """The experiment trackers ``study`` was asked for (checked now, before any training: a
+    missing extra or an unreachable server is an error naming the fix)."""
+    from robustscope import trackers
+
+    out: list[Any] = []
+    if mlflow:
+        out.append(trackers.MlflowTracker(uri, experiment=experiment))
+    if tensorboard is not None:
+        out.append(trackers.TensorBoardStudyTracker(tensorboard))
+    return out
 
 
 def show_cmd(study_dir: StudyDirArg, as_json: JsonFlag = False) -> None:

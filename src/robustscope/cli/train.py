@@ -61,6 +61,14 @@ def train_cmd(
         int | None, typer.Option(help="stop (resumably) after N epochs in this call")
     ] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    tensorboard: Annotated[
+        Path | None,
+        typer.Option(
+            help="write every number of each epoch's history (losses, accuracies, tracked "
+            "probes track/...) as TensorBoard scalars to DIR (needs robustscope\\[tensorboard])",
+            metavar="DIR",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
     **options: Any,
 ) -> None:
@@ -83,13 +91,27 @@ def train_cmd(
             )
         values["method_params"][key] = value
         given.add("method_params")
-    result = train(
-        build_config(values, given, config),
-        out,
-        resume=resume,
-        progress=progress and sys.stderr.isatty(),
-        stop_after_epochs=stop_after_epochs,
-    )
+    train_config = build_config(values, given, config)
+    writer = None
+    if tensorboard is not None and distributed.is_main():  # rank 0 writes, as it logs
+        from robustscope.trackers import TensorBoardWriter
+
+        writer = TensorBoardWriter(tensorboard, resume=resume)
+    try:
+        result = train(
+            train_config,
+            out,
+            resume=resume,
+            callbacks=[writer] if writer is not None else [],
+            progress=progress and sys.stderr.isatty(),
+            stop_after_epochs=stop_after_epochs,
+        )
+    except BaseException:
+        if writer is not None:  # the epochs written so far stay
+            writer.close()
+        raise
+    if writer is not None:  # with the epochs of an earlier call (--resume) not written yet
+        writer.close(result.history)
     if not distributed.is_main():
         return
     summary = {

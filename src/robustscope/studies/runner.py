@@ -19,6 +19,11 @@ executing it (``docs/store.md``, claims), so every run is trained once. A driver
 another live driver holds, takes over the claims of drivers that died, and, when every run
 left is held by others, stops with a :class:`StudyError` naming the holder.
 
+Experiment trackers (:mod:`robustscope.trackers`: MLflow, TensorBoard) see the study through
+the :class:`StudyTracker` protocol: ``start`` once the runs are planned, ``record`` for each
+outcome right after the store recorded it — in the driver, so runs executed by Ray workers are
+logged too, once. Without trackers nothing of this happens.
+
 Layout of a study directory ``out``: ``results.sqlite`` (the store), ``runs/<run_id>/``
 (each run's checkpoints), ``artifacts/`` (arrays referenced by the store),
 ``report.html`` and ``figures/`` (written by ``robustscope report``).
@@ -29,10 +34,11 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from robustscope.studies.execute import RunOutcome, execute_run
 from robustscope.studies.plan import RunPlan, plan
@@ -40,7 +46,7 @@ from robustscope.studies.spec import Escalation, StudyError, StudySpec
 from robustscope.studies.store import HEARTBEAT_S, LEASE_S, Claim, Claimant, Heartbeat
 from robustscope.studies.store.vocab import CLEAN_ACCURACY
 
-__all__ = ["StudySummary", "measure_hash", "run_study"]
+__all__ = ["StudySummary", "StudyTracker", "measure_hash", "run_study"]
 
 Executor = Literal["local", "ray"]
 
@@ -100,6 +106,22 @@ class StudySummary:
 
 
 Take = Callable[[RunPlan], str]
+
+
+class StudyTracker(Protocol):
+    """An experiment tracker fed by the study driver (:mod:`robustscope.trackers`).
+
+    ``start`` is called once the runs are planned and the study registered in the store,
+    before any run executes (an error there stops the study before it trains); ``record``
+    after each outcome the store recorded, in the driver (never in a worker). An error in
+    ``record`` is reported on the driver's lines and does not stop the study: the store
+    keeps every result. Ending the tracked study (e.g. attaching the report) is the
+    tracker's own call, made by its owner after :func:`run_study` returns.
+    """
+
+    def start(self, spec: StudySpec, out: Path, plans: list[RunPlan]) -> None: ...
+
+    def record(self, run: RunPlan, outcome: RunOutcome) -> None: ...
 
 
 def _run_local(
@@ -167,6 +189,25 @@ def _remarks(outcome: RunOutcome) -> str:
     return out
 
 
+def _track(
+    trackers: Sequence[StudyTracker],
+    run: RunPlan,
+    outcome: RunOutcome,
+    echo: Callable[[str], None] | None,
+) -> None:
+    """Give a recorded outcome to every tracker; a tracker's failure is one line (a warning
+    when the driver is silent), not the study's end: the store holds the results."""
+    for tracker in trackers:
+        try:
+            tracker.record(run, outcome)
+        except Exception as exc:
+            line = f"{run.label}: not logged to {tracker}: {type(exc).__name__}: {exc}"
+            if echo is None:
+                warnings.warn(line, RuntimeWarning, stacklevel=2)
+            else:
+                echo(line)
+
+
 def _all_held(out: Path, held: dict[str, Claim], lease_s: float) -> StudyError:
     holders = {(c.host, c.pid): c for c in held.values()}
     who = "; ".join(c.describe() for c in holders.values())
@@ -189,6 +230,7 @@ def run_study(
     echo: Callable[[str], None] | None = print,
     lease_s: float = LEASE_S,
     heartbeat_s: float = HEARTBEAT_S,
+    trackers: Sequence[StudyTracker] = (),
 ) -> StudySummary:
     """Run (or resume) the study ``spec`` into ``out`` (default ``runs/<spec.name>``).
 
@@ -202,6 +244,8 @@ def run_study(
         echo: receives one line per run started/finished (None: silent).
         lease_s: seconds without a heartbeat after which another driver's claim is stale.
         heartbeat_s: seconds between two renewals of this driver's claims.
+        trackers: experiment trackers told about the study and each recorded outcome
+            (:class:`StudyTracker`; e.g. :class:`robustscope.trackers.MlflowTracker`).
 
     Returns:
         a :class:`StudySummary`; failed runs are listed there and in the store, not raised.
@@ -229,6 +273,8 @@ def run_study(
     claimant = Claimant.here()
     with open_store(out / "results.sqlite", create=True) as store:
         record.register_study(store, spec, plans)
+        for tracker in trackers:
+            tracker.start(spec, out, plans)
         measured = record.measured_runs(store, mhash)
         todo = [p for p in plans if p.run_id not in measured]
         skipped = len(plans) - len(todo)
@@ -281,6 +327,8 @@ def run_study(
                     else:
                         failed[run.run_id] = outcome.error or "unknown error"
                         say(f"[{i}/{len(todo)}] {run.label}: FAILED — {outcome.error}")
+                    if lost_to is None:
+                        _track(trackers, run, outcome, echo)
         finally:
             record.release_claims(store, claimant)
     if held and not done and not failed:
