@@ -10,7 +10,7 @@ probes, presets, a checkpoint's info), :mod:`~robustscope.cli.train`,
 :mod:`~robustscope.cli.measure` (eval, attack, probe), :mod:`~robustscope.cli.posthoc`
 (robustify), :mod:`~robustscope.cli.corrupt` (corrupt), :mod:`~robustscope.cli.transfer`
 (transfer), :mod:`~robustscope.cli.visualize` (visualize), :mod:`~robustscope.cli.studies`
-(study, show, report, export) and
+(study, show, report, compare, export) and
 :mod:`~robustscope.cli.theory` (theory tsipras, theory mnist); they share
 :mod:`~robustscope.cli.options` (one definition of each common option) and
 :mod:`~robustscope.cli.output` (one printer of JSON or tables).
@@ -58,6 +58,7 @@ COMMANDS = (
     ("study", studies.study_cmd),
     ("show", studies.show_cmd),
     ("report", studies.report_cmd),
+    ("compare", studies.compare_cmd),
     ("export", studies.export_cmd),
     ("info", catalog.info_cmd),
 )

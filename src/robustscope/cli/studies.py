@@ -1,5 +1,6 @@
 """Studies: ``study`` (train, attack and probe a family, then report), ``show`` (the summary
-table), ``report`` (the HTML report) and ``export`` (the results store as files)."""
+table), ``report`` (the HTML report), ``compare`` (one page setting studies side by side) and
+``export`` (the results store as files)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from robustscope.cli.output import Column, TableView, emit, err_console, fixed, 
 from robustscope.errors import RobustscopeError
 
 __all__ = [
+    "compare_cmd",
     "export_cmd",
     "plan_rows",
     "plan_view",
@@ -258,6 +260,43 @@ def report_cmd(study_dir: StudyDirArg) -> None:
     from robustscope.report import write_report
 
     out_console.print(str(write_report(study_dir)))
+
+
+def compare_cmd(
+    study_dirs: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="STUDY_DIR...",
+            help="two or more study directories; the first is the reference of every difference",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option(help="folder for compare.html, its figures and differences.csv")
+    ],
+    eval_eps: Annotated[
+        str | None,
+        typer.Option(
+            help="attack ε of the frontiers and robust-accuracy claims, e.g. 8/255 (default: "
+            "the reference's)"
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Compare studies on one page: frontiers, robust accuracy and probes overlaid (one colour
+    per study), a table of the differences and the Findings side by side."""
+    from robustscope.params import parse_eps
+    from robustscope.report.compare import write_comparison
+
+    eps = None if eval_eps is None else parse_eps(eval_eps, "--eval-eps")
+    page = write_comparison(study_dirs, out, eval_eps=eps)
+    found = {
+        "page": str(page),
+        "figures": str(page.parent / "figures"),
+        "differences": str(page.parent / "differences.csv"),
+        "studies": [str(d) for d in study_dirs],
+    }
+    emit(found, as_json, str(page))
 
 
 def export_cmd(

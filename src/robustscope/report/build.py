@@ -17,19 +17,50 @@ import datetime as _dt
 import re
 from pathlib import Path
 
+from matplotlib.figure import Figure
+
 from robustscope.io import write_bytes
 from robustscope.report.data import StudyData, load_study
 from robustscope.report.header import header_html
-from robustscope.report.page import FigureRecord, document, esc, figure_html, skip_html
+from robustscope.report.page import (
+    FigureRecord,
+    document,
+    figure_html,
+    section_html,
+    skip_html,
+)
 from robustscope.report.section import ReportContext, ReportError, Section, ordered_sections
 from robustscope.report.style import png_bytes
 
-__all__ = ["render", "write_report"]
+__all__ = ["add_figure", "render", "write_page", "write_report"]
 
 FOOTER = (
     "<footer>Written by robustscope (robustscope report). Figures are embedded; the "
     "same PNGs are in figures/ beside this file.</footer>"
 )
+
+
+def add_figure(
+    figures: list[FigureRecord],
+    name: str,
+    figure: Figure,
+    caption: str,
+    *,
+    owner: str,
+    page: str = "report",
+) -> str:
+    """Encode ``figure`` as the figure ``name`` of the ``page`` (characters other than letters,
+    digits, ``_.-`` become ``_``), append it to ``figures`` and return its HTML. A name already
+    on the page is refused (:class:`ReportError`, naming ``owner``, what drew it)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    if any(rec.name == name for rec in figures):
+        raise ReportError(
+            f"{owner}: a figure named {name!r} is already in the {page}; give each figure its "
+            "own name"
+        )
+    rec = FigureRecord(name, caption, png_bytes(figure))
+    figures.append(rec)
+    return figure_html(rec)
 
 
 def _section_html(section: Section, ctx: ReportContext, figures: list[FigureRecord]) -> str:
@@ -38,22 +69,16 @@ def _section_html(section: Section, ctx: ReportContext, figures: list[FigureReco
         none = "No finished run yet" if not ctx.data.done_ids() else "No finished run trained"
         content = skip_html(f"{none}: nothing to show.")
     else:
-        parts = []
-        for drawn in section.figures(ctx):
-            if drawn.figure is None:
-                continue
-            name = re.sub(r"[^A-Za-z0-9_.-]", "_", drawn.name)
-            if any(rec.name == name for rec in figures):
-                raise ReportError(
-                    f"section {section.id!r}: a figure named {name!r} is already in the "
-                    "report; give each figure its own name"
-                )
-            rec = FigureRecord(name, drawn.caption, png_bytes(drawn.figure))
-            figures.append(rec)
-            parts.append(figure_html(rec))
+        parts = [
+            add_figure(
+                figures, drawn.name, drawn.figure, drawn.caption, owner=f"section {section.id!r}"
+            )
+            for drawn in section.figures(ctx)
+            if drawn.figure is not None
+        ]
         parts.append(section.html(ctx))
         content = "".join(parts) or skip_html(section.missing())
-    return f'<section id="{esc(section.id)}"><h2>{esc(section.title)}</h2>{content}</section>'
+    return section_html(section.id, section.title, content)
 
 
 def render(ctx: ReportContext, now: _dt.datetime) -> tuple[str, list[FigureRecord]]:
@@ -86,8 +111,14 @@ def write_report(
         data = load_study(study_dir)
     now = _dt.datetime.now().astimezone()
     body, records = render(ReportContext(data, eval_eps), now)
-    page = document(f"{data.name} — robustscope report", body)
-    figures = study_dir / "figures"
+    return write_page(study_dir / "report.html", f"{data.name} — robustscope report", body, records)
+
+
+def write_page(path: Path, title: str, body: str, records: list[FigureRecord]) -> Path:
+    """Write the page (:func:`~robustscope.report.page.document` of ``title`` and ``body``) at
+    ``path`` and each figure of ``records`` as ``<path's folder>/figures/<name>.png``. The
+    figures folder is the page's own: PNGs no record names are removed. Returns ``path``."""
+    figures = path.parent / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     keep = {f"{rec.name}.png" for rec in records}
     for old in figures.glob("*.png"):
@@ -95,6 +126,5 @@ def write_report(
             old.unlink()
     for rec in records:
         write_bytes(figures / f"{rec.name}.png", rec.png)
-    out = study_dir / "report.html"
-    write_bytes(out, page.encode("utf-8"))
-    return out
+    write_bytes(path, document(title, body).encode("utf-8"))
+    return path

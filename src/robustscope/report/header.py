@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from robustscope.report.data import StudyData
-from robustscope.report.page import error_line, esc, table_html
+from robustscope.report.page import error_line, esc, nav_html, table_html
 
-__all__ = ["header_html", "spec_rows"]
+__all__ = ["header_html", "run_counts", "spec_rows"]
 
 
 def _fmt_list(values: Any) -> str:
@@ -110,15 +110,20 @@ def _stamp(t: Any) -> str:
         return str(t)
 
 
+def run_counts(data: StudyData) -> str:
+    """``"<n> (<k> done, <m> failed)"``: the study's runs, counted by status."""
+    status = Counter(str(s) for s in data.runs["status"]) if len(data.runs) else Counter()
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(status.items())) or "none"
+    return f"{len(data.runs)} ({counts})"
+
+
 def header_html(data: StudyData, now: _dt.datetime, nav: Sequence[tuple[str, str]]) -> str:
     """The ``<header>``: study name and description, the spec, run counts by status, dates,
     provenance, the runs not finished (first line of their errors) and ``nav`` — the
     ``(id, title)`` of each section on the page, in order."""
     spec = data.spec
-    status = Counter(str(s) for s in data.runs["status"]) if len(data.runs) else Counter()
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(status.items())) or "none"
     rows = spec_rows(spec)
-    rows.append(("runs", f"{len(data.runs)} ({counts})"))
+    rows.append(("runs", run_counts(data)))
     written = now.strftime("%Y-%m-%d %H:%M %Z").strip()
     when = f"report written {written}"
     if data.info.get("created") is not None:
@@ -147,6 +152,5 @@ def header_html(data: StudyData, now: _dt.datetime, nav: Sequence[tuple[str, str
                 "<p>Runs not finished (left out of the figures and findings):</p>"
                 + table_html(shown, index=False)
             )
-    items = "".join(f'<li><a href="#{esc(sid)}">{esc(title)}</a></li>' for sid, title in nav)
-    parts.append(f"<nav><ol>{items}</ol></nav></header>")
+    parts.append(nav_html(nav) + "</header>")
     return "".join(parts)

@@ -1,5 +1,6 @@
 """The report's look: one colour per training ε (the same in every figure), one marker and
-line style per series, figure creation and PNG encoding on the Agg canvas.
+line style per series, one colour per study on a comparison page (:func:`study_color`), figure
+creation and PNG encoding on the Agg canvas.
 
 Figures are ``matplotlib.figure.Figure`` objects drawn on an Agg canvas — no pyplot, no
 global state, no display needed. Colours come from viridis (perceptually uniform and
@@ -21,11 +22,37 @@ from matplotlib.lines import Line2D
 
 from robustscope.report.stats import by_eps
 
-__all__ = ["DPI", "Palette", "grid", "log_y", "plot_vs_eps", "png_bytes"]
+__all__ = [
+    "DPI",
+    "STUDY_COLORS",
+    "Palette",
+    "grid",
+    "log_y",
+    "plot_vs_eps",
+    "png_bytes",
+    "study_color",
+]
 
 DPI = 100
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LINESTYLES = ("-", "--", "-.", ":")
+#: the studies' colours on a comparison page, in order: Okabe & Ito's colour-blind-safe set
+#: (its yellow, faint on white, last)
+STUDY_COLORS = (
+    "#0072B2",
+    "#D55E00",
+    "#009E73",
+    "#CC79A7",
+    "#E69F00",
+    "#56B4E9",
+    "#000000",
+    "#F0E442",
+)
+
+
+def study_color(i: int) -> str:
+    """The colour of the ``i``-th study of a comparison (the set repeats after eight)."""
+    return STUDY_COLORS[i % len(STUDY_COLORS)]
 
 
 class Palette:
@@ -130,9 +157,11 @@ def plot_vs_eps(
     label_suffix: str = "",
     linestyle: str | None = None,
     line_color: Any = "0.35",
+    point_color: Any = None,
 ) -> bool:
     """One line per series of ``column``'s seed mean against training ε; points coloured by
-    ε; error bars span the seeds (min–max). Returns whether anything was drawn."""
+    ε (or all ``point_color``); error bars span the seeds (min–max). Returns whether anything
+    was drawn."""
     drawn = False
     for name, rows in groups.items():
         s = by_eps(rows, column)
@@ -157,7 +186,7 @@ def plot_vs_eps(
                 [m],
                 yerr=yerr,
                 fmt=palette.marker(name),
-                color=palette.color(e),
+                color=palette.color(e) if point_color is None else point_color,
                 ms=7,
                 capsize=3,
                 mec="k",
