@@ -83,7 +83,7 @@ def spec_rows(spec: dict[str, Any]) -> list[tuple[str, str]]:
             if isinstance(a, dict)
         )
         escalate = ev.get("escalate")
-        if isinstance(escalate, dict) and escalate.get("attack"):
+        if isinstance(escalate, dict) and escalate.get("attack") and ev.get("checks", True):
             attacks += (
                 f"; a run its checks flag is attacked again with {escalate['attack']}"
                 f"{_params(escalate.get('params'))} (the lower robust accuracy is reported)"
