@@ -65,6 +65,7 @@ def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
 METHODS: dict[str, dict[str, Any]] = {
     "pgd": {"eps": 0.1, "steps": 3},
     "trades": {"eps": 0.1, "steps": 3, "beta": 5},
+    "fgsm": {"eps": 0.1},
     "fgsm-rs": {"eps": 0.1},
     "free": {"eps": 0.1, "replays": 2},
     "mixed": {"eps": 0.1, "steps": 3},
@@ -120,6 +121,35 @@ def test_trades_loss_is_ce_plus_beta_kl_on_a_fixed_x_adv() -> None:
     torch.testing.assert_close(out.logits, clean)  # reported logits: clean
     assert out.extras["natural_loss"] == pytest.approx(float(natural.detach()), rel=1e-5)
     assert out.extras["kl_term"] == pytest.approx(float(kl.detach()), rel=1e-4)
+
+
+def test_fgsm_objective_matches_a_float64_closed_form() -> None:
+    """wen2020 §B.6's FGSM training: CE at clip(x + ε·sign(∇ₓ CE)), no random start. For a
+    linear softmax model ∇ₓ CE_i = Wᵀ(softmax(z_i) − e_{y_i}), written out here in float64."""
+    torch.manual_seed(0)
+    model = models.create("linear", 10, (1, 8, 8)).double()
+    with torch.no_grad():
+        model.head.weight.mul_(5)
+    x, y = _batch(16)
+    x = x.double()
+    w, b = model.head.weight.detach(), model.head.bias.detach()
+    flat = x.reshape(len(x), -1)
+    torch.testing.assert_close(model(x), flat @ w.T + b)  # no normalization in the way
+    eps = 0.1
+    p = torch.softmax(flat @ w.T + b, dim=1)
+    grad = (p - F.one_hot(y, 10).double()) @ w  # [N, 64]
+    x_ref = (flat + eps * grad.sign()).clamp(0, 1)
+    z_ref = x_ref @ w.T + b
+    ce_ref = (torch.logsumexp(z_ref, 1) - z_ref.gather(1, y[:, None])[:, 0]).mean()
+    objective = make_objective("fgsm", eps=eps, run_seed=0)
+    out = objective(model, x, y)
+    torch.testing.assert_close(out.loss, ce_ref)
+    torch.testing.assert_close(out.logits, z_ref)
+    assert torch.equal(objective(model, x, y).loss, out.loss)  # no random start: deterministic
+    # the random start is what sets FGSM-RS apart
+    assert not torch.equal(
+        make_objective("fgsm-rs", eps=eps, run_seed=0)(model, x, y).loss, out.loss
+    )
 
 
 def test_trades_inner_attack_increases_kl_inside_the_ball() -> None:
@@ -485,7 +515,7 @@ def test_cli_flags_reach_the_config(tmp_path: Path) -> None:
     assert "unexpected keyword argument 'sigma'" in str(bad.exception)
 
 
-@pytest.mark.parametrize("method", ["pgd", "trades", "fgsm-rs", "mixed"])
+@pytest.mark.parametrize("method", ["pgd", "trades", "fgsm", "fgsm-rs", "mixed"])
 def test_eps_warmup_scales_the_inner_attack(method: str) -> None:
     obj = make_objective(method, eps=0.2, eps_warmup=0.5)
     full = obj.attack

@@ -89,6 +89,7 @@ def test_registry_lists_all_models() -> None:
         "smallcnn",
         "lenet",
         "vgg13",
+        "vgg_small",
         "resnet20",
         "resnet32",
         "resnet56",
@@ -363,9 +364,10 @@ def test_lenet_padding() -> None:
 # --------------------------------------------------------------------------------- VGG
 
 
-def test_vgg_variants_modules() -> None:
+@pytest.mark.parametrize("name", ["vgg13", "vgg_small"])
+def test_vgg_variants_modules(name: str) -> None:
     def kinds(variant: str) -> set[type]:
-        model = create("vgg13", K, CIFAR, variant=variant, width=0.125)
+        model = create(name, K, CIFAR, variant=variant, width=0.125)
         return {type(m) for m in model.modules()}
 
     normal, half, lin = kinds("normal"), kinds("half_linear"), kinds("linear")
@@ -374,10 +376,11 @@ def test_vgg_variants_modules() -> None:
     assert nn.ReLU not in lin and nn.MaxPool2d not in lin and nn.AvgPool2d in lin
 
 
+@pytest.mark.parametrize("name", ["vgg13", "vgg_small"])
 @pytest.mark.parametrize("batch_norm", [False, True])
 @pytest.mark.parametrize("shape", [CIFAR, MNIST])
-def test_vgg_linear_variant_is_affine(batch_norm: bool, shape: tuple[int, ...]) -> None:
-    model = create("vgg13", K, shape, variant="linear", batch_norm=batch_norm, width=0.125).double()
+def test_vgg_linear_variant_is_affine(name: str, batch_norm: bool, shape: tuple[int, ...]) -> None:
+    model = create(name, K, shape, variant="linear", batch_norm=batch_norm, width=0.125).double()
     if batch_norm:  # make eval-mode BN a nontrivial affine map
         model.train()
         model(torch.rand(8, *shape, dtype=torch.float64))
@@ -393,11 +396,21 @@ def test_vgg_linear_variant_is_affine(batch_norm: bool, shape: tuple[int, ...]) 
     )
 
 
-def test_vgg_normal_variant_is_not_affine() -> None:
-    model = create("vgg13", K, CIFAR, batch_norm=False, width=0.125).double().eval()
+@pytest.mark.parametrize("name", ["vgg13", "vgg_small"])
+def test_vgg_normal_variant_is_not_affine(name: str) -> None:
+    model = create(name, K, CIFAR, batch_norm=False, width=0.125).double().eval()
     x1 = torch.rand(BATCH, *CIFAR, dtype=torch.float64)
     x2 = torch.rand(BATCH, *CIFAR, dtype=torch.float64)
     assert not torch.allclose(model(0.5 * x1 + 0.5 * x2), 0.5 * model(x1) + 0.5 * model(x2))
+
+
+def test_vgg_small_layers_on_28x28() -> None:
+    model = create("vgg_small", K, MNIST, variant="half_linear", width=0.5)
+    assert isinstance(model, VGG) and model.skipped_pools == 0
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [8, 16, 32]
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 3
+    assert model.features(torch.rand(BATCH, *MNIST)).shape == (BATCH, 32)
 
 
 @pytest.mark.parametrize(("shape", "skipped"), [(CIFAR, 0), (MNIST, 1), (DIGITS, 2)])

@@ -113,6 +113,7 @@ def presets_cmd(as_json: JsonFlag = False) -> None:
             "dataset": spec.get("dataset", ""),
             "reproduces": spec.get("reproduces", ""),
             "description": spec.get("description", ""),
+            "deviations": list(spec.get("deviations", [])),
         }
         for name, spec in sorted(PRESETS.items())
     }

@@ -1,4 +1,5 @@
-"""VGG13 (Simonyan & Zisserman 2015) in the three variants of shi2020, Table 1.
+"""VGG13 (Simonyan & Zisserman 2015) in the three variants of shi2020, Table 1, and a small
+VGG-style net with the same variants for laptop-scale studies.
 
 Shi et al. 2020 ("Disentangling non-robust and robust components ... CCKL ... Fisher
 information") train with TRADES a *pure linear* VGG13 (no ReLU, average pooling), a
@@ -11,6 +12,10 @@ would take a side below 1 is skipped (28×28: 28→14→7→3→1 and the fifth 
 the feature vector ``512·width`` long for every input size (it is the identity on a 1×1
 map). Skipped pools and the global average pool are linear, so the ``linear`` variant
 stays linear (affine, with biases) in eval mode.
+
+``vgg_small`` keeps the three variants (the capacity axis of Table 1) at a fraction of the
+cost: three 3×3 convolutions of 16/32/64 channels (× ``width``), each followed by a 2×2
+pool, as in VGG, for 28×28 images (28→14→7→3).
 """
 
 from __future__ import annotations
@@ -21,12 +26,15 @@ from robustscope.models._common import check_choice, check_width, image_dims, sc
 from robustscope.models.base import Classifier
 from robustscope.models.registry import register
 
-__all__ = ["VGG", "VGG13_CONFIG", "VGG_VARIANTS", "vgg13"]
+__all__ = ["VGG", "VGG13_CONFIG", "VGG_SMALL_CONFIG", "VGG_VARIANTS", "vgg13", "vgg_small"]
 
 #: VGG13 ("configuration B"): conv widths, "M" = 2×2 pool
 VGG13_CONFIG: tuple[int | str, ...] = (
     64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M",
 )  # fmt: skip
+
+#: the small VGG-style net: one 3×3 convolution per stage, three stages
+VGG_SMALL_CONFIG: tuple[int | str, ...] = (16, "M", 32, "M", 64, "M")
 
 #: variant → (ReLU after each conv, pooling): shi2020 Table 1
 VGG_VARIANTS: dict[str, tuple[bool, str]] = {
@@ -114,4 +122,41 @@ def vgg13(
         variant,
         bool(batch_norm),
         check_width("vgg13", width),
+    )
+
+
+@register("vgg_small", default_input_shape=(1, 28, 28))
+def vgg_small(
+    num_classes: int,
+    input_shape: tuple[int, ...],
+    *,
+    variant: str = "normal",
+    batch_norm: bool = True,
+    width: float = 1.0,
+) -> Classifier:
+    """Small VGG-style net (conv16-M-conv32-M-conv64-M), shi2020's three variants; 1×28×28.
+
+    The VGG of :func:`vgg13` with :data:`VGG_SMALL_CONFIG` (3×3 convolutions, padding 1, each
+    followed by BatchNorm, the variant's activation and a 2×2 pool; global average pool; one
+    linear layer): the capacity axis of shi2020 Table 1 (``linear`` / ``half_linear`` /
+    ``normal``, defined there as VGG13 without ReLU and with average pooling / without ReLU
+    and with max pooling / with ReLU and max pooling) at laptop scale.
+
+    Args:
+        num_classes: number of logits K.
+        input_shape: ``(C, H, W)``, any size (pools that would shrink a side below 1 are
+            skipped).
+        variant: ``normal``, ``half_linear`` or ``linear`` (shi2020 Table 1).
+        batch_norm: BatchNorm after every convolution.
+        width: multiplier of every convolution's width.
+    """
+    dims = image_dims("vgg_small", input_shape, min_side=1, sizes="of any size")
+    check_choice("vgg_small", "variant", variant, tuple(VGG_VARIANTS))
+    return VGG(
+        num_classes,
+        dims,
+        VGG_SMALL_CONFIG,
+        variant,
+        bool(batch_norm),
+        check_width("vgg_small", width),
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 # importing the probe modules registers them
 from robustscope.probes.base import ProbeData, ProbeResult
 from robustscope.probes.cckl import CCKLResult, cckl
+from robustscope.probes.complexity import SpectralComplexityResult, spectral_complexity
 from robustscope.probes.confidence import ConfidenceResult, confidence
 from robustscope.probes.corruption import CorruptionsResult, corruptions
 from robustscope.probes.effective import EffectiveInformationResult, effective_information
@@ -31,6 +32,7 @@ from robustscope.probes.representation import (
     RepresentationFisherResult,
     representation_fisher,
 )
+from robustscope.probes.smoothness import LossVariationResult, loss_variation
 from robustscope.probes.spectra import (
     LayerSpectrum,
     SpectraComparison,
@@ -62,6 +64,7 @@ __all__ = [
     "GeneralizationGapResult",
     "InversionProbeResult",
     "LayerSpectrum",
+    "LossVariationResult",
     "MarginStats",
     "MarginsResult",
     "NoiseRobustnessResult",
@@ -71,6 +74,7 @@ __all__ = [
     "RepresentationFisherResult",
     "SpectraComparison",
     "SpectraResult",
+    "SpectralComplexityResult",
     "TaylorSplitResult",
     "TransferProbeResult",
     "VisualEvidenceResult",
@@ -87,11 +91,13 @@ __all__ = [
     "input_fisher",
     "inversion_probe",
     "layer_spectra",
+    "loss_variation",
     "margins",
     "noise_robustness",
     "register_probe",
     "representation_fisher",
     "run_probe",
+    "spectral_complexity",
     "taylor_split",
     "transfer_probe",
     "visual_evidence_probe",

@@ -30,7 +30,13 @@ from robustscope.evaluation import cross_entropy, predict
 from robustscope.probes.base import ProbeData, ProbeResult, batches, check_inputs, logits_of
 from robustscope.probes.registry import register_probe
 
-__all__ = ["GapStats", "GeneralizationGapResult", "generalization_gap"]
+__all__ = [
+    "GapStats",
+    "GeneralizationGapResult",
+    "fixed_budget_attack",
+    "flat_attack_params",
+    "generalization_gap",
+]
 
 _PROBE = "generalization_gap"
 
@@ -147,16 +153,25 @@ class _SplitNumbers:
     adv_error_on_correct: float | None = None
 
 
-def _make_attack(
-    model: nn.Module, name: str, eps: float, params: dict[str, Any], seed: int
+def fixed_budget_attack(
+    model: nn.Module,
+    name: str,
+    eps: float,
+    params: dict[str, Any],
+    seed: int,
+    probe: str = _PROBE,
 ) -> tuple[Attack, dict[str, Any]]:
+    """The registered fixed-budget attack ``name`` at ``eps`` for a probe's loss under attack,
+    and the parameters used: ``seed`` and, where the attack has it, ``early_exit=False``
+    (every step for every example, the last iterate kept, so the loss at its output is the
+    maximised loss) are set unless ``params`` give them. Errors name ``probe``."""
     try:
         cls = get_attack(name)
     except RobustscopeError as exc:
-        raise ProbeError(f"probe {_PROBE!r}: attack: {exc}") from None
+        raise ProbeError(f"probe {probe!r}: attack: {exc}") from None
     if cls.minimal_norm:
         raise ProbeError(
-            f"probe {_PROBE!r}: attack {name!r} is a minimal-norm attack with no fixed ε; "
+            f"probe {probe!r}: attack {name!r} is a minimal-norm attack with no fixed ε; "
             "use a fixed-budget attack such as 'pgd', 'fgsm' or 'apgd'"
         )
     kw = dict(params)
@@ -170,8 +185,28 @@ def _make_attack(
     try:
         atk = create_attack(name, model, eps=eps, **kw)
     except (RobustscopeError, TypeError, ValueError) as exc:
-        raise ProbeError(f"probe {_PROBE!r}: attack {name!r}: {exc}") from None
+        raise ProbeError(f"probe {probe!r}: attack {name!r}: {exc}") from None
     return atk, kw
+
+
+def flat_attack_params(
+    probe: str, attack: str, norm: str, steps: int, restarts: int
+) -> dict[str, Any]:
+    """A registered probe's flat attack options (``norm``, ``steps``, ``restarts``) as the
+    parameters ``attack`` accepts; a non-ℓ∞ norm for an attack without ``norm`` is refused."""
+    try:
+        accepted = attack_parameters(attack)
+    except RobustscopeError as exc:
+        raise ProbeError(f"probe {probe!r}: attack: {exc}") from None
+    params: dict[str, Any] = {}
+    for key, value in (("steps", steps), ("restarts", restarts)):
+        if key in accepted:
+            params[key] = value
+    if "norm" in accepted:
+        params["norm"] = norm
+    elif norm != "linf":
+        raise ProbeError(f"probe {probe!r}: attack {attack!r} supports only norm='linf'")
+    return params
 
 
 def _split_numbers(
@@ -264,7 +299,7 @@ def generalization_gap(
         atk: Attack | None = None
         used: dict[str, Any] | None = None
         if attack is not None and eps is not None:
-            atk, used = _make_attack(model, attack, float(eps), attack_params or {}, seed)
+            atk, used = fixed_budget_attack(model, attack, float(eps), attack_params or {}, seed)
         tr = _split_numbers(model, x_train, y_train, atk, batch_size)
         te = _split_numbers(model, x_test, y_test, atk, batch_size)
 
@@ -320,18 +355,7 @@ def _generalization_gap_probe(
     x_test, y_test = data.test
     if attack in ("none", ""):
         return generalization_gap(model, x_train, y_train, x_test, y_test, batch_size=batch_size)
-    try:
-        accepted = attack_parameters(attack)
-    except RobustscopeError as exc:
-        raise ProbeError(f"probe {_PROBE!r}: attack: {exc}") from None
-    params: dict[str, Any] = {}
-    for key, value in (("steps", steps), ("restarts", restarts)):
-        if key in accepted:
-            params[key] = value
-    if "norm" in accepted:
-        params["norm"] = norm
-    elif norm != "linf":
-        raise ProbeError(f"probe {_PROBE!r}: attack {attack!r} supports only norm='linf'")
+    params = flat_attack_params(_PROBE, attack, norm, steps, restarts)
     return generalization_gap(
         model,
         x_train,

@@ -42,7 +42,7 @@ import numpy as np
 
 from robustscope.studies import escalation
 from robustscope.studies.health import Health, assess
-from robustscope.studies.plan import RunPlan
+from robustscope.studies.plan import RunPlan, probe_options
 from robustscope.studies.spec import AttackEval, StudySpec
 from robustscope.studies.store import vocab
 from robustscope.studies.store.records import AttackFlag, AttackResult
@@ -281,7 +281,8 @@ def execute_run(
             probe_data = probes.ProbeData(test=(test.x[: ps.n], test.y[: ps.n]), train=train_ds)
             for entry in ps.run:
                 t1 = time.perf_counter()
-                res = probes.run_probe(entry.name, model, probe_data, **entry.options)
+                options = probe_options(entry.name, entry.options, run)
+                res = probes.run_probe(entry.name, model, probe_data, **options)
                 outcome.probes.append(
                     ProbeOutput(entry.name, res.scalars(), res.arrays(), time.perf_counter() - t1)
                 )

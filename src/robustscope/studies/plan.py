@@ -12,6 +12,10 @@ each size in turn (tsipras2019 Fig. 6); without it there is one size (the spec's
 
 If the study tracks ``pgd`` during training without an ε, every run tracks it at the
 largest ε of the study's grids, so that the tracked robust accuracies are comparable.
+
+A probe option ``eps: train`` means each run's own training ε (:func:`probe_options`,
+applied where the probes run): wen2020 compares models by the adversarial generalization
+gap at the strength each was trained with.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ from pydantic import ValidationError
 from robustscope.studies.spec import MethodSpec, ModelSpecEntry, StudyError, StudySpec
 from robustscope.training.config import TrainConfig
 
-__all__ = ["RunPlan", "config_hash", "plan"]
+__all__ = ["TRAIN_EPS", "RunPlan", "config_hash", "plan", "probe_options"]
+
+#: the probe-option value that stands for the run's own training ε
+TRAIN_EPS = "train"
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,31 @@ def config_hash(config: TrainConfig) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
+def probe_options(probe: str, options: dict[str, Any], run: RunPlan) -> dict[str, Any]:
+    """A probe entry's ``options`` for ``run``: ``eps: train`` becomes the run's training ε
+    (``run.eps``; 0 for standard training), and, when the probe has a ``norm`` option not
+    given, ``norm`` becomes the run's training norm. Other options are returned unchanged.
+
+    Example:
+        >>> spec = StudySpec(name="s", methods=[MethodSpec(method="pgd", eps=[0.1])])
+        >>> probe_options("generalization_gap", {"attack": "pgd", "eps": "train"}, plan(spec)[0])
+        {'attack': 'pgd', 'eps': 0.1, 'norm': 'linf'}
+    """
+    if options.get("eps") != TRAIN_EPS:
+        return dict(options)
+    if _sweep_param(run.method) != "eps":
+        raise StudyError(
+            f"probes.run: {probe!r} has eps: {TRAIN_EPS}, but run {run.label!r} trains with "
+            f"{run.method!r}, whose strength is not an ε; give the probe a number"
+        )
+    from robustscope.probes import get_probe
+
+    out = {**options, "eps": run.eps}
+    if "norm" not in options and "norm" in get_probe(probe).options:
+        out["norm"] = run.norm
+    return out
+
+
 def _sweep_param(method: str) -> str:
     return "sigma" if method == "noise" else "eps"
 
@@ -130,7 +162,7 @@ def _run(
         params = {**method.params, _sweep_param(name): eps}
         if method.norm != "linf":
             params["norm"] = method.norm
-    fields = dict(base)
+    fields = {**base, **entry.train}
     if size is not None:
         fields["train_subset"] = size
     try:

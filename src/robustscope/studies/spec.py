@@ -3,8 +3,10 @@
 A study trains every combination of ``models`` × ``methods`` (each at every ε of its grid)
 × ``seeds`` on one dataset, then evaluates each member with the ``evaluation`` attacks and
 measures it with the ``probes``. Training options shared by all runs go in ``train``
-(any :class:`~robustscope.training.TrainConfig` field); ε = 0 of an adversarial method
-is standard training (one run, shared by all methods listing ε = 0). Example::
+(any :class:`~robustscope.training.TrainConfig` field; a model entry's own ``train``
+replaces some of them for that model's runs); ε = 0 of an adversarial method is standard
+training (one run, shared by all methods listing ε = 0). ``deviations`` (text, one item per
+deviation) says where a spec departs from its paper's setup and why. Example::
 
     name: my-study
     dataset: fashion-mnist
@@ -95,6 +97,27 @@ class StudyError(RobustscopeError):
     """A study spec is invalid, or a study cannot run or resume."""
 
 
+def check_train_options(v: dict[str, Any]) -> dict[str, Any]:
+    """``v`` if its keys are TrainConfig fields a study's ``train`` may set (the others are
+    set by its dataset/models/methods/seeds)."""
+    from robustscope.training.config import TrainConfig
+
+    owned = {"dataset", "dataset_params", "model", "model_kwargs", "method"}
+    owned |= {"method_params", "seed"}
+    bad = sorted(set(v) & owned)
+    if bad:
+        raise ValueError(
+            f"{', '.join(bad)} are set by the study's dataset/models/methods/seeds, not in train"
+        )
+    unknown = sorted(set(v) - set(TrainConfig.model_fields))
+    if unknown:
+        raise ValueError(
+            f"unknown training option(s) {', '.join(unknown)}; "
+            f"valid: {', '.join(sorted(set(TrainConfig.model_fields) - owned))}"
+        )
+    return v
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -105,6 +128,16 @@ class ModelSpecEntry(_Strict):
     model: str
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     label: str | None = Field(None, description="short name in tables (default: model + kwargs)")
+    train: dict[str, Any] = Field(
+        default_factory=dict,
+        description="TrainConfig fields for this model's runs only, replacing the study's "
+        "(e.g. shi2020's learning rate 0.01 for VGG13 and 0.1 for the ResNets)",
+    )
+
+    @field_validator("train")
+    @classmethod
+    def _train(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return check_train_options(v)
 
     def display(self) -> str:
         if self.label:
@@ -349,6 +382,10 @@ class StudySpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     reproduces: str = Field("", description="which figures/tables of which paper")
+    deviations: list[str] = Field(
+        default_factory=list,
+        description="where the study departs from its paper's setup, and why (one item each)",
+    )
     dataset: str = "fashion-mnist"
     dataset_params: dict[str, Any] = Field(default_factory=dict)
     models: list[ModelSpecEntry] = Field(default_factory=lambda: [ModelSpecEntry(model="cnn")])
@@ -397,23 +434,7 @@ class StudySpec(_Strict):
     @field_validator("train")
     @classmethod
     def _train(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from robustscope.training.config import TrainConfig
-
-        owned = {"dataset", "dataset_params", "model", "model_kwargs", "method"}
-        owned |= {"method_params", "seed"}
-        bad = sorted(set(v) & owned)
-        if bad:
-            raise ValueError(
-                f"{', '.join(bad)} are set by the study's dataset/models/methods/seeds, "
-                "not in train"
-            )
-        unknown = sorted(set(v) - set(TrainConfig.model_fields))
-        if unknown:
-            raise ValueError(
-                f"unknown training option(s) {', '.join(unknown)}; "
-                f"valid: {', '.join(sorted(set(TrainConfig.model_fields) - owned))}"
-            )
-        return v
+        return check_train_options(v)
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Objectives (``robustscope.training.available()``, the package
 :mod:`robustscope.training.objectives`): ``standard``, and the adversarial ones — ``pgd`` (Madry et al. 2018), ``trades`` (Zhang et
-al. 2019), ``fgsm-rs`` (Wong et al. 2020), ``free`` (Shafahi et al. 2019), ``mixed``
+al. 2019), ``fgsm`` (Goodfellow et al. 2015; wen2020 §B.6), ``fgsm-rs`` (Wong et al. 2020), ``free`` (Shafahi et al. 2019), ``mixed``
 (tsipras2019 App. B) and ``noise`` (Gaussian augmentation). Measurements during training:
 :mod:`robustscope.training.tracking` and :mod:`robustscope.training.overfitting`. Weight
 hooks the configuration asks for (``spectral_clip``): :mod:`robustscope.training.hooks`.

@@ -5,7 +5,8 @@ a registered factory (:func:`make_objective`); the loop never branches on the me
 * :mod:`.standard` — ``standard`` and ``noise`` (Gaussian augmentation);
 * :mod:`.pgd` — ``pgd`` (Madry et al. 2018), ``trades`` (Zhang et al. 2019), ``mixed``
   (Tsipras et al. 2019, App. B);
-* :mod:`.fast` — ``fgsm-rs`` (Wong et al. 2020) and ``free`` (Shafahi et al. 2019);
+* :mod:`.fast` — ``fgsm`` (Goodfellow et al. 2015, no random start; wen2020 §B.6),
+  ``fgsm-rs`` (Wong et al. 2020) and ``free`` (Shafahi et al. 2019);
 * :mod:`.inner` — the inner maximisation (the attack engine's PGD/FGSM).
 
 Importing this package registers every objective.

@@ -1,5 +1,6 @@
-"""Fast adversarial training: FGSM-RS (Wong, Rice & Kolter 2020) and free adversarial
-training (Shafahi et al. 2019). Conventions: :mod:`.base`."""
+"""Single-step and fast adversarial training: FGSM (Goodfellow et al. 2015, as wen2020 §B.6
+trains with it), FGSM-RS (Wong, Rice & Kolter 2020) and free adversarial training (Shafahi
+et al. 2019). Conventions: :mod:`.base`."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from robustscope.training.objectives.base import (
 from robustscope.training.objectives.inner import InnerMaximizer
 from robustscope.training.objectives.pgd import AdversarialTraining
 
-__all__ = ["FreeTraining", "fgsm_rs", "free"]
+__all__ = ["FreeTraining", "fgsm", "fgsm_rs", "free"]
 
 
 class FreeTraining:
@@ -92,6 +93,56 @@ class FreeTraining:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.delta = state["delta"]
+
+
+@register(
+    "fgsm", "FGSM adversarial training (Goodfellow et al. 2015; wen2020 §B.6): no random start"
+)
+def fgsm(
+    eps: float,
+    norm: str = "linf",
+    step_size: float | None = None,
+    attack_mode: str = "eval",
+    box: BoxParam = None,
+    eps_warmup: float = 0.0,
+    seed: int = 0,
+) -> Objective:
+    """FGSM adversarial training (Goodfellow, Shlens & Szegedy 2015), as wen2020 §B.6 uses it
+    in place of PGD ("all the setting are same with that described in section B.1 of PGD,
+    except that we replace PGD with FGSM"): cross-entropy at
+
+        x′ = P_S(x + α · sign(∇ₓ CE(f(x), y)))       (ℓ2: α · ∇/‖∇‖₂)
+
+    with ``α = ε`` and **no random start** (the engine's :class:`~robustscope.attacks.FGSM`
+    with ``random_start=False``; ``S = ball(x, ε) ∩ box``). Only the adversarial points
+    enter the loss (as in PGD-AT, not Goodfellow et al.'s half-clean mixture). Deterministic:
+    the objective draws no random numbers (its generator is kept only for the common
+    interface). Single-step training without a random start is the setting most prone to
+    catastrophic overfitting (Wong et al. 2020); run it with ``co_detect``.
+
+    Args:
+        eps: radius ε (pixel units, in ``norm``).
+        norm: ``"linf"`` or ``"l2"``.
+        step_size: α; default ε (Goodfellow et al.).
+        attack_mode: ``"eval"`` (default) or ``"train"``.
+        box: the input box; None: the one the model declares (its dataset's box).
+        eps_warmup: fraction of training over which ε and the step size ramp linearly
+            from 0 to their values (0: none).
+        seed: seed of the objective's generator (unused: no randomness).
+    """
+    eps = check_threat("fgsm", norm, eps)
+    inner = InnerMaximizer(
+        owner="fgsm",
+        kind="fgsm",
+        eps=eps,
+        norm=norm,
+        steps=1,
+        step_size=check_step("fgsm", step_size, eps),
+        random_start=False,
+        train_mode=check_attack_mode("fgsm", attack_mode),
+        box=check_box("fgsm", box),
+    )
+    return with_warmup(AdversarialTraining(inner, seed), "fgsm", eps_warmup)
 
 
 @register("fgsm-rs", "fast adversarial training (Wong et al. 2020): FGSM from a random start")
