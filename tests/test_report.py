@@ -125,6 +125,8 @@ def _study(good: bool = True, *, label: str = "cnn", failed: bool = True) -> Stu
                 "generalization_gap/test_error": 0.1 + 0.05 * s,
                 "generalization_gap/error_gap": 0.05 + 0.0 * s,
                 "confidence/mean_max_prob": 0.95 - 0.1 * s,
+                "loss_variation/mean": 0.5 - 0.1 * s,
+                "loss_variation/std": 0.4 - 0.05 * s,
                 "confidence/ece": 0.02 + 0.01 * s,
                 "weight_norms/l2_total": 12.0 - s,
                 "weight_norms/l1_total": 3000.0 - 100 * s,

@@ -133,8 +133,8 @@ class Samples:
     Attributes:
         values: ``[n]`` per-point values (booleans as 0/1).
         weights: ``[n]`` non-negative weights, or None.
-        stat: ``"mean"``, ``"median"``, ``"rms"`` (root-mean-square) or ``"qNN"`` (the
-            NN-th percentile).
+        stat: ``"mean"``, ``"median"``, ``"std"`` (population), ``"rms"``
+            (root-mean-square) or ``"qNN"`` (the NN-th percentile).
     """
 
     values: np.ndarray
@@ -153,13 +153,15 @@ class Samples:
                 return np.asarray((v * w).sum(axis=1) / w.sum(axis=1))
         if self.stat == "mean":
             return np.asarray(np.nanmean(v, axis=1))
+        if self.stat == "std":
+            return np.asarray(np.nanstd(v, axis=1))
         if self.stat == "rms":
             return np.asarray(np.sqrt(np.nanmean(v * v, axis=1)))
         if self.stat == "median":
             return np.asarray(np.nanmedian(v, axis=1))
         if self.stat.startswith("q"):
             return np.asarray(np.nanpercentile(v, float(self.stat[1:]), axis=1))
-        raise ValueError(f"unknown statistic {self.stat!r}: use mean, median, rms or qNN")
+        raise ValueError(f"unknown statistic {self.stat!r}: use mean, median, std, rms or qNN")
 
 
 @dataclass(frozen=True)

@@ -404,6 +404,23 @@ class Wen2020(Section):
                 points=pts,
             ),
             loss_falls_error_rises(t, str(ctx.data.spec.get("dataset") or ""), pts),
+            trend(
+                t,
+                ("loss_variation/mean",),
+                direction=-1,
+                claim="The loss change an attack within a fixed ε can cause falls as the "
+                "training ε grows (mean over test examples)",
+                paper="wen2020 B.5",
+                points=pts,
+            ),
+            trend(
+                t,
+                ("loss_variation/std",),
+                direction=-1,
+                claim="Its standard deviation over test examples falls too",
+                paper="wen2020 B.5",
+                points=pts,
+            ),
             spectra_spread(t),
         ]
 
@@ -466,6 +483,10 @@ def derived_points(data: StudyData) -> PointSource:
             if p is None:
                 return None
             return Samples(((p >= P_MIDDLE[0]) & (p < P_MIDDLE[1])).astype(float))
+        if column in ("loss_variation/mean", "loss_variation/std"):
+            delta = data.array(run_id, "loss_variation", "variation")
+            stat = column.rsplit("/", 1)[1]
+            return None if delta is None else Samples(delta.astype(float), stat=stat)
         if column == "derived/wrong_loss_mean":
             loss = data.array(run_id, "margins", "test/loss")
             correct = data.array(run_id, "margins", "test/correct")
