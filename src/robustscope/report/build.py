@@ -52,7 +52,7 @@ def _section_html(section: Section, ctx: ReportContext, figures: list[FigureReco
             figures.append(rec)
             parts.append(figure_html(rec))
         parts.append(section.html(ctx))
-        content = "".join(parts) or skip_html(section.missing())
+        content = "".join(parts) or skip_html(section.missing(ctx))
     return f'<section id="{esc(section.id)}"><h2>{esc(section.title)}</h2>{content}</section>'
 
 
