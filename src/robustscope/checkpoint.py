@@ -231,18 +231,22 @@ def _check_header(path: Path) -> None:
     raise CheckpointError(f"{path} is not a valid safetensors file (header is not JSON)")
 
 
-def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read every tensor and the robustscope JSON metadata of a safetensors file, safely."""
-    p = Path(path)
+def _read(p: Path, *, tensors: bool) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors (when asked) and the header metadata of a safetensors file, safely."""
     if not p.is_file():
         raise CheckpointError(f"{p}: no such file")
     _check_header(p)
     try:
         with safe_open(str(p), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+            found = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{p} cannot be read as safetensors: {exc}") from None
+    return found, header
+
+
+def _metadata(p: Path, header: dict[str, str]) -> dict[str, Any]:
+    """The robustscope JSON object of a safetensors header."""
     if header.get("format") != FORMAT or "robustscope" not in header:
         raise CheckpointError(
             f"{p} is a safetensors file without robustscope metadata "
@@ -250,17 +254,25 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
             "and build the model with robustscope.models.create"
         )
     try:
-        meta = json.loads(header["robustscope"])
+        meta: dict[str, Any] = json.loads(header["robustscope"])
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{p}: metadata is not valid JSON ({exc})") from None
-    return tensors, meta
+    return meta
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read every tensor and the robustscope JSON metadata of a safetensors file, safely."""
+    p = Path(path)
+    tensors, header = _read(p, tensors=True)
+    return tensors, _metadata(p, header)
 
 
 def read_meta(path: str | Path) -> CheckpointMeta:
-    """The metadata of a checkpoint file or run directory, without building the model."""
+    """The metadata of a checkpoint file or run directory, without reading its tensors or
+    building the model."""
     p = resolve(path)
-    _, meta = load_tensors(p)
-    return CheckpointMeta.from_dict(meta, source=str(p))
+    _, header = _read(p, tensors=False)
+    return CheckpointMeta.from_dict(_metadata(p, header), source=str(p))
 
 
 def load(
@@ -384,7 +396,9 @@ class ImportReport:
         }
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks: what identifies an imported
+    file (``ImportReport.sha256``) and a checkpoint a study loads."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -461,7 +475,7 @@ def _apply(
     mean, std = (spec.mean, spec.std) if isinstance(spec, ModelSpec) else (None, None)
     return ImportReport(
         source=str(p),
-        sha256=_sha256(p),
+        sha256=file_sha256(p),
         layout=unwrapped.layout + mapped.layout,
         normalization=normalization,
         mean=mean,

@@ -10,11 +10,12 @@ from typing import Annotated, Any
 
 import typer
 
-from robustscope.cli.options import DeviceOpt, JsonFlag, StudyDirArg
+from robustscope.cli.options import DatasetOpt, DeviceOpt, JsonFlag, StudyDirArg
 from robustscope.cli.output import Column, TableView, emit, err_console, fixed, out_console
 from robustscope.errors import RobustscopeError
 
 __all__ = [
+    "chosen_study",
     "compare_cmd",
     "export_cmd",
     "plan_rows",
@@ -89,7 +90,7 @@ def plan_rows(plans: list[Any]) -> list[dict[str, Any]]:
             "family": p.family,
             "eps": p.eps,
             "norm": p.norm,
-            TRAIN_SIZE: p.config.train_subset,
+            TRAIN_SIZE: p.settings().get("train_subset"),
             "seed": p.seed,
         }
         for p in plans
@@ -108,7 +109,7 @@ def plan_view(name: str, rows: list[dict[str, Any]]) -> TableView:
         Column("run", "run_id"),
         Column("model", "model"),
         Column("method", "method"),
-        Column("ε", lambda r: format_eps(r["eps"])),
+        Column("ε", lambda r: format_eps(r["eps"]) if r["eps"] == r["eps"] else "none"),
         Column("train size", lambda r: r[TRAIN_SIZE] if r[TRAIN_SIZE] is not None else "all"),
         Column("seed", "seed"),
     ]
@@ -127,6 +128,17 @@ def study_cmd(
         typer.Option(help="built-in preset (robustscope presets); default tradeoff-fmnist"),
     ] = None,
     spec: Annotated[Path | None, typer.Option(help="a study spec YAML file")] = None,
+    checkpoints: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--checkpoints",
+            metavar="PATH|GLOB",
+            help="checkpoints to measure without training (files, run directories or globs "
+            "such as 'runs/*/model.safetensors'; repeatable): alone, with the default preset's "
+            "evaluation and probes on --dataset; with --spec/--preset, added to that study",
+        ),
+    ] = None,
+    dataset: DatasetOpt = None,
     out: Annotated[
         Path | None, typer.Option(help="study directory (default runs/<preset or spec name>)")
     ] = None,
@@ -174,13 +186,11 @@ def study_cmd(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Run (or resume) a study: train the family, attack and probe every member, report."""
-    from robustscope.studies import plan, presets, runner
-    from robustscope.studies import spec as spec_mod
+    """Run (or resume) a study: train the family (or load checkpoints), attack and probe every
+    member, report."""
+    from robustscope.studies import plan, runner
 
-    if preset and spec:
-        raise RobustscopeError("give --preset or --spec, not both")
-    study = spec_mod.load_spec(spec) if spec else presets.preset(preset or presets.DEFAULT_PRESET)
+    study = chosen_study(preset, spec, checkpoints or [], dataset, out)
     if dry_run:
         rows = plan_rows(plan(study, device=device))
         emit(rows, as_json, plan_view(study.name, rows))
@@ -232,6 +242,41 @@ def study_cmd(
     )
     if summary.failed:
         raise SystemExit(1)
+
+
+def chosen_study(
+    preset: str | None,
+    spec: Path | None,
+    checkpoints: list[str],
+    dataset: str | None,
+    out: Path | None,
+) -> Any:
+    """The study ``robustscope study`` runs: the ``--spec`` file or the ``--preset`` (default
+    :data:`~robustscope.studies.presets.DEFAULT_PRESET`), with ``--checkpoints`` added to it;
+    or, with ``--checkpoints`` alone, those checkpoints measured on ``--dataset`` (default:
+    the one they record) with the default preset's evaluation and probes, named after
+    ``--out`` (:func:`robustscope.studies.loaded.checkpoint_study`)."""
+    import re
+
+    from robustscope.studies import loaded, presets
+    from robustscope.studies.spec import load_spec
+
+    if preset and spec:
+        raise RobustscopeError("give --preset or --spec, not both")
+    if checkpoints and not (preset or spec):
+        name = re.sub(r"[^A-Za-z0-9_.-]", "-", out.name if out else "").lstrip("._-")
+        return loaded.checkpoint_study(checkpoints, dataset, name or "checkpoints")
+    study = load_spec(spec) if spec else presets.preset(preset or presets.DEFAULT_PRESET)
+    if dataset is not None and dataset != study.dataset:
+        raise RobustscopeError(
+            f"--dataset {dataset} differs from the study's dataset {study.dataset!r}: --dataset "
+            "goes with --checkpoints alone (the one-line form); a spec names its dataset"
+        )
+    if checkpoints:
+        raw = study.model_dump(mode="json")
+        raw["checkpoints"] = [*(raw.get("checkpoints") or []), *checkpoints]
+        study = load_spec(raw)
+    return study
 
 
 def study_trackers(

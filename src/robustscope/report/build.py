@@ -77,7 +77,7 @@ def _section_html(section: Section, ctx: ReportContext, figures: list[FigureReco
             if drawn.figure is not None
         ]
         parts.append(section.html(ctx))
-        content = "".join(parts) or skip_html(section.missing())
+        content = "".join(parts) or skip_html(section.missing(ctx))
     return section_html(section.id, section.title, content)
 
 

@@ -12,7 +12,9 @@ Column conventions (names from :mod:`robustscope.studies.store.vocab`):
   run, whatever its status; ``train_size``
   (:data:`~robustscope.studies.store.vocab.TRAIN_SIZE`) is the run's ``train_subset``, NaN
   for the whole training split; ``health`` is the store's mark of whether the run trained
-  (:mod:`robustscope.studies.health`; None: not assessed);
+  (:mod:`robustscope.studies.health`; None: not assessed); ``loaded_from`` (optional) is the
+  checkpoint file a run loaded instead of training (:mod:`robustscope.studies.loaded`): such
+  a run has no history, and one the lab did not train has no training ε (NaN);
 * ``metrics`` (index ``run_id``): ``clean_accuracy``, ``train/<history key>``,
   ``train_time_s``;
 * ``attacks``: the long attack results (``Store.attack_results_long()``: ``run_id, label,
@@ -73,6 +75,7 @@ from robustscope.studies.store.vocab import (
     ESCALATES,
     HEALTH,
     HEALTH_COLUMNS,
+    LOADED_FROM,
     POINTS_PROBE,
     ROBUST_ACCURACY,
     ROBUST_ACCURACY_ON_CORRECT,
@@ -81,6 +84,8 @@ from robustscope.studies.store.vocab import (
 )
 
 __all__ = [
+    "NO_EPS",
+    "NO_HISTORY",
     "RUN_COLUMNS",
     "ArrayLoader",
     "AttackColumn",
@@ -109,6 +114,14 @@ RUN_COLUMNS = (
 )
 
 ArrayLoader = Callable[[str, str, str], "np.ndarray | None"]
+
+#: what a section that reads training histories says when the study's models were loaded
+NO_HISTORY = "no training history: the models were loaded from checkpoints"
+#: what a section drawn along the training ε says when no model of the study has one
+NO_EPS = (
+    "drawn against the training ε, which no model of this study has (they were loaded from "
+    "checkpoints the lab did not train); their probe scalars are in the tables further down"
+)
 
 
 def _no_arrays(run_id: str, probe: str, key: str) -> np.ndarray | None:
@@ -268,6 +281,21 @@ class StudyData:
         if "status" not in self.runs.columns:
             return [str(r) for r in self.runs["run_id"]]
         return [str(r) for r in self.runs.loc[self.runs["status"] == "done", "run_id"]]
+
+    def loaded_ids(self) -> list[str]:
+        """Ids of the runs that loaded a checkpoint instead of training (column
+        ``loaded_from``): they have no training history."""
+        if LOADED_FROM not in self.runs.columns or not len(self.runs):
+            return []
+        return [str(r) for r in self.runs.loc[self.runs[LOADED_FROM].notna(), "run_id"]]
+
+    def no_history(self, run_ids: Any) -> str | None:
+        """:data:`NO_HISTORY` when every run of ``run_ids`` (e.g. a table's index) was loaded
+        from a checkpoint, so no claim or figure over training epochs can be read; else
+        None."""
+        ids = [str(r) for r in run_ids]
+        loaded = set(self.loaded_ids())
+        return NO_HISTORY if ids and all(r in loaded for r in ids) else None
 
     def health(self) -> pd.DataFrame:
         """Each finished run's health (index ``run_id``; columns ``health``, ``health_reason``,

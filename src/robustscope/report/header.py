@@ -38,14 +38,16 @@ def _params(params: Any) -> str:
 
 
 def spec_rows(spec: dict[str, Any]) -> list[tuple[str, str]]:
-    """``(what, description)`` rows of the spec: dataset, models, training, seeds, evaluation,
-    probes (only those the spec has)."""
+    """``(what, description)`` rows of the spec: dataset, models, training, seeds, the
+    checkpoints loaded, evaluation, probes (only those the spec has; models, seeds and training
+    options only when it trains)."""
     rows: list[tuple[str, str]] = []
     if spec.get("reproduces"):
         rows.append(("reproduces", str(spec["reproduces"])))
     if spec.get("dataset"):
         rows.append(("dataset", str(spec["dataset"]) + _params(spec.get("dataset_params"))))
-    models = spec.get("models") or []
+    trains = bool(spec.get("methods")) or "methods" not in spec
+    models = (spec.get("models") or []) if trains else []
     if models:
         rows.append(
             (
@@ -70,10 +72,21 @@ def spec_rows(spec: dict[str, Any]) -> list[tuple[str, str]]:
                 ),
             )
         )
-    if spec.get("seeds") is not None:
+    if trains and spec.get("seeds") is not None:
         rows.append(("seeds", _fmt_list(spec["seeds"])))
-    if spec.get("train"):
+    if trains and spec.get("train"):
         rows.append(("training options", _params(spec["train"]).strip(" ()")))
+    loaded = [c for c in spec.get("checkpoints") or [] if isinstance(c, dict)]
+    if loaded:
+        rows.append(
+            (
+                "checkpoints (loaded, not trained)",
+                "; ".join(
+                    str(c.get("path")) + (f" (label {c['label']})" if c.get("label") else "")
+                    for c in loaded
+                ),
+            )
+        )
     ev = spec.get("evaluation") or {}
     if ev:
         attacks = "; ".join(

@@ -40,11 +40,11 @@ def vs_eps_panels(
     cols: int = 3,
 ) -> tuple[Figure, list[Any]] | None:
     """A figure with one panel per present ``panels`` column against ε, plus ``extra``
-    empty axes at the end; None when no column is present."""
+    empty axes at the end; None when no column is present or no run has a training ε."""
     live = [p for p in panels if present(table, p[0])]
-    if not live:
-        return None
     groups = series(table)
+    if not live or not groups:  # nothing measured, or only models without a training ε
+        return None
     fig, axes = grid(len(live) + extra, cols=cols, width=4.3, height=3.4)
     for ax, (col, title, ylabel, log) in zip(axes, live, strict=False):
         plot_vs_eps(ax, groups, col, palette)

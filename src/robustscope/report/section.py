@@ -15,7 +15,8 @@ How the builder uses a section (in ascending :attr:`Section.order`, ties by id):
 2. :attr:`Section.needs_runs` and no run finished: the note "No finished run yet" ("No
    finished run trained" when every finished run collapsed);
 3. otherwise the body is the drawn :meth:`Section.figures` (those not None), then
-   :meth:`Section.html`; an empty body becomes the note :meth:`Section.missing`.
+   :meth:`Section.html`; an empty body becomes the note :meth:`Section.missing` (which
+   says when it is because no model has a training ε).
 
 The Findings of the report are every section's :meth:`Section.findings`, in section order
 (:attr:`ReportContext.findings`, :func:`compute_findings`).
@@ -46,7 +47,7 @@ from matplotlib.figure import Figure
 
 from robustscope.errors import RobustscopeError
 from robustscope.registry import Registry, first_line
-from robustscope.report.data import AttackColumn, StudyData
+from robustscope.report.data import NO_EPS, AttackColumn, StudyData
 from robustscope.report.evidence import Samples
 from robustscope.report.findings import Finding, not_tested
 from robustscope.report.stats import main_robust_column, series
@@ -157,8 +158,11 @@ class Section:
         """The paper(s) or capability the section belongs to (its docstring's first line)."""
         return first_line(type(self))
 
-    def missing(self) -> str:
-        """The note shown when the section applies but drew nothing."""
+    def missing(self, ctx: ReportContext | None = None) -> str:
+        """The note shown when the section applies but drew nothing (with ``ctx``: also when
+        the study's finished runs all lack a training ε, :data:`~.data.NO_EPS`)."""
+        if ctx is not None and len(ctx.table) and not series(ctx.table):
+            return f"Not shown: {NO_EPS}."
         reason = self.lacking or "nothing to show"
         if not self.lacking and self.probes:
             names = ", ".join(self.probes[:-1]) + " and " if len(self.probes) > 1 else ""

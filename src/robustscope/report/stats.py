@@ -8,6 +8,10 @@ standard run as its ε = 0 point: every curve starts from the same standard mode
 study with a training-set-size axis (two or more ``train_size`` values), a series is one
 (model, family, training-set size) — ``"cnn · pgd · n=500"`` — and borrows the standard run
 of its own size: runs on different training sets are never pooled as if they were seeds.
+
+A run without a training ε (NaN: a model loaded from a checkpoint the lab did not train,
+:mod:`robustscope.studies.loaded`) belongs to no series: :func:`unplaced` lists such runs,
+which figures show as points of their own and claims along ε leave out.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ __all__ = [
     "sized",
     "spectra_layers",
     "trained",
+    "unplaced",
 ]
 
 UNTRAINED_Z = run_health.CHANCE_Z
@@ -75,11 +80,18 @@ def sized(table: pd.DataFrame) -> bool:
     return TRAIN_SIZE in table.columns and table[TRAIN_SIZE].dropna().nunique() > 1
 
 
+def unplaced(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``table`` without a training ε (NaN), which no series holds."""
+    return table[table["eps"].isna()] if len(table) else table
+
+
 def series(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """``"<model> · <family>"`` (``… · n=<size>`` when :func:`sized`) → that series' rows
     (ε = 0 borrowed as the module doc says), in the table's order of models, families and
-    sizes."""
+    sizes; runs without a training ε (:func:`unplaced`) are in none."""
     out: dict[str, pd.DataFrame] = {}
+    if len(table):
+        table = table[table["eps"].notna()]
     if not len(table):
         return out
     by_size = sized(table)

@@ -86,7 +86,7 @@ class Palette:
 
     def eps_handles(self, eps: Iterable[float] | None = None) -> list[Line2D]:
         """Legend entries "train ε = …" (one per ε)."""
-        chosen = self.eps if eps is None else sorted({float(e) for e in eps})
+        chosen = self.eps if eps is None else sorted({float(e) for e in eps if e == e})
         return [
             Line2D([], [], color=self.color(e), marker="o", lw=2, label=f"train ε = {e:g}")
             for e in chosen

@@ -5,7 +5,10 @@ writes only inside the run's own directory (checkpoints, via
 :func:`robustscope.training.train`) and *returns* everything measured as a
 :class:`RunOutcome` of plain Python and numpy values; the driver alone writes the results
 store. Training resumes from the run directory's last checkpoint, so an interrupted run
-continues where it stopped.
+continues where it stopped. A loaded run (a spec's ``checkpoints``,
+:mod:`robustscope.studies.loaded`) is not trained: its model comes from its checkpoint file,
+and it has no history and no ``train/…`` metrics. Both are then measured by one function,
+:func:`measure`.
 
 What it measures (names from :mod:`robustscope.studies.store.vocab`):
 
@@ -25,7 +28,8 @@ What it measures (names from :mod:`robustscope.studies.store.vocab`):
   (:data:`~.store.vocab.POINTS_PROBE`, :func:`per_point`), what the report's intervals
   resample;
 * probes: one :class:`ProbeOutput` per ``probes.run`` entry;
-* post-hoc: with a spec's ``posthoc`` section, on the runs it selects, one more
+* post-hoc: with a spec's ``posthoc`` section, on the runs it selects (``standard``: the
+  runs trained at ε = 0 and the loaded models the lab did not train), one more
   :class:`ProbeOutput` named ``posthoc`` (:data:`~.store.vocab.POSTHOC_PROBE`): the
   :class:`~robustscope.posthoc.sweep.SweepResult`'s scalars and arrays.
 """
@@ -34,14 +38,15 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from robustscope.studies import escalation
-from robustscope.studies.health import Health, assess
+from robustscope.studies.health import LOADED_FIX, Health, assess
+from robustscope.studies.loaded import load_model
 from robustscope.studies.plan import RunPlan, probe_options
 from robustscope.studies.spec import AttackEval, StudySpec
 from robustscope.studies.store import vocab
@@ -56,6 +61,7 @@ __all__ = [
     "RunOutcome",
     "attack_result",
     "execute_run",
+    "measure",
     "per_point",
     "posthoc_sweep",
 ]
@@ -79,12 +85,12 @@ class RunOutcome:
         run_id: the run's id.
         ok: False when the run failed (``error`` says why; what was measured is kept).
         error: the error message (with the traceback's last lines) or None.
-        history: the training history, one dict per epoch.
+        history: the training history, one dict per epoch (empty for a loaded run).
         metrics: final scalars (see the module doc for the names).
         attacks: one :class:`~robustscope.studies.store.AttackResult` per evaluated attack.
         probes: one :class:`ProbeOutput` per probe that ran.
-        checkpoint: the run directory holding the checkpoint.
-        timings: seconds spent in ``train``, ``attacks`` and ``probes``.
+        checkpoint: the run directory holding the checkpoint (a loaded run: its file).
+        timings: seconds spent in ``train`` (or ``load``), ``attacks`` and ``probes``.
         stop_reason: why training stopped early (catastrophic overfitting), else None.
         provenance: where and with what the run was computed
             (:func:`robustscope.studies.store.collect_provenance`, called in the process that
@@ -152,15 +158,14 @@ def per_point(curve: RobustnessCurve, label: str) -> dict[str, np.ndarray]:
 def posthoc_sweep(
     model: Any, spec: StudySpec, test: Any, run: RunPlan, *, progress: bool = False
 ) -> SweepResult:
-    """The spec's post-hoc sweep (``spec.posthoc``) of one trained run's model."""
+    """The spec's post-hoc sweep (``spec.posthoc``) of one run's model."""
     from robustscope import data, probes
     from robustscope.posthoc.sweep import AttackSetting, CorruptionSetting, run_sweep
 
     ph = spec.posthoc
     assert ph is not None
-    train_ds = data.load(
-        run.config.dataset, "train", root=run.config.data_root, **run.config.dataset_params
-    ).head(ph.train_n)
+    name, root, params = run.data()
+    train_ds = data.load(name, "train", root=root, **params).head(ph.train_n)
 
     def setting(a: AttackEval) -> AttackSetting:
         return AttackSetting(a.attack, tuple(a.eps), a.norm, dict(a.params), a.key())
@@ -188,6 +193,106 @@ def posthoc_sweep(
     )
 
 
+def measure(
+    model: Any,
+    run: RunPlan,
+    spec: StudySpec,
+    outcome: RunOutcome,
+    *,
+    trained_accuracy: float | None = None,
+    trained_n: int | None = None,
+    progress: bool = False,
+) -> None:
+    """Everything a study measures on a run's model, trained or loaded, into ``outcome``:
+    the evaluation's attacks (escalated where flagged) and their per-point results, the
+    run's health, the probes and the post-hoc sweep (the module doc lists the names).
+
+    Args:
+        model: the run's model, on its device.
+        trained_accuracy, trained_n: the test accuracy training measured and on how many
+            points (None: all the test split) — the health's fallback when the evaluation
+            has no attack to give the clean accuracy.
+    """
+    from robustscope import attacks, data, probes
+
+    name, root, params = run.data()
+    test = data.load(name, "test", root=root, **params)
+
+    t0 = time.perf_counter()
+    ev = spec.evaluation
+    x, y = test.x[: ev.n], test.y[: ev.n]
+    points: dict[str, np.ndarray] = {}
+    for i, atk in enumerate(ev.attacks):
+        curve = attacks.evaluate(
+            model,
+            x,
+            y,
+            atk.attack,
+            atk.eps,
+            norm=atk.norm,
+            batch_size=ev.batch_size,
+            seed=ev.seed,
+            checks=ev.checks and i == 0,
+            **atk.params,
+        )
+        outcome.metrics[vocab.CLEAN_ACCURACY] = curve.clean_accuracy
+        outcome.attacks.append(attack_result(curve, atk.key()))
+        points |= per_point(curve, atk.key())
+        second = escalation.escalate(model, x, y, curve, atk, ev)
+        if second is not None:
+            label = vocab.escalation_label(atk.key(), second.attack)
+            outcome.attacks.append(attack_result(second, label, escalates=atk.key()))
+            points |= per_point(second, label)
+    if points:
+        outcome.probes.append(ProbeOutput(vocab.POINTS_PROBE, {}, points, 0.0))
+    outcome.timings["attacks"] = time.perf_counter() - t0
+    clean = outcome.metrics.get(vocab.CLEAN_ACCURACY)
+    tested = min(len(test), trained_n or len(test))  # the history's test set
+    outcome.health = assess(
+        clean_accuracy=clean if clean is not None else trained_accuracy,
+        n=len(x) if clean is not None else tested,
+        classes=test.num_classes,
+        history=outcome.history,
+        method=run.method,
+        eps=run.eps,
+        method_params=run.settings().get("method_params"),
+    )
+    if run.source is not None and outcome.health.collapsed:
+        outcome.health = replace(outcome.health, fix=LOADED_FIX)
+
+    t0 = time.perf_counter()
+    ps = spec.probes
+    if ps.run:
+        train_ds = None
+        if ps.train_n > 0:
+            head = data.load(name, "train", root=root, **params).head(ps.train_n)
+            train_ds = (head.x, head.y)
+        probe_data = probes.ProbeData(test=(test.x[: ps.n], test.y[: ps.n]), train=train_ds)
+        for entry in ps.run:
+            t1 = time.perf_counter()
+            options = probe_options(entry.name, entry.options, run)
+            res = probes.run_probe(entry.name, model, probe_data, **options)
+            outcome.probes.append(
+                ProbeOutput(entry.name, res.scalars(), res.arrays(), time.perf_counter() - t1)
+            )
+    outcome.timings["probes"] = time.perf_counter() - t0
+
+    if spec.posthoc is not None and _posthoc_selects(spec.posthoc.runs, run):
+        t0 = time.perf_counter()
+        res = posthoc_sweep(model, spec, test, run, progress=progress)
+        outcome.probes.append(
+            ProbeOutput(vocab.POSTHOC_PROBE, res.scalars(), res.arrays(), time.perf_counter() - t0)
+        )
+        outcome.timings["posthoc"] = time.perf_counter() - t0
+
+
+def _posthoc_selects(runs: str, run: RunPlan) -> bool:
+    """Whether the spec's post-hoc sweep (``posthoc.runs``) takes ``run``: ``all``, or
+    ``standard`` — the runs trained at ε = 0 and the loaded models of unknown training (the
+    models a user brings to robustify)."""
+    return runs == "all" or run.eps == 0 or (run.source is not None and run.eps != run.eps)
+
+
 def execute_run(
     run: RunPlan,
     spec: StudySpec,
@@ -195,24 +300,32 @@ def execute_run(
     *,
     progress: bool = False,
 ) -> RunOutcome:
-    """Train, attack and probe one run (see the module doc); never raises for a run's failure.
+    """Train (or load), attack and probe one run (see the module doc); never raises for a
+    run's failure.
 
     Args:
         run: the run to execute.
         spec: its study (evaluation and probe settings).
-        run_dir: the run's directory (checkpoints; resumed from when present).
+        run_dir: the run's directory (checkpoints; resumed from when present); unused by a
+            loaded run, whose ``checkpoint`` is its file.
         progress: show training progress bars.
     """
-    from robustscope import attacks, data, plugins, probes
+    from robustscope import plugins
     from robustscope.studies.store import collect_provenance
     from robustscope.training import train
 
     plugins.load()  # tracked probes as measurements (also in a Ray worker's process)
     outcome = RunOutcome(run_id=run.run_id, checkpoint=str(run_dir))
     try:
-        outcome.provenance = collect_provenance(
-            run.config.device, run.config.model_dump(mode="json")
-        )
+        outcome.provenance = collect_provenance(run.device, run.settings())
+        if run.source is not None:
+            outcome.checkpoint = run.source.path
+            t0 = time.perf_counter()
+            model = load_model(run.source)
+            outcome.timings["load"] = time.perf_counter() - t0
+            measure(model, run, spec, outcome, progress=progress)
+            return outcome
+        assert run.config is not None  # a run without a source is trained
         t0 = time.perf_counter()
         result = train(run.config, run_dir, resume=True, progress=progress, log=None)
         outcome.timings["train"] = time.perf_counter() - t0
@@ -225,78 +338,15 @@ def execute_run(
             number = _float(value)
             if number is not None and key != "epoch":
                 outcome.metrics[vocab.train_metric(key)] = number
-        model = result.model
-        params = run.config.dataset_params
-        test = data.load(run.config.dataset, "test", root=run.config.data_root, **params)
-
-        t0 = time.perf_counter()
-        ev = spec.evaluation
-        x, y = test.x[: ev.n], test.y[: ev.n]
-        points: dict[str, np.ndarray] = {}
-        for i, atk in enumerate(ev.attacks):
-            curve = attacks.evaluate(
-                model,
-                x,
-                y,
-                atk.attack,
-                atk.eps,
-                norm=atk.norm,
-                batch_size=ev.batch_size,
-                seed=ev.seed,
-                checks=ev.checks and i == 0,
-                **atk.params,
-            )
-            outcome.metrics[vocab.CLEAN_ACCURACY] = curve.clean_accuracy
-            outcome.attacks.append(attack_result(curve, atk.key()))
-            points |= per_point(curve, atk.key())
-            second = escalation.escalate(model, x, y, curve, atk, ev)
-            if second is not None:
-                label = vocab.escalation_label(atk.key(), second.attack)
-                outcome.attacks.append(attack_result(second, label, escalates=atk.key()))
-                points |= per_point(second, label)
-        if points:
-            outcome.probes.append(ProbeOutput(vocab.POINTS_PROBE, {}, points, 0.0))
-        outcome.timings["attacks"] = time.perf_counter() - t0
-        clean = outcome.metrics.get(vocab.CLEAN_ACCURACY)
-        tested = min(len(test), run.config.test_subset or len(test))  # the history's test set
-        outcome.health = assess(
-            clean_accuracy=clean if clean is not None else result.final.get("test_accuracy"),
-            n=len(x) if clean is not None else tested,
-            classes=test.num_classes,
-            history=outcome.history,
-            method=run.method,
-            eps=run.eps,
-            method_params=run.config.method_params,
+        measure(
+            result.model,
+            run,
+            spec,
+            outcome,
+            trained_accuracy=result.final.get("test_accuracy"),
+            trained_n=run.config.test_subset,
+            progress=progress,
         )
-
-        t0 = time.perf_counter()
-        ps = spec.probes
-        if ps.run:
-            train_ds = None
-            if ps.train_n > 0:
-                head = data.load(
-                    run.config.dataset, "train", root=run.config.data_root, **params
-                ).head(ps.train_n)
-                train_ds = (head.x, head.y)
-            probe_data = probes.ProbeData(test=(test.x[: ps.n], test.y[: ps.n]), train=train_ds)
-            for entry in ps.run:
-                t1 = time.perf_counter()
-                options = probe_options(entry.name, entry.options, run)
-                res = probes.run_probe(entry.name, model, probe_data, **options)
-                outcome.probes.append(
-                    ProbeOutput(entry.name, res.scalars(), res.arrays(), time.perf_counter() - t1)
-                )
-        outcome.timings["probes"] = time.perf_counter() - t0
-
-        if spec.posthoc is not None and (spec.posthoc.runs == "all" or run.eps == 0):
-            t0 = time.perf_counter()
-            res = posthoc_sweep(model, spec, test, run, progress=progress)
-            outcome.probes.append(
-                ProbeOutput(
-                    vocab.POSTHOC_PROBE, res.scalars(), res.arrays(), time.perf_counter() - t0
-                )
-            )
-            outcome.timings["posthoc"] = time.perf_counter() - t0
     except Exception as exc:  # a failed run is reported, not fatal to the study
         tail = "".join(traceback.format_exception(exc)[-3:]).strip()
         outcome.ok = False

@@ -41,6 +41,7 @@ from robustscope.studies.store.vocab import COLLAPSED, HEALTHY
 
 __all__ = [
     "CHANCE_Z",
+    "LOADED_FIX",
     "LOSS_DROP",
     "NEAR_GUESS",
     "Health",
@@ -55,6 +56,12 @@ CHANCE_Z = 4.0
 LOSS_DROP = 0.02
 #: a clean test loss at least this fraction of ln K (a uniform guess's) is a guess's loss
 NEAR_GUESS = 0.9
+#: the likely fix of a model a study loaded (not trained) that scores at chance
+LOADED_FIX = (
+    "the model was loaded from a checkpoint: check that it was trained on this dataset, with "
+    "the same class order and input scaling (pixels in [0, 1]; its normalization is the "
+    "model's first layer: robustscope import --mean/--std)"
+)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,11 @@ A spec's ``train_sizes`` sets each run's ``train_subset`` (the first N training 
 each size in turn (tsipras2019 Fig. 6); without it there is one size (the spec's
 ``train.train_subset``, if any) and the runs — configs, ids, labels — are as before.
 
+A spec's ``checkpoints`` add one run per checkpoint file, not trained but loaded
+(:mod:`robustscope.studies.loaded`: its id is a hash of the file's content and its label;
+``config`` is None and ``source`` says where the model comes from); they follow the trained
+runs.
+
 If the study tracks ``pgd`` during training without an ε, every run tracks it at the
 largest ε of the study's grids, so that the tracked robust accuracies are comparable.
 
@@ -27,7 +32,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from robustscope.studies.spec import MethodSpec, ModelSpecEntry, StudyError, StudySpec
+from robustscope.studies.loaded import LoadedModel, loaded_models
+from robustscope.studies.spec import (
+    MethodSpec,
+    ModelSpecEntry,
+    StudyError,
+    StudySpec,
+    sweep_param,
+)
+from robustscope.studies.store.vocab import LOADED
 from robustscope.training.config import TrainConfig
 
 __all__ = ["TRAIN_EPS", "RunPlan", "config_hash", "plan", "probe_options"]
@@ -41,17 +54,20 @@ class RunPlan:
     """One member of a study's family.
 
     Attributes:
-        run_id: 12 hex digits of :func:`config_hash` of ``config``.
+        run_id: 12 hex digits of :func:`config_hash` of ``config`` (a loaded run: of its
+            file's content and label, :mod:`robustscope.studies.loaded`).
         label: human-readable, e.g. ``"cnn pgd ε=0.1 seed=0"``.
         model: the model's display name in the study.
-        method: the training method (``standard`` for ε = 0).
+        method: the training method (``standard`` for ε = 0; ``external`` for a loaded
+            model the lab did not train).
         family: the method of the spec entry this run belongs to (``pgd`` for its ε = 0 too).
-        eps: the training strength (ε, or the swept parameter's value).
-        norm: the training threat model's norm.
+        eps: the training strength (ε, or the swept parameter's value); NaN: unknown.
+        norm: the training threat model's norm (None: unknown).
         seed: the run's seed.
-        config: the full training configuration.
+        config: the full training configuration; None for a loaded run.
         train_size: the size of the spec's ``train_sizes`` axis this run trains on (its
             ``config.train_subset``); None when the study has no such axis.
+        source: where a loaded run's model comes from; None for a run the study trains.
     """
 
     run_id: str
@@ -60,23 +76,52 @@ class RunPlan:
     method: str
     family: str
     eps: float
-    norm: str
+    norm: str | None
     seed: int
-    config: TrainConfig
+    config: TrainConfig | None
     train_size: int | None = None
+    source: LoadedModel | None = None
+
+    @property
+    def device(self) -> str:
+        """The device the run trains or is measured on."""
+        return self.source.device if self.source is not None else self._config.device
+
+    @property
+    def _config(self) -> TrainConfig:
+        assert self.config is not None  # a run without a source is trained
+        return self.config
+
+    def settings(self) -> dict[str, Any]:
+        """What determines the run's model, as JSON: its training configuration, or the
+        training configuration its checkpoint records (``{}``: none)."""
+        if self.source is not None:
+            return dict(self.source.training)
+        return self._config.model_dump(mode="json")
+
+    def data(self) -> tuple[str, str | None, dict[str, Any]]:
+        """The run's dataset: name, root folder (None: the default places) and options."""
+        if self.source is not None:
+            s = self.source
+            return s.dataset, s.data_root, dict(s.dataset_params)
+        c = self._config
+        return c.dataset, c.data_root, dict(c.dataset_params)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "run_id": self.run_id,
             "label": self.label,
             "model": self.model,
             "method": self.method,
             "family": self.family,
-            "eps": self.eps,
+            "eps": None if self.eps != self.eps else self.eps,  # JSON has no NaN
             "norm": self.norm,
             "seed": self.seed,
-            "config": self.config.model_dump(mode="json"),
+            "config": self.settings(),
         }
+        if self.source is not None:
+            out[LOADED] = self.source.to_dict()
+        return out
 
 
 def config_hash(config: TrainConfig) -> str:
@@ -101,7 +146,12 @@ def probe_options(probe: str, options: dict[str, Any], run: RunPlan) -> dict[str
     """
     if options.get("eps") != TRAIN_EPS:
         return dict(options)
-    if _sweep_param(run.method) != "eps":
+    if run.eps != run.eps:  # a loaded checkpoint without a recorded training ε
+        raise StudyError(
+            f"probes.run: {probe!r} has eps: {TRAIN_EPS}, but run {run.label!r} was loaded "
+            "from a checkpoint that records no training ε; give the probe a number"
+        )
+    if sweep_param(run.method) != "eps":
         raise StudyError(
             f"probes.run: {probe!r} has eps: {TRAIN_EPS}, but run {run.label!r} trains with "
             f"{run.method!r}, whose strength is not an ε; give the probe a number"
@@ -114,13 +164,14 @@ def probe_options(probe: str, options: dict[str, Any], run: RunPlan) -> dict[str
     return out
 
 
-def _sweep_param(method: str) -> str:
-    return "sigma" if method == "noise" else "eps"
-
-
 def plan(spec: StudySpec, *, device: str = "auto") -> list[RunPlan]:
     """The runs of ``spec`` in a stable order (model, method, ε, training-set size, seed),
-    duplicates merged."""
+    duplicates merged, then its loaded checkpoints in the spec's order.
+
+    Raises:
+        StudyError: a training option fails validation, or a checkpoint is refused
+            (:mod:`robustscope.studies.loaded`).
+    """
     max_eps = max((e for m in spec.methods for e in m.eps), default=0.0)
     base: dict[str, Any] = dict(spec.train)
     base["device"] = device
@@ -143,6 +194,22 @@ def plan(spec: StudySpec, *, device: str = "auto") -> list[RunPlan]:
                     for seed in spec.seeds:
                         run = _run(spec, base, entry, method, eps, size, seed)
                         runs.setdefault(run.run_id, run)
+    for run_id, source, at in loaded_models(spec, device):
+        runs.setdefault(
+            run_id,
+            RunPlan(
+                run_id=run_id,
+                label=at.label,
+                model=at.model,
+                method=at.method,
+                family=at.family,
+                eps=at.eps,
+                norm=at.norm,
+                seed=at.seed,
+                config=None,
+                source=source,
+            ),
+        )
     return list(runs.values())
 
 
@@ -159,7 +226,7 @@ def _run(
     name = "standard" if eps == 0 and method.method != "standard" else method.method
     params: dict[str, Any] = {}
     if name != "standard":
-        params = {**method.params, _sweep_param(name): eps}
+        params = {**method.params, sweep_param(name): eps}
         if method.norm != "linf":
             params["norm"] = method.norm
     fields = {**base, **entry.train}

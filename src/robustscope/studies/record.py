@@ -1,7 +1,8 @@
 """The study-level bookkeeping on top of the results store (driver side only).
 
 * :func:`register_study` — the spec and every planned run (status ``pending`` for new
-  runs; existing runs keep their status);
+  runs; existing runs keep their status); a loaded run whose checkpoint file changed
+  replaces the run of its old content (same file, same label), which is removed;
 * :func:`measured_runs` — runs done with the current evaluation/probe settings;
 * :func:`claim` — claim a run for this driver and count the attempt (``running``), unless
   another live driver holds it or it was measured meanwhile (``docs/store.md``, claims);
@@ -16,6 +17,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from robustscope.studies.execute import RunOutcome
 from robustscope.studies.plan import RunPlan
 from robustscope.studies.spec import StudySpec
@@ -27,18 +31,29 @@ from robustscope.studies.store import (
     Store,
     collect_provenance,
 )
-from robustscope.studies.store.vocab import MEASURE_HASH_KEY, TRAIN_TIME_S
+from robustscope.studies.store.vocab import LOADED, MEASURE_HASH_KEY, TRAIN_TIME_S
 
-__all__ = ["claim", "measured_runs", "record_outcome", "register_study", "release_claims"]
+__all__ = [
+    "claim",
+    "measured_runs",
+    "record_outcome",
+    "register_study",
+    "release_claims",
+    "superseded",
+]
 
 
 def register_study(store: Store, spec: StudySpec, plans: list[RunPlan]) -> None:
-    """Record the spec and every planned run (new runs ``pending``; others unchanged)."""
+    """Record the spec and every planned run (new runs ``pending``; others unchanged); remove
+    the stored runs of checkpoints whose content changed (:func:`superseded`)."""
     store.add_study(spec.name, spec.model_dump(mode="json"))
     store.add_provenance(
         None, collect_provenance(config=spec.model_dump(mode="json")), study=spec.name
     )
     known = {r["run_id"]: r for r in store.runs()}
+    for run_id in superseded(known.values(), plans):
+        store.remove_run(run_id)
+        known.pop(run_id)
     for p in plans:
         if p.run_id in known:
             continue
@@ -51,6 +66,22 @@ def register_study(store: Store, spec: StudySpec, plans: list[RunPlan]) -> None:
             seed=p.seed,
             status="pending",
         )
+
+
+def superseded(stored: Iterable[Mapping[str, Any]], plans: list[RunPlan]) -> list[str]:
+    """Ids of the ``stored`` runs (``Store.runs()`` rows) that loaded a checkpoint file a
+    planned run loads again under the same label with another id: the file's content
+    changed, so their results describe a model that is gone."""
+    planned = {(p.source.path, p.label): p.run_id for p in plans if p.source is not None}
+    out = []
+    for row in stored:
+        cfg = row.get("config")
+        if not isinstance(cfg, Mapping) or not isinstance(cfg.get(LOADED), Mapping):
+            continue
+        now = planned.get((str(cfg[LOADED].get("path")), str(cfg.get("label"))))
+        if now is not None and now != row["run_id"]:
+            out.append(str(row["run_id"]))
+    return out
 
 
 def measured_runs(store: Store, mhash: str) -> set[str]:
@@ -131,9 +162,7 @@ def _record(store: Store, study: str, run: RunPlan, outcome: RunOutcome, mhash: 
     for p in outcome.probes:
         store.add_probe(run.run_id, p.probe, "all", p.scalars, p.arrays)
     store.add_provenance(
-        run.run_id,
-        outcome.provenance
-        or collect_provenance(run.config.device, run.config.model_dump(mode="json")),
+        run.run_id, outcome.provenance or collect_provenance(run.device, run.settings())
     )
     store.set_status(
         run.run_id,

@@ -25,7 +25,7 @@ outcome right after the store recorded it — in the driver, so runs executed by
 logged too, once. Without trackers nothing of this happens.
 
 Layout of a study directory ``out``: ``results.sqlite`` (the store), ``runs/<run_id>/``
-(each run's checkpoints), ``artifacts/`` (arrays referenced by the store),
+(each trained run's checkpoints; a run loaded from a spec's ``checkpoints`` has none), ``artifacts/`` (arrays referenced by the store),
 ``report.html`` and ``figures/`` (written by ``robustscope report``).
 """
 
@@ -319,9 +319,13 @@ def run_study(
                     elif outcome.ok:
                         done += 1
                         clean = outcome.metrics.get(CLEAN_ACCURACY, float("nan"))
+                        how = (
+                            "loaded from its checkpoint"
+                            if run.source is not None
+                            else f"{outcome.timings.get('train', 0):.0f} s training"
+                        )
                         say(
-                            f"[{i}/{len(todo)}] {run.label}: clean {clean:.3f}"
-                            f" ({outcome.timings.get('train', 0):.0f} s training)"
+                            f"[{i}/{len(todo)}] {run.label}: clean {clean:.3f} ({how})"
                             + _remarks(outcome)
                         )
                     else:

@@ -52,6 +52,20 @@ first evaluation (``evaluation.checks``), at the same ε and norm; the study rep
 lower robust accuracy per ε (:mod:`robustscope.studies.escalation`). A name, or a mapping
 with parameters: ``escalate: {attack: autoattack-lite, params: {steps: 20}}``.
 
+``checkpoints`` (optional) lists models the study measures without training them: each
+entry a path or a glob (``runs/*/model.safetensors``; a run directory stands for its
+``model.safetensors``; relative paths from the current directory), or a mapping with
+``path``, an optional ``label`` (the run's name; a glob's label prefixes each match's name)
+and an optional ``dataset`` (the dataset the weights are for, when the file records none;
+checked like a recorded one). Every matched checkpoint is one run: loaded with
+:func:`robustscope.checkpoint.load`, then evaluated, probed and post-hoc swept like a trained
+run (:mod:`robustscope.studies.loaded`). With ``checkpoints`` and no ``methods`` the study
+trains nothing. Example::
+
+    checkpoints:
+      - runs/mine/*/model.safetensors
+      - {path: theirs.safetensors, label: theirs}
+
 Errors name the field (``methods.0.eps``) and the allowed values.
 """
 
@@ -79,6 +93,7 @@ from robustscope.studies.store.vocab import attack_label, escalation_label
 __all__ = [
     "DEFAULT_ESCALATION",
     "AttackEval",
+    "CheckpointEntry",
     "Escalation",
     "EvaluationSpec",
     "MethodSpec",
@@ -90,6 +105,7 @@ __all__ = [
     "StudyError",
     "StudySpec",
     "load_spec",
+    "sweep_param",
 ]
 
 
@@ -168,6 +184,11 @@ class MethodSpec(_Strict):
             if key in v:
                 raise ValueError(f"give {key} as the method's own field, not in params")
         return v
+
+
+def sweep_param(method: str) -> str:
+    """The parameter a method's ε grid sets: ``sigma`` for ``noise``, else ``eps``."""
+    return "sigma" if method == "noise" else "eps"
 
 
 class AttackEval(_Strict):
@@ -277,6 +298,26 @@ class ProbesSpec(_Strict):
     n: int = Field(1000, ge=1)
     train_n: int = Field(1000, ge=0)
     run: list[ProbeEntry] = Field(default_factory=list)
+
+
+class CheckpointEntry(_Strict):
+    """Checkpoints measured without training (module doc): a path or a glob, or a mapping."""
+
+    path: str = Field(min_length=1, description="a checkpoint file, run directory or glob")
+    label: str | None = Field(
+        None,
+        min_length=1,
+        description="the run's name (a glob's: the prefix of each match's); default: the "
+        "file's stem, or its directory's name for a run directory's model.safetensors",
+    )
+    dataset: str | None = Field(
+        None, description="the dataset the weights are for when the file records none"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain(cls, v: Any) -> Any:
+        return {"path": v} if isinstance(v, str) else v
 
 
 PosthocMethod = Literal["m1", "m2", "m3"]
@@ -408,6 +449,9 @@ class StudySpec(_Strict):
     posthoc: PosthocSpec | None = Field(
         None, description="wu2020's post-hoc sweep of trained runs (module doc); unset: none"
     )
+    checkpoints: list[CheckpointEntry] | None = Field(
+        None, description="models measured without training (module doc); unset: none"
+    )
     resources: dict[str, float] = Field(
         default_factory=lambda: {"num_cpus": 1.0, "num_gpus": 0.0},
         description="per-run resource request of the Ray executor",
@@ -440,10 +484,33 @@ class StudySpec(_Strict):
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # an unset axis is left out, so a spec without it dumps (and hashes) as before
         out: dict[str, Any] = handler(self)
-        for axis in ("train_sizes", "posthoc"):
+        for axis in ("train_sizes", "posthoc", "checkpoints"):
             if getattr(self, axis) is None:
                 out.pop(axis, None)
         return out
+
+    @model_validator(mode="before")
+    @classmethod
+    def _loaded_only(cls, v: Any) -> Any:
+        # a spec listing checkpoints and no methods measures them and trains nothing
+        if isinstance(v, dict) and v.get("checkpoints") and "methods" not in v:
+            return {**v, "methods": []}
+        return v
+
+    @model_validator(mode="after")
+    def _something(self) -> StudySpec:
+        if not self.methods and not self.checkpoints:
+            raise ValueError(
+                "the study has no runs: give methods (models to train) or checkpoints "
+                "(models to load)"
+            )
+        for i, entry in enumerate(self.checkpoints or []):
+            if entry.dataset is not None and entry.dataset != self.dataset:
+                raise ValueError(
+                    f"checkpoints.{i}.dataset: {entry.dataset!r} differs from the study's "
+                    f"dataset {self.dataset!r}; a study measures every model on its one dataset"
+                )
+        return self
 
     @model_validator(mode="after")
     def _one_size(self) -> StudySpec:

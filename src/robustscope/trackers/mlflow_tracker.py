@@ -301,8 +301,9 @@ class MlflowTracker:
 
 
 def run_params(run: RunPlan) -> dict[str, str]:
-    """A run's parameters: its training configuration's fields (nested ones dotted) and its
-    place in the study under ``study.`` (display model, family, ε, norm, training-set size).
+    """A run's parameters: its training configuration's fields (nested ones dotted; a loaded
+    run: those its checkpoint records) and its place in the study under ``study.`` (display
+    model, family, ε, norm, training-set size; a loaded run's checkpoint file and SHA-256).
 
     Example:
         >>> from robustscope.studies import plan, preset
@@ -318,7 +319,10 @@ def run_params(run: RunPlan) -> dict[str, str]:
     }
     if run.train_size is not None:
         place["train_size"] = run.train_size
-    return {**flat_params(run.config.model_dump(mode="json")), **flat_params(place, "study.")}
+    if run.source is not None:
+        place["checkpoint"] = run.source.path
+        place["checkpoint_sha256"] = run.source.sha256
+    return {**flat_params(run.settings()), **flat_params(place, "study.")}
 
 
 def outcome_metrics(outcome: RunOutcome) -> list[tuple[str, float, int]]:

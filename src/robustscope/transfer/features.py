@@ -22,6 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
+from robustscope.checkpoint import file_sha256
 from robustscope.data.adapt import Adapter
 from robustscope.data.dataset import ArrayDataset
 from robustscope.device import model_device
@@ -35,12 +36,8 @@ CACHE_FORMAT = "robustscope-features/1"
 
 
 def file_digest(path: str | Path) -> str:
-    """SHA-256 (hex) of a file's bytes, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """SHA-256 (hex) of a file's bytes (:func:`robustscope.checkpoint.file_sha256`)."""
+    return file_sha256(path)
 
 
 def _tensor_digest(h: Any, t: torch.Tensor) -> None:

@@ -142,6 +142,8 @@ def fisher_over_training(data: StudyData, table: pd.DataFrame) -> Finding:
     claim = "During standard training the input-Fisher norm grows with the test accuracy"
     paper = "shi2020 Fig. 3, §3.3"
     h = data.history
+    if (none := data.no_history(table.index)) is not None:
+        return not_tested(claim, paper, none)
     if not len(h) or TRACKED_FISHER not in h.columns or TRACKED_ACCURACY not in h.columns:
         return not_tested(claim, paper, "input_fisher and the clean accuracy were not tracked")
     runs = table.index[table["eps"] == 0]
@@ -156,6 +158,8 @@ def cckl_over_training(data: StudyData, table: pd.DataFrame) -> Finding:
     claim = "Over the epochs of training, CCKL on test points rises and falls with test accuracy"
     paper = "shi2020 Fig. 2 (CCKL indicates test accuracy)"
     h = data.history
+    if (none := data.no_history(table.index)) is not None:
+        return not_tested(claim, paper, none)
     if not len(h) or TRACKED_CCKL not in h.columns or TRACKED_ACCURACY not in h.columns:
         return not_tested(claim, paper, "cckl and the clean accuracy were not tracked")
     judged = _tracked_rho(data, table, TRACKED_ACCURACY, TRACKED_CCKL, table.index)

@@ -2,9 +2,16 @@
 against the attack's ε, the gradient-masking warnings, and the two claims every source
 paper rests on — clean accuracy falls and robust accuracy rises with the training ε
 (tsipras2019 §2–3; wen2020 Fig. 1(c), Fig. 3(b); shi2020 §3.3; Madry et al. 2018).
+
+Models without a training ε (loaded from checkpoints the lab did not train,
+:func:`robustscope.report.stats.unplaced`) are stars on the frontier and curves of their own
+panel against the attack's ε, labelled; a note says that everything along the training ε
+leaves them out.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -14,7 +21,7 @@ from robustscope.report.data import AttackColumn, StudyData
 from robustscope.report.findings import Finding, not_tested, trend
 from robustscope.report.page import esc
 from robustscope.report.section import ReportContext, Section, SectionFigure, register_section
-from robustscope.report.stats import by_eps, fired_flags, series
+from robustscope.report.stats import by_eps, fired_flags, series, unplaced
 from robustscope.report.style import Palette, grid
 from robustscope.studies.store.vocab import CLEAN_ACCURACY, format_eps
 
@@ -67,13 +74,29 @@ def fig_frontier(table: pd.DataFrame, robust: AttackColumn, palette: Palette) ->
                 color="0.2",
             )
         drawn = True
-    if not drawn:
+    points = []
+    for k, (_, row) in enumerate(unplaced(table).iterrows()):
+        x, y = 100 * float(row[CLEAN_ACCURACY]), 100 * float(row[column])
+        if x != x or y != y:
+            continue
+        style = _point_style(k, str(row["label"]))
+        ax.plot([x], [y], ls="none", ms=13, zorder=3, **style)
+        ax.annotate(
+            str(row["label"]),
+            (x, y),
+            textcoords="offset points",
+            xytext=(8, -11),
+            fontsize=8,
+            color="0.2",
+        )
+        points.append(Line2D([], [], ls="none", ms=9, **style))
+    if not drawn and not points:
         return None
     ax.set_xlabel("clean accuracy (%)")
     ax.set_ylabel(f"robust accuracy under {robust.label} at ε = {format_eps(robust.eps)} (%)")
-    ax.set_title("Robustness–accuracy trade-off: one point per training ε")
+    ax.set_title("Robustness–accuracy trade-off: one point per training ε (★: per model)")
     ax.legend(
-        handles=palette.eps_handles(table["eps"]) + palette.series_handles(),
+        handles=palette.eps_handles(table["eps"]) + palette.series_handles() + points,
         fontsize=8,
         loc="best",
     )
@@ -96,45 +119,58 @@ def fig_robust_vs_attack_eps(
         attacks.remove(first)
         attacks.insert(0, first)
     styles = ("-", "--", ":", "-.")
-    groups = series(table)
-    fig, axes = grid(len(groups), cols=2, width=5.6, height=4.2)
-    for ax, (name, rows) in zip(axes, groups.items(), strict=True):
-        for e, members in rows.groupby("eps"):
-            color = palette.color(float(e))
-            for k, attack in enumerate(attacks):
-                points = {c.eps: c.column for c in cols if c.label == attack}
-                curve = []
-                for a_eps, col in sorted(points.items()):
-                    vals = members[col].dropna()
-                    if len(vals):
-                        curve.append((a_eps, vals.mean(), vals.min(), vals.max()))
-                if 0.0 not in points and CLEAN_ACCURACY in members and curve:
-                    vals = members[CLEAN_ACCURACY].dropna()
-                    if len(vals):
-                        curve.insert(0, (0.0, vals.mean(), vals.min(), vals.max()))
-                if not curve:
-                    continue
-                x = [p[0] for p in curve]
-                ax.plot(
+
+    def draw(ax: Any, members: pd.DataFrame, color: Any, marker: str = "o") -> None:
+        for k, attack in enumerate(attacks):
+            points = {c.eps: c.column for c in cols if c.label == attack}
+            curve = []
+            for a_eps, col in sorted(points.items()):
+                vals = members[col].dropna()
+                if len(vals):
+                    curve.append((a_eps, vals.mean(), vals.min(), vals.max()))
+            if 0.0 not in points and CLEAN_ACCURACY in members and curve:
+                vals = members[CLEAN_ACCURACY].dropna()
+                if len(vals):
+                    curve.insert(0, (0.0, vals.mean(), vals.min(), vals.max()))
+            if not curve:
+                continue
+            x = [p[0] for p in curve]
+            ax.plot(
+                x,
+                [100 * p[1] for p in curve],
+                ls=styles[k % len(styles)],
+                marker=marker,
+                ms=3.5,
+                color=color,
+            )
+            if len(members) > 1:
+                ax.fill_between(
                     x,
-                    [100 * p[1] for p in curve],
-                    ls=styles[k % len(styles)],
-                    marker="o",
-                    ms=3.5,
+                    [100 * p[2] for p in curve],
+                    [100 * p[3] for p in curve],
                     color=color,
+                    alpha=0.15,
+                    lw=0,
                 )
-                if len(members) > 1:
-                    ax.fill_between(
-                        x,
-                        [100 * p[2] for p in curve],
-                        [100 * p[3] for p in curve],
-                        color=color,
-                        alpha=0.15,
-                        lw=0,
-                    )
+
+    groups = series(table)
+    alone = unplaced(table)
+    fig, axes = grid(len(groups) + bool(len(alone)), cols=2, width=5.6, height=4.2)
+    for ax, (name, rows) in zip(axes, groups.items(), strict=False):
+        for e, members in rows.groupby("eps"):
+            draw(ax, members, palette.color(float(e)))
+        ax.set_title(f"{name}: robust accuracy vs attack ε", fontsize=10)
+    own: list[Line2D] = []
+    if len(alone):
+        for k, (rid, row) in enumerate(alone.iterrows()):
+            style = _point_style(k, str(row["label"]))
+            draw(axes[-1], alone.loc[[rid]], style["color"], marker=style["marker"])
+            own.append(Line2D([], [], **style))
+        axes[-1].set_title("models without a training ε: robust accuracy vs attack ε", fontsize=10)
+        axes[-1].legend(handles=own, fontsize=7, loc="upper right")
+    for ax in axes:
         ax.set_xlabel("attack ε (pixel units)")
         ax.set_ylabel("robust accuracy (%)")
-        ax.set_title(f"{name}: robust accuracy vs attack ε", fontsize=10)
         ax.set_ylim(-2, 102)
     handles = palette.eps_handles(table["eps"])
     if len(attacks) > 1:
@@ -142,8 +178,37 @@ def fig_robust_vs_attack_eps(
             Line2D([], [], color="0.3", ls=styles[k % len(styles)], label=a)
             for k, a in enumerate(attacks)
         ]
-    axes[0].legend(handles=handles, fontsize=7, loc="upper right")
+    if groups or len(attacks) > 1:
+        axes[0].legend(handles=handles + (own if not groups else []), fontsize=7, loc="upper right")
     return fig
+
+
+#: the colours of the models without a training ε (one each, in the table's order)
+_POINT_COLORS = ("tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:cyan")
+
+
+def _point_style(k: int, label: str) -> dict[str, Any]:
+    """The marker, colour and legend label of the ``k``-th model without a training ε."""
+    return {
+        "marker": "*",
+        "color": _POINT_COLORS[k % len(_POINT_COLORS)],
+        "mec": "k",
+        "mew": 0.6,
+        "label": label,
+    }
+
+
+def _unplaced_note(table: pd.DataFrame) -> str:
+    """The one note about the runs without a training ε (none: '')."""
+    alone = unplaced(table)
+    if not len(alone):
+        return ""
+    labels = ", ".join(str(v) for v in alone["label"])
+    return (
+        "<p><b>Models without a training ε</b> (loaded from checkpoints the lab did not "
+        f"train: {esc(labels)}) are the stars above, one per model; the figures and claims "
+        "along the training ε in this report leave them out.</p>"
+    )
 
 
 @register_section("tradeoff", order=20)
@@ -179,6 +244,9 @@ class Tradeoff(Section):
         return out
 
     def html(self, ctx: ReportContext) -> str:
+        return _unplaced_note(ctx.table) + self._warnings(ctx)
+
+    def _warnings(self, ctx: ReportContext) -> str:
         fired = fired_flags(ctx.data, ctx.table)
         if not fired:
             return ""

@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from robustscope.report.data import StudyData
+from robustscope.report.page import skip_html
 from robustscope.report.section import ReportContext, Section, SectionFigure, register_section
 from robustscope.report.stats import series_name, sized
 from robustscope.report.style import Palette, grid, log_y
@@ -101,11 +102,23 @@ class Training(Section):
     """Training curves (shi2020 Figs. 3–4; the lab's training loop) of every model and ε.
 
     One figure: per model × method and training ε, the seed mean over epochs of the test
-    accuracy, the tracked input-Fisher norm, the tracked PGD accuracy and the losses.
+    accuracy, the tracked input-Fisher norm, the tracked PGD accuracy and the losses. Runs
+    loaded from checkpoints have no history: one note says so (the whole section's when
+    every run was loaded).
     """
 
     title = "Training curves"
     lacking = "no training history stored"
+
+    def html(self, ctx: ReportContext) -> str:
+        none = ctx.data.no_history(ctx.table.index)
+        if none is not None:
+            return skip_html(none[0].upper() + none[1:] + ".")
+        loaded = [r for r in ctx.data.loaded_ids() if r in ctx.table.index]
+        if not loaded:
+            return ""
+        labels = ", ".join(str(ctx.table.loc[r, "label"]) for r in loaded)
+        return skip_html(f"Loaded from checkpoints, without a training history: {labels}.")
 
     def figures(self, ctx: ReportContext) -> list[SectionFigure]:
         return [

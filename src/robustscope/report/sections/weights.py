@@ -29,7 +29,7 @@ from robustscope.report.section import (
     dedicated_probes,
     register_section,
 )
-from robustscope.report.stats import by_eps, series
+from robustscope.report.stats import by_eps, series, unplaced
 from robustscope.report.style import Palette, grid
 from robustscope.studies.spec import ModelSpecEntry
 from robustscope.studies.store.vocab import format_eps
@@ -40,6 +40,8 @@ __all__ = ["Weights", "fig_generic", "fig_weights"]
 def fig_weights(table: pd.DataFrame, palette: Palette, *, used: set[str]) -> Figure | None:
     """terzi2021 Figs. 4–5 and tsipras2019 Table 5: weight norms, per-layer ℓ2 norms,
     information in the weights and the representation's Fisher against ε."""
+    if not series(table):  # no model with a training ε
+        return None
     panels: list[Panel] = [
         ("weight_norms/l2_total", "‖w‖₂ of all weights (terzi2021 Fig. 5)", "ℓ2 norm", False),
         ("weight_norms/l1_total", "‖w‖₁ of all weights (tsipras2019 T. 5)", "ℓ1 norm", False),
@@ -124,12 +126,15 @@ def fig_generic(
 
 
 def by_eps_table(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Seed means of ``columns`` (rows) by series and training ε (columns)."""
+    """Seed means of ``columns`` (rows) by series and training ε (columns), then one column
+    per model without a training ε (its label)."""
     out: dict[str, dict[str, float]] = {}
     for name, rows in series(table).items():
         for col in columns:
             for e, mean in by_eps(rows, col)["mean"].items():
                 out.setdefault(f"{name} ε={format_eps(e)}", {})[col] = float(mean)
+    for _, row in unplaced(table).iterrows():
+        out[str(row["label"])] = {col: float(row[col]) for col in columns}
     return pd.DataFrame(out).reindex(columns)
 
 
@@ -175,7 +180,9 @@ class Weights(Section):
             return ""
         return (
             "<details><summary>Every other probe scalar by model × method and training ε "
-            f"(seed means; {len(rest)} quantities)</summary>"
+            f"(seed means; {len(rest)} quantities"
+            + ("; models without a training ε by label" if len(unplaced(ctx.table)) else "")
+            + ")</summary>"
             + table_html(by_eps_table(ctx.table, rest), index_label="quantity")
             + "</details>"
         )

@@ -66,6 +66,8 @@ def fig_gaps(table: pd.DataFrame, palette: Palette, *, used: set[str]) -> Figure
     else:
         return None
     groups = series(t)
+    if not groups:  # only models without a training ε
+        return None
     fig, axes = grid(4, cols=4, width=3.7, height=3.3)
     for ax, kind, scale, unit in (
         (axes[0], "loss", 1.0, "cross-entropy (nats)"),
@@ -148,6 +150,8 @@ def fig_spectra_std(table: pd.DataFrame, palette: Palette, *, used: set[str]) ->
     if not layers:
         return None
     groups = series(table)
+    if not groups:  # only models without a training ε
+        return None
     fig, axes = grid(2 * len(groups), cols=2, width=5.6, height=3.6)
     x = np.arange(len(layers))
     names = list(layers)

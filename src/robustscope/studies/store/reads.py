@@ -20,6 +20,8 @@ from robustscope.studies.store.vocab import (
     ATTACK_FLAG_COLUMNS,
     ATTACK_RESULT_COLUMNS,
     HEALTH_COLUMNS,
+    LOADED,
+    LOADED_FROM,
     TRAIN_SIZE,
 )
 
@@ -35,7 +37,7 @@ _RUN_COLUMNS = (
 _RUN_TABLE_COLUMNS = [
     "run_id", "label", "model", "dataset", "method", "family", "eps", "norm", TRAIN_SIZE,
     "seed", "status", "attempts", "checkpoint", "started", "finished", "train_time_s", "error",
-    *HEALTH_COLUMNS,
+    *HEALTH_COLUMNS, LOADED_FROM,
 ]  # fmt: skip
 _RUN_KEY_COLUMNS = [
     "label", "model", "dataset", "method", "family", "eps", "norm", TRAIN_SIZE, "seed", "status",
@@ -141,7 +143,9 @@ class Reads(StoreBase):
         ``method``, ``family``, ``eps``, ``norm``, ``train_size``, ``seed``, ``status``,
         ``attempts``, ``checkpoint``, ``started``, ``finished``, ``train_time_s``, ``error``,
         ``health``, ``health_reason``, ``health_fix`` (whether it trained, why not and the
-        likely fix; None when not assessed — :data:`~.vocab.HEALTH`).
+        likely fix; None when not assessed — :data:`~.vocab.HEALTH`), ``loaded_from`` (the
+        checkpoint file a run loaded instead of training, :data:`~.vocab.LOADED_FROM`; None
+        for a trained run).
 
         ``label``, ``model``, ``dataset``, ``family`` and ``norm`` are read from the run's
         config (its top level, else its nested training ``config``); ``label`` defaults to
@@ -154,6 +158,7 @@ class Reads(StoreBase):
         rows = []
         for r in self.runs():
             cfg = r["config"] if isinstance(r["config"], dict) else {}
+            loaded = cfg.get(LOADED)
             rows.append(
                 {
                     "run_id": r["run_id"],
@@ -174,6 +179,7 @@ class Reads(StoreBase):
                     "train_time_s": read_real(r["train_time_s"]),
                     "error": r["error"],
                     **{c: r[c] for c in HEALTH_COLUMNS},
+                    LOADED_FROM: loaded.get("path") if isinstance(loaded, Mapping) else None,
                 }
             )
         return pd.DataFrame(rows, columns=_RUN_TABLE_COLUMNS)

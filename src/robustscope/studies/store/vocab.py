@@ -48,6 +48,8 @@ __all__ = [
     "HEALTH_FIX",
     "HEALTH_REASON",
     "HEALTH_STATUSES",
+    "LOADED",
+    "LOADED_FROM",
     "MEASURE_HASH_KEY",
     "NORMS",
     "POINTS_PROBE",
@@ -108,6 +110,13 @@ TRAIN_PREFIX = "train/"
 TRAIN_SIZE = "train_size"
 #: key of a run's ``config`` JSON holding the hash of the settings it was measured with
 MEASURE_HASH_KEY = "measure_hash"
+#: key of a run's ``config`` JSON describing the checkpoint a loaded run measured (``path``,
+#: ``sha256``, ``dataset``, ``transforms``: :mod:`robustscope.studies.loaded`); absent for a
+#: run the study trained
+LOADED = "loaded"
+#: column of the run tables: the checkpoint file a loaded run measured (None: trained by the
+#: study, with a training history)
+LOADED_FROM = "loaded_from"
 #: the probe name under which a run's post-hoc sweep (a spec's ``posthoc``) is stored: its
 #: arrays are those of :class:`robustscope.posthoc.sweep.SweepResult` (``array_key``)
 POSTHOC_PROBE = "posthoc"

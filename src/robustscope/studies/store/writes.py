@@ -94,6 +94,14 @@ class Writes(StoreBase):
                 row,
             )
 
+    def remove_run(self, run_id: str) -> None:
+        """Delete run ``run_id`` with everything stored for it (history, metrics, attack
+        results, probes and their artifact files, provenance, claim); nothing when absent."""
+        with self.transaction() as c:
+            old = c.execute("SELECT path FROM artifacts WHERE run_id = ?", (run_id,))
+            self._touched.extend(p for (p,) in old.fetchall())
+            c.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+
     def set_status(
         self,
         run_id: str,
