@@ -93,7 +93,7 @@ def boundary_projection(
     a = v.abs()
     # (float masks and arithmetic: torch.where with a full-size mask is ~10× slower on CPU)
     up_f, down_f = (v > 0).to(dtype), (v < 0).to(dtype)
-    if box.bounded:
+    if box.lo is not None and box.hi is not None:
         room = (box.hi - pf).clamp_min(0) * up_f + (pf - box.lo).clamp_min(0) * down_f
     else:  # an unbounded side: infinite room there
         inf = torch.full_like(pf, float("inf"))
