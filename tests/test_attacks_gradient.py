@@ -526,7 +526,7 @@ def test_defaults_and_registry() -> None:
         lambda m: PGD(m, 0.1, norm="l1"),
         lambda m: APGD(m, 0.1, loss="kl"),
         lambda m: APGD(m, 0.1, rho=0.0),
-        lambda m: Square(m, 0.1, norm="l2"),
+        lambda m: Square(m, 0.1, norm="l1"),
         lambda m: Square(m, 0.1, p_init=1.5),
     ],
 )

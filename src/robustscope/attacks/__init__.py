@@ -10,11 +10,14 @@ from __future__ import annotations
 
 # importing the attack modules registers them
 from robustscope.attacks import apgd as _apgd  # noqa: F401
+from robustscope.attacks import autoattack as _autoattack  # noqa: F401
+from robustscope.attacks import fab as _fab  # noqa: F401
 from robustscope.attacks import fisher as _fisher  # noqa: F401
 from robustscope.attacks import gradient as _gradient  # noqa: F401
 from robustscope.attacks import minimal as _minimal  # noqa: F401
 from robustscope.attacks import square as _square  # noqa: F401
 from robustscope.attacks.apgd import APGD, APGDT, AutoAttackLite
+from robustscope.attacks.autoattack import AutoAttack, StageRecord
 from robustscope.attacks.base import Attack, attack_mode, resolve_box
 from robustscope.attacks.criteria import (
     AllOf,
@@ -24,6 +27,7 @@ from robustscope.attacks.criteria import (
     TargetedMisclassification,
 )
 from robustscope.attacks.evaluate import FLAG_NAMES, Flag, RobustnessCurve, evaluate
+from robustscope.attacks.fab import FAB, FABT
 from robustscope.attacks.fisher import FisherAttack
 from robustscope.attacks.gradient import FGSM, PGD, CWLinf
 from robustscope.attacks.minimal import CW, DeepFool
@@ -42,12 +46,15 @@ __all__ = [
     "APGDT",
     "ATTACKS",
     "CW",
+    "FAB",
+    "FABT",
     "FGSM",
     "FLAG_NAMES",
     "NORMS",
     "PGD",
     "AllOf",
     "Attack",
+    "AutoAttack",
     "AutoAttackLite",
     "CWLinf",
     "ChallengeScore",
@@ -60,6 +67,7 @@ __all__ = [
     "NoiseRobustness",
     "RobustnessCurve",
     "Square",
+    "StageRecord",
     "TargetedMisclassification",
     "ThreatModel",
     "accuracy_independent_robustness",

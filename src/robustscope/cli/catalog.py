@@ -81,13 +81,29 @@ def models_cmd(
 
 
 def attacks_cmd(as_json: JsonFlag = False) -> None:
-    """List the attacks."""
+    """List the attacks, their norms and their parameters (``--param KEY=VALUE``)."""
     from robustscope import attacks
 
+    common = {"model", "eps", "norm", "box", "seed", "criterion"}
+    rows = {
+        name: {
+            "description": doc,
+            "norms": list(attacks.get(name).norms),
+            "parameters": [p for p in attacks.parameters(name) if p not in common],
+        }
+        for name, doc in attacks.available().items()
+    }
+    columns = [Column("attack", "name"), Column("description", "description")]
     emit(
-        attacks.available(),
+        rows,
         as_json,
-        TableView([Column("attack", "name"), Column("description", "value")]),
+        TableView(
+            [
+                *columns,
+                Column("norms", "norms", ", ".join),
+                Column("parameters", "parameters", ", ".join),
+            ]
+        ),
     )
 
 
