@@ -56,7 +56,7 @@ def escalate(
         model,
         x,
         y,
-        evaluation.escalate.resolved_attack(),
+        evaluation.escalate.attack,
         entry.eps,
         norm=entry.norm,
         batch_size=evaluation.batch_size,

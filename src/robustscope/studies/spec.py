@@ -235,17 +235,6 @@ class Escalation(_Strict):
                 raise ValueError(f"{key} is the flagged evaluation's: do not set it here")
         return v
 
-    def resolved_attack(self) -> str:
-        """The registered attack this escalation runs: ``attack``; the default
-        (:data:`DEFAULT_ESCALATION`) runs ``autoattack-lite`` instead while no attack named
-        ``autoattack`` is registered (the ensemble comes with issue 15; remove this then) —
-        the store records the attack that ran."""
-        from robustscope import attacks
-
-        if self.attack == DEFAULT_ESCALATION and self.attack not in attacks.available():
-            return "autoattack-lite"
-        return self.attack
-
 
 class EvaluationSpec(_Strict):
     """Attacks run on the first ``n`` test points of every trained model."""
@@ -553,7 +542,7 @@ class StudySpec(_Strict):
         ev = self.evaluation
         if ev.escalate is None or not ev.attacks:
             return
-        name = ev.escalate.resolved_attack()
+        name = ev.escalate.attack
         if name not in attacks.available():
             raise ValueError(
                 f"evaluation.escalate: unknown attack {name!r}; allowed: "
