@@ -149,7 +149,7 @@ class Row:
     robust: list[int] = field(default_factory=list)
     outside: list[int] = field(default_factory=list)
     stages: list[list[dict[str, Any]]] = field(default_factory=list)
-    last_robust: torch.Tensor | None = None
+    robust_sets: list[torch.Tensor] = field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -199,25 +199,34 @@ def make_rows(
 def bench_case(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, eps: float, args: Any
 ) -> dict[str, Any]:
-    rows = make_rows(model, norm, eps, args.seed, args.ta_full, args.short, not args.no_lite)
     clean = correct(model, x, y)
+    rows: list[Row] = []
     for r in range(args.rounds):
+        # round r: every attack with seed + r (fresh attacks: torchattacks fixes its seeds when
+        # built), in an order rotated per round
+        fresh = make_rows(
+            model, norm, eps, args.seed + r, args.ta_full, args.short, not args.no_lite
+        )
+        if not rows:
+            rows = fresh
         k = r % len(rows)
-        for row in rows[k:] + rows[:k]:
+        for row, new in (
+            list(zip(rows, fresh, strict=True))[k:] + list(zip(rows, fresh, strict=True))[:k]
+        ):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 t0 = time.perf_counter()
-                x_adv = row.run(x, y)
+                x_adv = new.run(x, y)
                 row.times.append(time.perf_counter() - t0)
             ok = clean & correct(model, x_adv, y)
             row.robust.append(int(ok.sum()))
             row.outside.append(outside(x_adv, x, norm, eps))
-            row.last_robust = ok
-            if isinstance(row.run, AutoAttack):
-                row.stages.append([vars(s) for s in row.run.stages_run])
+            row.robust_sets.append(ok)
+            if isinstance(new.run, AutoAttack):
+                row.stages.append([vars(s) for s in new.run.stages_run])
             print(
-                f"    {row.name}: robust {int(ok.sum())}/{len(x)}, {row.times[-1]:.1f} s "
-                f"(load {load_avg():.1f})",
+                f"    seed {args.seed + r}: {row.name}: robust {int(ok.sum())}/{len(x)}, "
+                f"{row.times[-1]:.1f} s (load {load_avg():.1f})",
                 flush=True,
             )
     ta = rows[1]
@@ -230,35 +239,42 @@ def bench_case(
             "times_s": row.times,
             "time_vs_torchattacks": row.median / ta.median,
             "robust_accuracy": [c / n for c in row.robust],
+            "mean_robust_accuracy": statistics.mean(row.robust) / n,
             "outside_ball": sum(row.outside),
         }
         if row.stages:
-            d["stages"] = row.stages[-1]
-        if row is not ta and row.last_robust is not None and ta.last_robust is not None:
-            d["robust_here_broken_by_torchattacks"] = int((row.last_robust & ~ta.last_robust).sum())
+            d["stages"] = row.stages
+        if row is not ta:  # per seed: points robust here that torchattacks broke (same seed)
+            d["robust_here_broken_by_torchattacks"] = [
+                int((mine & ~theirs).sum())
+                for mine, theirs in zip(row.robust_sets, ta.robust_sets, strict=True)
+            ]
         out_rows.append(d)
     return {"clean_accuracy": float(clean.double().mean()), "rows": out_rows}
 
 
 def print_case(title: str, res: dict[str, Any], n: int) -> None:
     print(f"\n[{title}] (n={n}, clean accuracy {res['clean_accuracy']:.1%})\n")
-    head = "| attack | robust acc | median s | time / torchattacks | outside ball | robust here, broken by torchattacks |"
-    print(head)
-    print("|---|---|---|---|---|---|")
+    print(
+        "| attack | robust acc (per seed) | mean | median s | time / torchattacks "
+        "| outside ball | robust here, broken by torchattacks (per seed) |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for d in res["rows"]:
         acc = " / ".join(f"{a:.1%}" for a in d["robust_accuracy"])
         extra = d.get("robust_here_broken_by_torchattacks", "—")
+        extra = extra if isinstance(extra, str) else " / ".join(map(str, extra))
         print(
-            f"| {d['attack']} | {acc} | {d['median_s']:.1f} | {d['time_vs_torchattacks']:.2f}× "
-            f"| {d['outside_ball']} | {extra} |"
+            f"| {d['attack']} | {acc} | {d['mean_robust_accuracy']:.2%} | {d['median_s']:.1f} "
+            f"| {d['time_vs_torchattacks']:.2f}× | {d['outside_ball']} | {extra} |"
         )
     for d in res["rows"]:
-        if "stages" in d:
+        for r, stages in enumerate(d.get("stages", [])):
             parts = [
                 f"{s['stage']} {s['broken']}/{s['attacked']} in {s['seconds']:.1f} s"
-                for s in d["stages"]
+                for s in stages
             ]
-            print(f"\n{d['attack']} stages (broken/attacked): " + ", ".join(parts))
+            print(f"\n{d['attack']}, round {r} stages (broken/attacked): " + ", ".join(parts))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -274,8 +290,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="NAME=PATH",
         help="use this checkpoint (file or run directory) as model NAME instead of training it",
     )
-    ap.add_argument("--rounds", type=int, default=1, help="rounds per case (median time)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of every attack")
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="rounds per case, round r with seed + r (median time)"
+    )
+    ap.add_argument("--seed", type=int, default=0, help="seed of every attack in the first round")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument(
         "--ta-full",

@@ -101,7 +101,8 @@ class AutoAttack(Attack):
     last call is in :attr:`stages_run`. Same ℓ∞ and ℓ2 budgets as the paper; the cost is
     dominated, on robust models, by the stages after APGD-CE on the points that resist
     them (``benchmarks/README.md``, AutoAttack). ``autoattack-lite`` (APGD-CE + APGD-T) is
-    the fast check.
+    the fast check. torchattacks' ``AutoAttack(version="standard")`` runs its APGD, APGD-T
+    and FAB at 10 iterations (their class default): ``steps=10`` is the matching budget.
 
     ``model``, ``eps``, ``norm``, ``box`` and ``criterion`` are the parameters of
     :class:`~robustscope.attacks.base.Attack` (documented there once).
