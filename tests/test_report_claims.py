@@ -162,3 +162,20 @@ def test_no_fallback_column_changes_the_claim() -> None:
     data = StudyData.from_frames(spec={"name": "c"}, runs=runs, probes=probes)
     f = _finding(data, "Predictions become less confident")
     assert f.verdict is Verdict.UNTESTED and "confidence/mean_max_prob" in f.evidence
+
+
+def test_g1_is_resampled_over_the_shared_pairs() -> None:
+    """shi2020 §3.3: G1 of the robust model below the standard one's — decided on the
+    taylor_split probe's per-pair values (the same pairs for every model); without them and
+    with one seed there is nothing to resample."""
+    rng = np.random.default_rng(2)
+    runs = _runs([{"run_id": f"r{i}", "model": "m", "eps": e, "seed": 0}
+                  for i, e in enumerate((0.0, 0.1))])  # fmt: skip
+    g1 = {"r0": rng.gamma(2.0, 1.0, 256), "r1": rng.gamma(2.0, 0.1, 256)}
+    probes = pd.DataFrame({"taylor_split/g1_mean": {k: v.mean() for k, v in g1.items()}})
+    arrays = {(k, "taylor_split", "g1"): v for k, v in g1.items()}
+    claim = "Adversarial training keeps the model from using the non-robust component"
+    with_pairs = StudyData.from_frames(spec={"name": "g"}, runs=runs, probes=probes, arrays=arrays)
+    assert _finding(with_pairs, claim).verdict is Verdict.HOLDS
+    bare = StudyData.from_frames(spec={"name": "g"}, runs=runs, probes=probes)
+    assert _finding(bare, claim).verdict is Verdict.INCONCLUSIVE

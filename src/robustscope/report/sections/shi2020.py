@@ -16,7 +16,14 @@ from matplotlib.figure import Figure
 from pydantic import ValidationError
 
 from robustscope.report.data import AttackColumn, StudyData
-from robustscope.report.evidence import Draws, Verdict, combine, permutation_trend, slope
+from robustscope.report.evidence import (
+    Draws,
+    Samples,
+    Verdict,
+    combine,
+    permutation_trend,
+    slope,
+)
 from robustscope.report.findings import (
     Finding,
     PointSource,
@@ -223,6 +230,20 @@ def capacity(
     return verdict(claim, paper, judged, "no adversarial family trained on two or more models")
 
 
+def pair_points(data: StudyData) -> PointSource:
+    """:meth:`StudyData.points` plus G1 and G2 per cross-class pair: ``taylor_split`` draws
+    its pairs from the labels and its seed alone, so every model of a study is measured on
+    the same pairs and they are resampled together, as test points are."""
+
+    def points(run_id: str, column: str) -> Samples | None:
+        if column in ("taylor_split/g1_mean", "taylor_split/g2_mean"):
+            values = data.array(run_id, "taylor_split", column.split("/")[1][:2])
+            return None if values is None else Samples(values.astype(float))
+        return data.points(run_id, column)
+
+    return points
+
+
 def model_order(spec: dict[str, Any]) -> list[str]:
     """The study's models in its spec's order, named as its runs name them."""
     out = []
@@ -277,7 +298,7 @@ class Shi2020(Section):
                 "component: G1 = ½δᵀF_xδ (mean over cross-class pairs) is below the standard "
                 "model's",
                 paper="shi2020 §3.3, eqs. 10–11",
-                points=ctx.points,
+                points=pair_points(ctx.data),
             ),
             cckl_over_training(ctx.data, t),
             capacity(t, model_order(ctx.data.spec), ctx.robust, ctx.points),
