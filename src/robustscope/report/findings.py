@@ -45,6 +45,7 @@ from robustscope.report.evidence import (
     combine,
     permutation_trend,
     slope,
+    spearman,
 )
 from robustscope.report.stats import by_eps, series
 from robustscope.studies.store.vocab import format_eps
@@ -152,19 +153,6 @@ def _ratio(r: float) -> str:
 def eps_list(index: pd.Index) -> str:
     """Training ε for evidence: ``0, 0.1, 0.2``."""
     return ", ".join(format_eps(e) for e in index)
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's rank correlation (average ranks for ties); NaN when undefined.
-
-    >>> spearman(np.array([1.0, 2.0, 3.0]), np.array([10.0, 20.0, 15.0]))
-    0.5
-    """
-    rx = pd.Series(np.asarray(x, dtype=float)).rank().to_numpy()
-    ry = pd.Series(np.asarray(y, dtype=float)).rank().to_numpy()
-    if len(rx) < 2 or rx.std() == 0 or ry.std() == 0:
-        return math.nan
-    return float(np.corrcoef(rx, ry)[0, 1])
 
 
 def first_present(table: pd.DataFrame, columns: Sequence[str]) -> str | None:
