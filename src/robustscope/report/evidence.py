@@ -12,11 +12,12 @@ between two models. This module owns how the report decides it (:data:`RULE`):
 * **Verdicts.** **holds** when the interval lies wholly on the claimed side of the null
   value (0 for a slope or a difference, the claimed factor for a ratio), **does not hold**
   when it lies wholly on the other side, **inconclusive** when it straddles it.
-* **Nothing to resample.** A quantity of the weights alone (a spectral norm, a weight norm)
-  measured on one seed has no sampling error over test points. A trend in it is decided by
-  the exact one-sided permutation test of Spearman's ρ between ε and the values (5 %; four
-  or more training ε are needed for a perfectly monotone series to reach it); a comparison
-  of two such numbers is exact and says so.
+* **Nothing to resample** (one seed, and no per-point values: a quantity of the weights
+  alone, or a study stored before runs kept them). A trend is decided by the one-sided
+  permutation test of Spearman's ρ between ε and the values (5 %; four or more training ε
+  are needed for a perfectly monotone series to reach it). A comparison of two numbers is
+  read as measured when the caller says the quantity is a property of the weights, and is
+  inconclusive otherwise.
 
 Example:
     >>> rng = np.random.default_rng(0)
@@ -74,11 +75,10 @@ RULE = (
     "every model: they are all evaluated on the same ones) and, where a training ε has "
     "several seeds, the seeds. It holds when the interval lies wholly on the claimed side, "
     "does not hold when it lies wholly on the other side, and is inconclusive when it "
-    "contains the null value. A quantity of the weights alone on one seed has nothing to "
-    "resample: its trend is decided by the one-sided permutation test of Spearman's ρ along "
-    "ε (5 %), its comparisons with the standard model are read as measured; any other "
-    "quantity without per-point values or seeds is inconclusive. A run that did not train "
-    "is never evidence."
+    "contains the null value. With neither per-point values nor seeds to resample, a trend "
+    "is decided by the one-sided permutation test of Spearman's ρ along ε (5 %), and a "
+    "comparison with the standard model is read as measured for a quantity of the weights "
+    "alone and is inconclusive otherwise. A run that did not train is never evidence."
 )
 
 

@@ -47,7 +47,7 @@ from robustscope.report.evidence import (
     slope,
     spearman,
 )
-from robustscope.report.stats import by_eps, series
+from robustscope.report.stats import series
 from robustscope.studies.store.vocab import format_eps
 
 __all__ = [
@@ -201,19 +201,6 @@ def members(
     return eps, [out[e] for e in eps]
 
 
-def trend_interval(
-    eps: Sequence[float],
-    seeds: Sequence[Sequence[tuple[float, Samples | None]]],
-    direction: int,
-) -> Interval:
-    """The interval a trend claim is decided by: the bootstrap interval of the slope along
-    ε, or the permutation test of Spearman's ρ when nothing can be resampled."""
-    draws = Draws.of(seeds, eps)
-    if draws.draws is None:
-        return permutation_trend(eps, draws.point, direction)
-    return draws.interval(slope)
-
-
 def trend(
     table: pd.DataFrame,
     columns: tuple[str, ...],
@@ -226,18 +213,21 @@ def trend(
     points: PointSource | None = None,
 ) -> Finding:
     """The quantity decreases (``direction`` −1) or increases (+1) with ε in every series:
-    the slope's 95 % interval (:func:`trend_interval`) lies below (above) 0. ``points``
-    gives the per-point values to resample (without: seeds only, else the permutation
-    test)."""
+    the bootstrap interval of the slope along ε lies below (above) 0, or — with nothing
+    to resample — the permutation test of Spearman's ρ decides. ``points`` gives the
+    per-point values to resample (without them: the seeds only)."""
 
     def judge(name: str, rows: pd.DataFrame, col: str) -> tuple[Verdict, str] | None:
         eps, seeds = members(rows, col, points)
         if len(eps) < 2:
             return None
-        iv = trend_interval(eps, seeds, direction)
-        means = by_eps(rows, col)["mean"]
-        values = " → ".join(number(v, scale) for v in means)
-        text = f"{name}: {values}{unit} at ε = {eps_list(means.index)}; "
+        draws = Draws.of(seeds, eps)
+        if draws.draws is None:
+            iv = permutation_trend(eps, draws.point, direction)
+        else:
+            iv = draws.interval(slope)
+        values = " → ".join(number(v, scale) for v in draws.point)
+        text = f"{name}: {values}{unit} at ε = {eps_list(pd.Index(eps))}; "
         if iv.p is not None:
             text += iv.text()
         else:
