@@ -191,7 +191,7 @@ class StudyData:
     flags: pd.DataFrame = field(default_factory=views.empty_attack_flags)
     provenance: dict[str, str] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
-    _columns: list[AttackColumn] | None = field(default=None, init=False, repr=False)
+    _columns: dict[str, AttackColumn] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_frames(
@@ -421,9 +421,8 @@ class StudyData:
         if column == CLEAN_ACCURACY:
             clean = self.array(run_id, POINTS_PROBE, "clean")
             return None if clean is None else Samples(clean.astype(np.float64))
-        for c in self._attack_columns():
-            if c.column == column:
-                return self._attack_points(run_id, c)
+        if (c := self._attack_columns().get(column)) is not None:
+            return self._attack_points(run_id, c)
         probe, _, key = column.partition("/")
         if not key or probe == POINTS_PROBE:
             return None
@@ -436,9 +435,10 @@ class StudyData:
             return self._probe_points(run_id, probe, key[len("mean_") :], "mean")
         return None
 
-    def _attack_columns(self) -> list[AttackColumn]:
+    def _attack_columns(self) -> dict[str, AttackColumn]:
+        """The attack-result columns by name (computed once)."""
         if self._columns is None:
-            self._columns = views.attack_columns(self.attacks)
+            self._columns = {c.column: c for c in views.attack_columns(self.attacks)}
         return self._columns
 
     def _attack_points(self, run_id: str, c: AttackColumn) -> Samples | None:
