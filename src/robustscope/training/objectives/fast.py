@@ -130,19 +130,9 @@ def fgsm(
             from 0 to their values (0: none).
         seed: seed of the objective's generator (unused: no randomness).
     """
-    eps = check_threat("fgsm", norm, eps)
-    inner = InnerMaximizer(
-        owner="fgsm",
-        kind="fgsm",
-        eps=eps,
-        norm=norm,
-        steps=1,
-        step_size=check_step("fgsm", step_size, eps),
-        random_start=False,
-        train_mode=check_attack_mode("fgsm", attack_mode),
-        box=check_box("fgsm", box),
+    return _single_step(
+        "fgsm", eps, norm, step_size, 1.0, False, attack_mode, box, eps_warmup, seed
     )
-    return with_warmup(AdversarialTraining(inner, seed), "fgsm", eps_warmup)
 
 
 @register("fgsm-rs", "fast adversarial training (Wong et al. 2020): FGSM from a random start")
@@ -175,19 +165,38 @@ def fgsm_rs(
             from 0 to their values (0: none); helps large ε train from scratch.
         seed: seed of the objective's generator (the run's seed by default).
     """
-    eps = check_threat("fgsm-rs", norm, eps)
+    return _single_step(
+        "fgsm-rs", eps, norm, step_size, 1.25, True, attack_mode, box, eps_warmup, seed
+    )
+
+
+def _single_step(
+    owner: str,
+    eps: float,
+    norm: str,
+    step_size: float | None,
+    step_factor: float,
+    random_start: bool,
+    attack_mode: str,
+    box: BoxParam,
+    eps_warmup: float,
+    seed: int,
+) -> Objective:
+    """The one-step (FGSM) adversarial training ``owner`` names: step ``step_size``
+    (default ``step_factor · ε``), from a random start in the ball or from ``x``."""
+    eps = check_threat(owner, norm, eps)
     inner = InnerMaximizer(
-        owner="fgsm-rs",
+        owner=owner,
         kind="fgsm",
         eps=eps,
         norm=norm,
         steps=1,
-        step_size=check_step("fgsm-rs", step_size, 1.25 * eps),
-        random_start=True,
-        train_mode=check_attack_mode("fgsm-rs", attack_mode),
-        box=check_box("fgsm-rs", box),
+        step_size=check_step(owner, step_size, step_factor * eps),
+        random_start=random_start,
+        train_mode=check_attack_mode(owner, attack_mode),
+        box=check_box(owner, box),
     )
-    return with_warmup(AdversarialTraining(inner, seed), "fgsm-rs", eps_warmup)
+    return with_warmup(AdversarialTraining(inner, seed), owner, eps_warmup)
 
 
 @register("free", "free adversarial training (Shafahi et al. 2019): m replays, persistent δ")
