@@ -113,16 +113,7 @@ def vgg13(
         batch_norm: BatchNorm after every convolution.
         width: multiplier of every convolution's width.
     """
-    dims = image_dims("vgg13", input_shape, min_side=1, sizes="of any size")
-    check_choice("vgg13", "variant", variant, tuple(VGG_VARIANTS))
-    return VGG(
-        num_classes,
-        dims,
-        VGG13_CONFIG,
-        variant,
-        bool(batch_norm),
-        check_width("vgg13", width),
-    )
+    return _vgg("vgg13", VGG13_CONFIG, num_classes, input_shape, variant, batch_norm, width)
 
 
 @register("vgg_small", default_input_shape=(1, 28, 28))
@@ -150,13 +141,19 @@ def vgg_small(
         batch_norm: BatchNorm after every convolution.
         width: multiplier of every convolution's width.
     """
-    dims = image_dims("vgg_small", input_shape, min_side=1, sizes="of any size")
-    check_choice("vgg_small", "variant", variant, tuple(VGG_VARIANTS))
-    return VGG(
-        num_classes,
-        dims,
-        VGG_SMALL_CONFIG,
-        variant,
-        bool(batch_norm),
-        check_width("vgg_small", width),
-    )
+    return _vgg("vgg_small", VGG_SMALL_CONFIG, num_classes, input_shape, variant, batch_norm, width)
+
+
+def _vgg(
+    name: str,
+    config: tuple[int | str, ...],
+    num_classes: int,
+    input_shape: tuple[int, ...],
+    variant: str,
+    batch_norm: bool,
+    width: float,
+) -> Classifier:
+    """The :class:`VGG` of ``config`` with the registered model ``name``'s checks."""
+    dims = image_dims(name, input_shape, min_side=1, sizes="of any size")
+    check_choice(name, "variant", variant, tuple(VGG_VARIANTS))
+    return VGG(num_classes, dims, config, variant, bool(batch_norm), check_width(name, width))
