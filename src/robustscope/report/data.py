@@ -490,10 +490,8 @@ class StudyData:
     def _probe_n(self, run_id: str) -> int:
         probes = self.spec.get("probes")
         n = int(probes.get("n", 1000)) if isinstance(probes, dict) else 1000
-        evaluation = self.spec.get("evaluation")
-        ev_n = int(evaluation.get("n", 1000)) if isinstance(evaluation, dict) else 1000
         clean = self.array(run_id, POINTS_PROBE, "clean")
-        if clean is not None and len(clean) < ev_n:  # the test set is smaller than asked
+        if clean is not None and len(clean) < eval_n(self.spec):  # a smaller test set
             n = min(n, len(clean))
         return n
 

@@ -23,9 +23,7 @@ from robustscope.studies import health as run_health
 from robustscope.studies.store.vocab import CLEAN_ACCURACY, COLLAPSED, HEALTH, TRAIN_SIZE, find_eps
 
 __all__ = [
-    "UNTRAINED_Z",
     "by_eps",
-    "chance",
     "eval_n",
     "fired_flags",
     "main_robust_column",
@@ -36,16 +34,6 @@ __all__ = [
     "trained",
     "unplaced",
 ]
-
-UNTRAINED_Z = run_health.CHANCE_Z
-"""A run trained when its clean accuracy beats chance by more than this many standard errors
-(:data:`robustscope.studies.health.CHANCE_Z`, the study's rule)."""
-
-
-def chance(spec: dict[str, object]) -> float | None:
-    """1/K for the study's dataset (K classes), None when the dataset is unknown here."""
-    k = num_classes(dict(spec))
-    return None if k is None else 1.0 / k
 
 
 def trained(table: pd.DataFrame, spec: dict[str, object]) -> pd.DataFrame:

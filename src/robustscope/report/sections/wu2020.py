@@ -57,12 +57,14 @@ from matplotlib.figure import Figure
 from robustscope.corruptions import CorruptionComparison, CorruptionResult, compare
 from robustscope.posthoc.sweep import array_key
 from robustscope.probes.corruption import corruption_table
+from robustscope.report.data import num_classes
 from robustscope.report.evidence import Verdict, z_verdict
 from robustscope.report.findings import Finding, not_tested, number, verdict
 from robustscope.report.page import table_html
 from robustscope.report.section import ReportContext, Section, SectionFigure, register_section
-from robustscope.report.stats import UNTRAINED_Z, chance, series
+from robustscope.report.stats import series
 from robustscope.report.style import grid
+from robustscope.studies.health import chance_line
 from robustscope.studies.store.vocab import CLEAN_ACCURACY, POSTHOC_PROBE, format_eps
 
 __all__ = ["Sweep", "Wu2020", "sweeps"]
@@ -159,13 +161,14 @@ def sweeps(ctx: ReportContext) -> list[Sweep]:
 
 def working(ctx: ReportContext, sw: Sweep) -> np.ndarray:
     """``[M, P]`` bool: the members whose clean accuracy is above chance by more than
-    :data:`~robustscope.report.stats.UNTRAINED_Z` standard errors (the rule of
-    :func:`~robustscope.report.stats.trained`): a member the transform broke is no evidence."""
+    the study's standard errors (:func:`robustscope.studies.health.chance_line`, the rule
+    of :func:`~robustscope.report.stats.trained`): a member the transform broke is no
+    evidence."""
     clean = sw.arrays["clean_accuracy"]
-    level = chance(ctx.data.spec)
-    if level is None:
+    k = num_classes(ctx.data.spec)
+    if k is None:
         return np.ones_like(clean, dtype=bool)
-    return clean > level + UNTRAINED_Z * math.sqrt(level * (1 - level) / max(sw.n, 1))
+    return clean > chance_line(k, sw.n)[1]
 
 
 def _se(a: np.ndarray | float, n: int) -> np.ndarray:
