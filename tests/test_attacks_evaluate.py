@@ -120,6 +120,53 @@ def test_only_points_still_robust_are_attacked() -> None:
     json.dumps(d)
 
 
+def _closed_form_points(
+    x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: float, eps: float
+) -> torch.Tensor:
+    s = 2 * y.double() - 1
+    return (s * (x.double() @ w.double() + b) - eps * w.abs().sum()) > 0
+
+
+def test_after_attacks_only_the_survivors_and_reports_the_worst_case() -> None:
+    """``after=``: the points an earlier evaluation broke (at its largest ε not above this
+    one) are broken here without being attacked; the rest get the exact ℓ∞ attack."""
+    model, x, y, w, b = _binary_linear(seed=2)
+    clean = _closed_form_points(x, y, w, b, 0.0)
+    g = torch.Generator().manual_seed(3)
+    earlier_rows = [clean & (torch.rand(len(x), generator=g) < 0.7) for _ in range(2)]
+    earlier_rows[1] &= earlier_rows[0]  # an earlier evaluation is non-increasing in ε too
+    earlier = attacks.RobustnessCurve(
+        attack="earlier", norm="linf", params={}, epsilons=[0.01, 0.05],
+        clean_correct=clean, robust=torch.stack(earlier_rows), box=UNIT,
+    )  # fmt: skip
+    _Recorder.calls = []
+    epsilons = [0.005, 0.02, 0.05]
+    curve = evaluate(
+        model, x, y, "test-recording-pgd", epsilons, checks=False, batch_size=1000, steps=20,
+        after=earlier,
+    )  # fmt: skip
+    prior = {0.005: torch.ones_like(clean), 0.02: earlier_rows[0], 0.05: earlier_rows[1]}
+    for e, eps in enumerate(epsilons):
+        expected = prior[eps] & _closed_form_points(x, y, w, b, eps)
+        assert torch.equal(curve.robust[e], expected), eps
+    # ε = 0.005 attacks every correct point; ε = 0.02 only what both left robust
+    assert _Recorder.calls[0] == int(clean.sum())
+    assert _Recorder.calls[1] == int((curve.robust[0] & earlier_rows[0]).sum())
+    assert curve.after == "earlier" and curve.to_dict()["after"] == "earlier"
+    alone = evaluate(model, x, y, "pgd", epsilons, checks=False, steps=20)
+    assert all(curve.robust_accuracy[e] <= alone.robust_accuracy[e] for e in epsilons)
+    assert curve.robust_accuracy[0.05] < alone.robust_accuracy[0.05]  # the mask mattered
+
+
+def test_after_must_be_the_same_points_and_norm() -> None:
+    model, x, y, _, _ = _binary_linear(seed=2)
+    first = evaluate(model, x, y, "fgsm", [0.01], checks=False)
+    with pytest.raises(RobustscopeError, match="same model on the same x, y"):
+        evaluate(model, x[:-1], y[:-1], "pgd", [0.01], checks=False, after=first)
+    with pytest.raises(RobustscopeError, match="same norm"):
+        evaluate(model, x, y, "pgd", [0.01], norm="l2", checks=False, after=first)
+
+
 @pytest.mark.parametrize("warm_start", [True, False])
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_epsilon_continuation_equals_a_hand_written_sweep(warm_start: bool, norm: str) -> None:

@@ -22,7 +22,11 @@ the result:
 * robust accuracy is reported over **all** points and over the **correctly
   classified** points only (wen2020 §D.2 uses the latter);
 * minimal-norm attacks (DeepFool, CW) run once and give per-example distances;
-  robust at ε ⇔ correct and distance > ε.
+  robust at ε ⇔ correct and distance > ε;
+* ``after=<an earlier curve>`` attacks only the points the earlier evaluation left robust
+  (at the largest of its ε not above this one) and counts the others as broken: the
+  result is the pair's worst case per point, AutoAttack's rule for an ensemble (a point is
+  robust only when no attack broke it), at the cost of attacking the survivors alone.
 
 Gradient-masking checks (after AutoAttack's ``checks.py``) run on the first
 ``check_n`` points and are reported as named flags; see :class:`Flag`.
@@ -32,7 +36,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +107,8 @@ class RobustnessCurve:
             iterate (ε-continuation; see the module doc); False when nothing was continued
             (a single ε > 0, an attack without a start point, or ``warm_start=False``).
         box: the input box the adversarial points were kept in.
+        after: the attack of the earlier curve this one continued (``evaluate(after=...)``):
+            ``robust`` is then robust under both; None for a curve of one attack.
 
     The JSON form (:meth:`to_dict`) keys the accuracies by ``%g``-formatted ε (readable, but
     8/255 becomes ``"0.0313725"``) and repeats them in ``results`` with the exact ε.
@@ -120,6 +126,7 @@ class RobustnessCurve:
     seconds: float = 0.0
     checks_run: list[str] = field(default_factory=list)
     warm_start: bool = False
+    after: str | None = None
 
     @property
     def n(self) -> int:
@@ -188,6 +195,12 @@ class RobustnessCurve:
                 ),
             },
         }
+        if self.after is not None:
+            d["after"] = self.after
+            d["conventions"]["after"] = (
+                f"only the points {self.after} left robust were attacked; robust means no "
+                "attack of the two broke the point"
+            )
         if self.distances is not None:
             finite = self.distances[self.clean_correct & torch.isfinite(self.distances)]
             d["median_distance_on_correct"] = float(finite.median()) if len(finite) else None
@@ -253,6 +266,7 @@ def evaluate(
     progress: bool = False,
     box: BoxLike | None = None,
     warm_start: bool = True,
+    after: RobustnessCurve | None = None,
     **params: Any,
 ) -> RobustnessCurve:
     """Clean accuracy and robust accuracy of ``model`` on ``(x, y)`` under ``attack`` at each ε.
@@ -274,6 +288,8 @@ def evaluate(
         box: the input box (default: the one the model declares; see the module doc).
         warm_start: ε-continuation (module doc) for attacks that take a start point
             (``Attack.warm_start``); ignored for the others.
+        after: an earlier evaluation of the same model on the same points: attack only what
+            it left robust and report the worst case of the two per point (module doc).
         **params: attack parameters (e.g. ``steps=20, restarts=2``).
 
     Returns:
@@ -301,6 +317,7 @@ def evaluate(
     x = x.detach().to(device)
     y = y.detach().to(device, dtype=torch.long)
     clean = _correct(model, x, y, batch_size)
+    survived = _survivors(after, clean, norm, attack)
     robust = torch.zeros(len(eps_list), len(x), dtype=torch.bool, device=device)
     flags: list[Flag] = []
     distances: torch.Tensor | None = None
@@ -317,7 +334,7 @@ def evaluate(
     if cls.minimal_norm:
         distances = _minimal_distances(model, x, y, clean, make, norm, batch_size, bar)
         for e, eps in enumerate(eps_list):
-            robust[e] = clean & (distances > eps)
+            robust[e] = clean & (distances > eps) & survived(eps)
         failed = int((clean & torch.isinf(distances)).sum())
         if failed:
             flags.append(
@@ -342,6 +359,7 @@ def evaluate(
             if eps > 0:
                 atk = make(eps)
                 threat = ThreatModel(norm, eps, in_box)
+                alive &= survived(eps)
                 idx = alive.nonzero()[:, 0]
                 reached = x.clone() if continued and eps < distinct[-1] else None
                 for s in range(0, len(idx), batch_size):
@@ -396,7 +414,41 @@ def evaluate(
         checks_run=checks_run,
         warm_start=continued,
         box=in_box,
+        after=after.attack if after is not None else None,
     )
+
+
+def _survivors(
+    after: RobustnessCurve | None, clean: torch.Tensor, norm: str, attack: str
+) -> Callable[[float], torch.Tensor]:
+    """ε → ``[N]`` bool: the points ``after`` left robust at the largest of its ε ≤ ε (an
+    adversarial example found inside a smaller ball is inside the larger one); all True
+    without ``after`` or below its smallest ε."""
+    everyone = torch.ones_like(clean)
+    if after is None:
+        return lambda eps: everyone
+    if after.norm != norm:
+        raise AttackError(
+            f"evaluate({attack!r}, norm={norm!r}, after=...): the earlier evaluation is in "
+            f"{after.norm!r}; continue an evaluation in the same norm"
+        )
+    if after.n != len(clean) or not torch.equal(after.clean_correct.to(clean.device), clean):
+        raise AttackError(
+            f"evaluate({attack!r}, after={after.attack!r}): the earlier evaluation is of other "
+            f"points or another model ({after.n} points, clean accuracy "
+            f"{after.clean_accuracy:.4f}; here {len(clean)} points, "
+            f"{float(clean.double().mean()) if len(clean) else float('nan'):.4f}); pass the "
+            "curve of the same model on the same x, y"
+        )
+    rows = sorted(
+        zip(after.epsilons, after.robust.to(clean.device), strict=True), key=lambda r: r[0]
+    )
+
+    def survived(eps: float) -> torch.Tensor:
+        below = [r for e, r in rows if e <= eps + 1e-12]
+        return below[-1] if below else everyone
+
+    return survived
 
 
 def _minimal_distances(

@@ -4,7 +4,10 @@ The first evaluation attack of a study runs with the gradient-masking checks of
 :func:`robustscope.attacks.evaluate` (``evaluation.checks``). When one of
 :data:`MASKING_FLAGS` fires on it, the study re-evaluates that run with the spec's
 ``evaluation.escalate`` attack (AutoAttack's ensemble, ``autoattack``, by default) at the same
-ε and norm, on the same points and seed, and stores the result beside the first under the
+ε and norm, on the same points and seed. It attacks only the points the first evaluation left
+robust and counts the others as broken (``attacks.evaluate(after=...)``): the escalated
+figure is the worst case of the two attacks per point — AutoAttack's own rule for its ensemble
+— at the cost of the survivors alone. It is stored beside the first under the
 label ``<label>+<attack>`` (:func:`~robustscope.studies.store.vocab.escalation_label`) with
 ``escalates = <label>``. Everything that reports robust accuracy — the report, ``robustscope
 show`` — then takes the lower of the two figures at each ε
@@ -46,7 +49,8 @@ def escalate(
     ``y``), or None when the spec has no escalation or no masking flag fired on it.
 
     The escalation attack runs at ``entry``'s ε and norm with the evaluation's batch size and
-    seed, without checks of its own (it is the cross-check).
+    seed, without checks of its own (it is the cross-check), on the points ``curve`` left
+    robust; its robust accuracy is that of the two attacks together.
     """
     from robustscope import attacks
 
@@ -62,5 +66,6 @@ def escalate(
         batch_size=evaluation.batch_size,
         seed=evaluation.seed,
         checks=False,
+        after=curve,
         **evaluation.escalate.params,
     )

@@ -66,8 +66,10 @@ def escalations_html(ctx: ReportContext) -> str:
     return (
         f'<p><span class="no">Escalated: {runs} run(s)</span> raised a gradient-masking flag on '
         "their first evaluation and were attacked again with the study's "
-        "<code>evaluation.escalate</code> attack at the same ε and norm; every figure and "
-        "Finding uses the lower robust accuracy at each ε.</p>" + table_html(table, index=False)
+        "<code>evaluation.escalate</code> attack at the same ε and norm, on the points "
+        "the first evaluation left robust (the escalated figure counts a point robust only "
+        "when neither attack broke it); every figure and Finding uses the lower robust "
+        "accuracy at each ε.</p>" + table_html(table, index=False)
     )
 
 
