@@ -31,14 +31,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import hashlib
 import io
 import json
 import logging
 import math
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -46,13 +43,13 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from machine import describe, load_avg
 from torch import nn
 
 from robustscope import checkpoint, data
@@ -89,27 +86,6 @@ ATOL = 1e-5
 # --- small utilities -------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        if dist == "robustscope":
-            import robustscope
-
-            return getattr(robustscope, "__version__", "?")
-        return "not installed"
-
-
 def code_fingerprint() -> str:
     """Git HEAD and a digest of the attack sources as run (the working tree may be dirty)."""
     src = ROOT.parent / "src" / "robustscope" / "attacks"
@@ -126,22 +102,6 @@ def code_fingerprint() -> str:
     except (OSError, subprocess.CalledProcessError):
         head = "?"
     return f"git {head}, attacks/*.py sha256 {digest.hexdigest()[:12]}"
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "robustscope": version("robustscope"),
-        "robustscope_code": code_fingerprint(),
-        "torchattacks": version("torchattacks"),
-        "foolbox": version("foolbox"),
-        "adversarial-robustness-toolbox": version("adversarial-robustness-toolbox"),
-    }
 
 
 @torch.no_grad()
@@ -1112,14 +1072,14 @@ def bench_model(
         run_rows(rows, rounds or args.rounds, args.slow, seed0, f"{name} {key}")
         res = [r.summary() for r in rows]
         out["sections"][key] = res
-        load = os.getloadavg()[0]
+        load = load_avg()
         out.setdefault("load_average_1min", {})[key] = load
         print(f"  ({key}: {time.perf_counter() - t0:.0f} s; load average {load:.1f})", flush=True)
         return res
 
     if "pgd" in only:
         fl = floor_section(model, x, y, args.rounds, args.floor_reps)
-        fl["load_average_1min"] = os.getloadavg()[0]
+        fl["load_average_1min"] = load_avg()
         out["sections"]["pgd_floor"] = fl
         print_floor(name, n, fl)
         main = [r for r in fl["rows"] if r["labels"] == "true"]
@@ -1212,8 +1172,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.json:  # the tables go to stderr, the JSON object alone to stdout
         sys.stdout = sys.stderr
     t_start = time.perf_counter()
-    info = machine()
-    date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    info = describe(
+        "numpy", "robustscope", "torchattacks", "foolbox", "adversarial-robustness-toolbox"
+    )
+    info["robustscope_code"] = code_fingerprint()
+    date = info["date"]
     print(f"robustscope attack benchmark — {date}")
     print(
         f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']} "

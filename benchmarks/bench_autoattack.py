@@ -30,22 +30,18 @@ of ``make demo``).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import math
-import os
-import platform
 import statistics
 import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
+from machine import describe, load_avg
 from torch import nn
 
 from robustscope import checkpoint, data
@@ -78,30 +74,6 @@ TA_NORM = {"linf": "Linf", "l2": "L2"}
 
 
 # --- utilities -------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def load_avg() -> float:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return math.nan
 
 
 def load_model(name: str, checkpoints: dict[str, str]) -> nn.Module:
@@ -320,15 +292,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.json:  # the tables go to stderr, the JSON object alone to stdout
         sys.stdout = sys.stderr
     checkpoints = dict(item.split("=", 1) for item in args.checkpoint)
-    date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    info = {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchattacks": version("torchattacks"),
-    }
+    info = describe("torchattacks")
+    date = info["date"]
     print(f"robustscope AutoAttack benchmark — {date}")
     print(
         f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']} "

@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import platform
 import time
-from typing import Any
 
 import numpy as np
 import torch
+from machine import describe
 from PIL import Image
 from scipy import ndimage
 
@@ -101,18 +99,6 @@ def time_naive(x: torch.Tensor) -> dict[str, float]:
     return out
 
 
-def machine() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-    }
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=10_000, help="test images corrupted (all 75 copies)")
@@ -150,7 +136,7 @@ def main() -> None:
         )
     slowest = sorted(ours.items(), key=lambda kv: -kv[1])[:3]
     print("slowest:", ", ".join(f"{k} {v:.2f} s" for k, v in slowest))
-    info = machine()
+    info = describe("numpy")
     print("machine:", info)
     if args.json:
         print(

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import subprocess
 import time
-from typing import Any
 
 import torch
+from machine import describe
 
 from robustscope import data, models
 from robustscope.data.box import UNIT
@@ -44,26 +41,6 @@ def floor_loop(
         with torch.no_grad():
             x.clamp_(0.0, 1.0)
     return x.detach()
-
-
-def machine() -> dict[str, Any]:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        model = next(
-            (line.split(":", 1)[1].strip() for line in lscpu.splitlines() if "Model name" in line),
-            platform.processor(),
-        )
-    except (OSError, subprocess.SubprocessError):
-        model = platform.processor()
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu": model,
-        "nproc": os.cpu_count(),
-        "load_average": os.getloadavg()[0],
-        "torch_threads": torch.get_num_threads(),
-        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-    }
 
 
 def main() -> None:
@@ -107,7 +84,7 @@ def main() -> None:
         f"median: robustscope {ours:.2f} s {ok} (target < 30 s), floor {floor:.2f} s, "
         f"ratio {ours / floor:.3f}"
     )
-    info = machine()
+    info = describe()
     print("machine:", info)
     if args.json:
         print(

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from machine import describe, summary
 
 from robustscope import data, models
 from robustscope.attacks import attack_mode
@@ -116,11 +115,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    machine = (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, "
-        f"{args.threads} torch threads, python {platform.python_version()}, torch {torch.__version__}, "
-        f"load average {os.getloadavg()[0]:.1f}"
-    )
+    machine = summary(describe())
     out = {
         "machine": machine,
         "input_fisher": bench_fisher(args.rounds, args.n),

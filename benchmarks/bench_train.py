@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
+from machine import describe, summary
 
 from robustscope import data, models
 from robustscope.training import TrainConfig, build_model, train
@@ -99,7 +99,7 @@ def main() -> None:
         "median_robustscope": med_ours,
         "median_hand_loop": med_floor,
         "ratio": med_ours / med_floor,
-        "machine": f"{platform.machine()} {platform.processor() or ''} python {platform.python_version()} torch {torch.__version__}",
+        "machine": summary(describe()),
     }
     if args.json:
         print(json.dumps(report, indent=2))

@@ -34,14 +34,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from machine import describe, summary
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
@@ -232,22 +231,6 @@ def count_work(fn: Callable[[], object], batches: int) -> dict[str, float]:
 # --- main ------------------------------------------------------------------------------------
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads, "
-        f"python {platform.python_version()}, torch {torch.__version__}"
-    )
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -326,7 +309,7 @@ def main() -> None:
         "eps": a.eps,
         "steps": a.steps,
         "rounds": a.rounds,
-        "machine": machine(),
+        "machine": summary(describe()),
         "target_time_ratio": TARGET,
         "methods": rows,
     }

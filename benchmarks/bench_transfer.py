@@ -22,18 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import subprocess
 import time
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import sklearn
 import torch
+from machine import describe
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
@@ -57,27 +54,6 @@ def timed(fn: Callable[[], Any], rounds: int) -> tuple[float, Any]:
         out = fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), out
-
-
-def machine() -> dict[str, Any]:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        model = next(
-            (ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if "Model name" in ln), "?"
-        )
-    except OSError:
-        model = "?"
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": model,
-        "load_average": os.getloadavg()[0],
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "sklearn": sklearn.__version__,
-        "torch_threads": torch.get_num_threads(),
-    }
 
 
 def main() -> None:
@@ -113,7 +89,7 @@ def main() -> None:
         h_torch.weight_std.abs().max()
     )
     found = {
-        "machine": machine(),
+        "machine": describe("numpy", "scikit-learn"),
         "problem": {k: getattr(args, k) for k in ("n", "features", "classes", "l2", "tol")},
         "lbfgs_torch": {**h_torch.to_dict(), "median_s": t_torch},
         "sklearn_matched": {**h_skl.to_dict(), "median_s": t_skl},
