@@ -20,6 +20,10 @@ in :mod:`robustscope.data.adapt`.
 
 from __future__ import annotations
 
+# The probes package registers this package's probes (``robustscope.transfer.probe``), which
+# import from both: loading it first lets ``import robustscope.transfer`` (or any of its
+# modules) come first in a program without meeting its own half-initialised modules.
+import robustscope.probes  # noqa: F401  (isort: keep before the package's own modules)
 from robustscope.transfer.distance import TaskDistance, class_means, emd, task_distance
 from robustscope.transfer.errors import TransferError
 from robustscope.transfer.features import (

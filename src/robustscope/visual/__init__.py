@@ -17,6 +17,10 @@ The package sits at the probes layer (it uses attacks, the weights' Fisher of
 
 from __future__ import annotations
 
+# The probes package registers this package's probes (``robustscope.visual.probe``), which
+# import from both: loading it first lets ``import robustscope.visual`` (or any of its
+# modules) come first in a program without meeting its own half-initialised modules.
+import robustscope.probes  # noqa: F401  (isort: keep before the package's own modules)
 from robustscope.visual.base import VisualError
 from robustscope.visual.inversion import (
     EffectiveImagesResult,
