@@ -320,6 +320,20 @@ def test_gradient_masking_is_flagged() -> None:
     }
 
 
+def test_gradient_masking_is_flagged_in_l2() -> None:
+    """The black-box cross-check runs Square in the evaluation's norm (ℓ2 here)."""
+    base, x, y, _, _ = _binary_linear(seed=3)
+    masked = _Masked(base)
+    curve = evaluate(
+        masked, x[:200], y[:200], "pgd", [0.3, 1.0], norm="l2", steps=5, check_n=60, box=UNIT
+    )
+    assert "black_box_stronger" in curve.checks_run
+    assert {"zero_gradients", "black_box_stronger"} <= {f.name for f in curve.flags}
+    honest = evaluate(base, x[:200], y[:200], "pgd", [0.3, 1.0], norm="l2", steps=10, check_n=60)
+    assert "black_box_stronger" in honest.checks_run
+    assert "black_box_stronger" not in {f.name for f in honest.flags}
+
+
 class _Erratic(Attack):
     """Breaks points at small ε only: an attack that does not converge at larger ε."""
 
