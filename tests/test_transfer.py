@@ -186,9 +186,13 @@ def test_feature_cache_hits_and_keys(
 
     monkeypatch.setattr(features_mod, "_forward", boom)
     assert torch.equal(extract_features(net, ds, adapter=adapter, cache_dir=tmp_path), z)
-    # anything in the key changes the file: the data size, the adapter, the weights
+    # anything in the key changes the file: the data size, the data itself (another 50 images
+    # of the same split), the adapter, the weights
+    other = data.load("mnist-5k", "test").subset(slice(50, 100))
+    assert (other.name, other.split, len(other)) == (ds.name, ds.split, len(ds))
     for kwargs in (
         {"data": ds.head(49), "adapter": adapter},
+        {"data": other, "adapter": adapter},
         {"data": ds, "adapter": adapter_for((1, 28, 28), (1, 8, 8), mode="pad")},
         {"data": ds, "adapter": adapter, "model_key": "another-checkpoint"},
     ):

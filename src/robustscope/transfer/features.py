@@ -3,8 +3,9 @@ pass per (model, dataset), optionally cached on disk.
 
 The cache holds one safetensors file per (weights, data, adapter): its name is the first 24
 hex digits of the SHA-256 of a JSON key made of the model key (the checkpoint file's SHA-256,
-:func:`file_digest`, or of the weights themselves, :func:`weights_digest`), the dataset's
-name, split and number of examples (or, for a bare tensor, the SHA-256 of its bytes) and the
+:func:`file_digest`, or of the weights themselves, :func:`weights_digest`), the SHA-256 of
+the inputs' bytes and their number (with a dataset's name and split, for reading: two
+loads of one split with other options — a subset, another root — are other inputs) and the
 adapter's :meth:`~robustscope.data.adapt.Adapter.to_dict`. The key is also stored in the
 file's header and compared on reading, so a file never answers for other inputs. Files are
 written atomically and read with safetensors (never a pickle).
@@ -32,7 +33,7 @@ from robustscope.transfer.errors import TransferError
 __all__ = ["extract_features", "feature_cache_key", "file_digest", "weights_digest"]
 
 #: bump when what a cached file means changes
-CACHE_FORMAT = "robustscope-features/1"
+CACHE_FORMAT = "robustscope-features/2"
 
 
 def file_digest(path: str | Path) -> str:
@@ -57,11 +58,13 @@ def weights_digest(model: nn.Module) -> str:
 
 
 def _data_key(data: ArrayDataset | torch.Tensor) -> dict[str, Any]:
-    if isinstance(data, ArrayDataset):
-        return {"dataset": data.name, "split": data.split, "n": len(data)}
+    x = data.x if isinstance(data, ArrayDataset) else data
     h = hashlib.sha256()
-    _tensor_digest(h, data)
-    return {"tensor_sha256": h.hexdigest(), "n": len(data)}
+    _tensor_digest(h, x)
+    key: dict[str, Any] = {"tensor_sha256": h.hexdigest(), "n": len(x)}
+    if isinstance(data, ArrayDataset):
+        key |= {"dataset": data.name, "split": data.split}
+    return key
 
 
 def feature_cache_key(
