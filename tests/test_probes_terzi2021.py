@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -216,6 +217,49 @@ def test_fisher_diagonal_matches_explicit_loop(kind: str, arch: str) -> None:
         torch.testing.assert_close(diag[name], r.detach(), rtol=1e-10, atol=1e-14)
         assert bool((diag[name] >= 0).all())
         assert float(diag[name].sum()) > 0
+
+
+def test_fisher_diagonal_remembers_its_last_result_only_while_nothing_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One computation per (model, x, y) while none of their tensors changes; any change —
+    an in-place update of a weight or of the data, another tensor, another batch size —
+    computes again, and always agrees with the explicit loop."""
+    from robustscope.probes import weights as weights_mod
+
+    real = weights_mod._fisher_diagonal
+    calls: list[int] = []
+
+    def counting(*args: Any) -> dict[str, torch.Tensor]:
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(weights_mod, "_fisher_diagonal", counting)
+    model, x = _mlp(5, k=4), _x(7)
+    y = torch.tensor([0, 1, 2, 3, 0, 1, 2])
+
+    def check(expect_calls: int) -> None:
+        diag = fisher_diagonal(model, x, y, batch_size=3)
+        assert len(calls) == expect_calls
+        ref = _loop_fisher(model, x, y, "model")
+        for name, r in ref.items():
+            torch.testing.assert_close(diag[name], r.detach(), rtol=1e-10, atol=1e-14)
+        for d in diag.values():
+            d.zero_()  # the caller's copy: the remembered value is untouched
+
+    check(1)
+    check(1)  # remembered
+    weight_information(model, x, y, train=(x, y), batch_size=3)
+    assert len(calls) == 1  # another probe on the same tensors
+    with torch.no_grad():
+        next(model.parameters()).mul_(1.5)
+    check(2)  # a weight changed in place
+    x.mul_(0.5)
+    check(3)  # the data changed in place
+    x = x.clone()
+    check(4)  # another tensor with the same values
+    fisher_diagonal(model, x, y, batch_size=2)
+    assert len(calls) == 5
 
 
 def test_posterior_log_variance_and_information_match_numpy() -> None:

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -139,6 +139,14 @@ def fisher_diagonal(
     ``functional_call``), so a batch costs one vectorised backward per class (``model``)
     or one (``empirical``), with ``batch_size × #params`` memory.
 
+    The last result is remembered: a call with the same model object and the same ``x`` and
+    ``y`` tensor objects, none of whose tensors changed since (parameters, buffers and data
+    are compared by identity and by PyTorch's in-place version counters), the same
+    ``fisher`` and ``batch_size``, returns a copy of it. The probes of one run that need
+    F_w on its training subset (``weight_information``, ``effective_information``, the
+    effective images of ``visual``) so compute it once: 35 s per 1,000 images for the
+    default CNN on one core.
+
     Args:
         model: maps ``[N, ...]`` inputs to logits ``[N, K]`` (or a binary score ``[N, 1]``,
             read as the logits ``(0, s)``); evaluated in eval mode, mode and flags restored.
@@ -159,11 +167,60 @@ def fisher_diagonal(
         >>> sorted(diag) == sorted(n for n, _ in model.named_parameters())
         True
     """
+    global _LAST
     if fisher not in ("model", "empirical"):
         raise ProbeError(f"probe {_INFO!r}: fisher must be 'model' or 'empirical', got {fisher!r}")
     if fisher == "empirical" and y is None:
         raise ProbeError(f"probe {_INFO!r}: fisher='empirical' needs the labels y")
     check_inputs(_INFO, x, y)
+    last = _LAST
+    stamp = _stamp(model, x, y, fisher, batch_size)
+    if last is not None and last.model is model and last.x is x and last.stamp == stamp:
+        return {name: d.clone() for name, d in last.value.items()}
+    _LAST = None
+    value = _fisher_diagonal(model, x, y, fisher, batch_size)
+    _LAST = _Remembered(model, x, y, stamp, value)
+    return {name: d.clone() for name, d in value.items()}
+
+
+@dataclass(frozen=True)
+class _Remembered:
+    """:func:`fisher_diagonal`'s last result and what it was computed from (strong references:
+    no object compared by identity can be freed and its id reused while remembered)."""
+
+    model: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor | None
+    stamp: tuple[Any, ...]
+    value: dict[str, torch.Tensor]
+
+
+_LAST: _Remembered | None = None
+
+
+def _stamp(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, fisher: str, batch_size: int
+) -> tuple[Any, ...]:
+    """What changes when a tensor the Fisher reads is replaced or modified in place."""
+
+    def of(t: torch.Tensor | None) -> tuple[Any, ...] | None:
+        if t is None:
+            return None
+        return (id(t), t._version, t.data_ptr(), tuple(t.shape), t.dtype, str(t.device))
+
+    return (
+        tuple((name, of(p)) for name, p in model.named_parameters()),
+        tuple((name, of(b)) for name, b in model.named_buffers()),
+        of(x),
+        of(y),
+        fisher,
+        batch_size,
+    )
+
+
+def _fisher_diagonal(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, fisher: str, batch_size: int
+) -> dict[str, torch.Tensor]:
     device = model_device(model)
     names = [name for name, _ in model.named_parameters()]
     if not names:
