@@ -260,6 +260,11 @@ def test_fisher_diagonal_remembers_its_last_result_only_while_nothing_changed(
     check(4)  # another tensor with the same values
     fisher_diagonal(model, x, y, batch_size=2)
     assert len(calls) == 5
+    first = next(iter(dict(model.named_parameters())))
+    module_name, _, attr = first.rpartition(".")
+    old = model.get_submodule(module_name).get_parameter(attr)
+    setattr(model.get_submodule(module_name), attr, torch.nn.Parameter(old.detach() * 2))
+    check(6)  # a parameter replaced by another object
 
 
 def test_posterior_log_variance_and_information_match_numpy() -> None:

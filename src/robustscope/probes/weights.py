@@ -179,18 +179,21 @@ def fisher_diagonal(
         return {name: d.clone() for name, d in last.value.items()}
     _LAST = None
     value = _fisher_diagonal(model, x, y, fisher, batch_size)
-    _LAST = _Remembered(model, x, y, stamp, value)
+    held = (*model.parameters(), *model.buffers())
+    _LAST = _Remembered(model, x, y, held, stamp, value)
     return {name: d.clone() for name, d in value.items()}
 
 
 @dataclass(frozen=True)
 class _Remembered:
-    """:func:`fisher_diagonal`'s last result and what it was computed from (strong references:
-    no object compared by identity can be freed and its id reused while remembered)."""
+    """:func:`fisher_diagonal`'s last result and what it was computed from. The model, the
+    data and every parameter and buffer are held, so no object the stamp names by ``id`` can
+    be freed and its id reused (a replaced parameter) while remembered."""
 
     model: nn.Module
     x: torch.Tensor
     y: torch.Tensor | None
+    held: tuple[torch.Tensor, ...]
     stamp: tuple[Any, ...]
     value: dict[str, torch.Tensor]
 
