@@ -16,7 +16,7 @@ from robustscope.studies import StudyError, load_spec, plan, preset, run_study
 from robustscope.studies.plan import probe_options
 from robustscope.studies.presets import PRESETS, preset_names
 
-SMALL_TIMES = {"shi2020-small": 20, "wen2020-small": 6}
+SMALL_TIMES = {"shi2020-small": 20, "wen2020-small": 25}
 
 
 @pytest.mark.parametrize("name", preset_names())
