@@ -6,7 +6,8 @@ run directories, and one trained model's state dict is saved as an external PyTo
 (DataParallel prefixes) and brought in with ``robustscope import``. Studies over them must
 store every run's results without training, skip them when run again, measure a file again
 when its content changes, refuse checkpoints that do not fit the study's dataset, and write a
-report whose sections say once that there is no training history.
+report whose sections say once which models have no training history (a lab checkpoint in
+its run directory keeps the history saved beside it).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from robustscope.report.evidence import Verdict
 from robustscope.report.section import ReportContext
 from robustscope.report.sections.tradeoff import fig_frontier
 from robustscope.studies import StudyError, load_spec, open_store, plan, presets, run_study
-from robustscope.studies.loaded import EXTERNAL
+from robustscope.studies.loaded import EXTERNAL, training_history
 from robustscope.studies.runner import measure_hash
 from robustscope.training import train
 from robustscope.training.config import TrainConfig
@@ -206,20 +207,60 @@ def test_a_study_over_checkpoints_stores_skips_and_measures_changed_files(
 def test_the_report_of_a_checkpoint_study(zoo: Path, tmp_path: Path) -> None:
     out = tmp_path / "study"
     run_study(load_spec(_spec(zoo)), out, device="cpu", progress=False, echo=None)
+    data = load_study(out)
+    ids = data.table().reset_index().set_index("label")["run_id"]
+    # the lab's run directories hold each checkpoint's history; the imported model has none
+    assert set(data.history["run_id"]) == {ids["std"], ids["adv"]}
+    assert data.historyless_ids() == [ids["theirs"]]
+    rows = json.loads((zoo / "runs" / "std" / "history.json").read_text())
+    final = data.metrics.loc[ids["std"]]
+    assert final["train/test_accuracy"] == rows[-1]["test_accuracy"]
+    assert final["train_time_s"] == pytest.approx(sum(r["train_time_s"] for r in rows))
     path = write_report(out)
     page = path.read_text()
-    assert page.count("No training history: the models were loaded from checkpoints.") == 1
+    assert "No training history: the models were loaded from checkpoints." not in page
+    assert page.count("Loaded from checkpoints, without a training history: theirs.") == 1
     assert "Models without a training ε" in page and "theirs" in page
     assert (out / "figures" / "frontier.png").is_file()
     assert (out / "figures" / "robust_vs_attack_eps.png").is_file()
+    assert (out / "figures" / "training.png").is_file()
     assert "checkpoints (loaded, not trained)" in page and "seeds" not in page.split("<h2")[0]
     findings = compute_findings(load_study(out))
     assert findings and all(isinstance(f.verdict, Verdict) for f in findings)
+    trend = next(f for f in findings if f.claim.startswith("Clean accuracy decreases"))
+    assert "theirs" not in trend.evidence and "mlp(widths=[16]) · pgd" in trend.evidence
+
+
+def test_history_is_read_only_when_it_belongs_to_the_weights(zoo: Path, tmp_path: Path) -> None:
+    """``history.json`` counts for a checkpoint when its last row is the metrics the file
+    recorded at save time; a history of other weights, a broken file or a model without
+    one give no history, and a study of those alone says so once."""
+    source = zoo / "runs" / "std"
+    rows = json.loads((source / "history.json").read_text())
+    assert training_history(source / "model.safetensors") == rows
+    assert training_history(zoo / "theirs.safetensors") == []  # imported: no history
+    files = tmp_path / "std"
+    files.mkdir()
+    (files / "model.safetensors").write_bytes((source / "model.safetensors").read_bytes())
+    assert training_history(files / "model.safetensors") == []  # away from its run directory
+    later = [*rows, {**rows[-1], "epoch": rows[-1]["epoch"] + 1, "test_accuracy": 0.5}]
+    (files / "history.json").write_text(json.dumps(later))
+    assert training_history(files / "model.safetensors") == []  # a later epoch's history
+    (files / "history.json").write_text("[{")
+    assert training_history(files / "model.safetensors") == []  # not JSON
+    (files / "history.json").write_text(json.dumps(rows))
+    assert training_history(files / "model.safetensors") == rows
+    (files / "history.json").unlink()
+    out = tmp_path / "study"
+    spec = _spec(zoo)
+    spec["checkpoints"] = [str(files / "model.safetensors")]
+    run_study(load_spec(spec), out, device="cpu", progress=False, echo=None)
+    page = write_report(out).read_text()
+    assert page.count("No training history: the models were loaded from checkpoints.") == 1
+    findings = compute_findings(load_study(out))
     tracked = [f for f in findings if f.paper.startswith(("shi2020 Fig. 2", "shi2020 Fig. 3"))]
     assert len(tracked) == 2
     assert all(f.verdict == Verdict.UNTESTED and NO_HISTORY in f.evidence for f in tracked)
-    trend = next(f for f in findings if f.claim.startswith("Clean accuracy decreases"))
-    assert "theirs" not in trend.evidence and "mlp(widths=[16]) · pgd" in trend.evidence
 
 
 def test_a_study_of_one_external_model_reports_it(zoo: Path, tmp_path: Path) -> None:

@@ -284,18 +284,25 @@ class StudyData:
 
     def loaded_ids(self) -> list[str]:
         """Ids of the runs that loaded a checkpoint instead of training (column
-        ``loaded_from``): they have no training history."""
+        ``loaded_from``)."""
         if LOADED_FROM not in self.runs.columns or not len(self.runs):
             return []
         return [str(r) for r in self.runs.loc[self.runs[LOADED_FROM].notna(), "run_id"]]
 
+    def historyless_ids(self) -> list[str]:
+        """Ids of the loaded runs without a training history (an imported model, or a lab
+        checkpoint away from its run directory's ``history.json``:
+        :func:`robustscope.studies.loaded.training_history`)."""
+        with_history = set(self.history["run_id"].astype(str)) if len(self.history) else set()
+        return [r for r in self.loaded_ids() if r not in with_history]
+
     def no_history(self, run_ids: Any) -> str | None:
         """:data:`NO_HISTORY` when every run of ``run_ids`` (e.g. a table's index) was loaded
-        from a checkpoint, so no claim or figure over training epochs can be read; else
-        None."""
+        from a checkpoint without its history, so no claim or figure over training epochs can
+        be read; else None."""
         ids = [str(r) for r in run_ids]
-        loaded = set(self.loaded_ids())
-        return NO_HISTORY if ids and all(r in loaded for r in ids) else None
+        without = set(self.historyless_ids())
+        return NO_HISTORY if ids and all(r in without for r in ids) else None
 
     def health(self) -> pd.DataFrame:
         """Each finished run's health (index ``run_id``; columns ``health``, ``health_reason``,

@@ -7,7 +7,9 @@ writes only inside the run's own directory (checkpoints, via
 store. Training resumes from the run directory's last checkpoint, so an interrupted run
 continues where it stopped. A loaded run (a spec's ``checkpoints``,
 :mod:`robustscope.studies.loaded`) is not trained: its model comes from its checkpoint file,
-and it has no history and no ``train/…`` metrics. Both are then measured by one function,
+and it has the history and ``train/…`` metrics of the run directory it was saved in when
+they belong to its weights (:func:`~robustscope.studies.loaded.training_history`), none
+otherwise. Both are then measured by one function,
 :func:`measure`.
 
 What it measures (names from :mod:`robustscope.studies.store.vocab`):
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,7 +49,7 @@ import numpy as np
 
 from robustscope.studies import escalation
 from robustscope.studies.health import LOADED_FIX, Health, assess
-from robustscope.studies.loaded import load_model
+from robustscope.studies.loaded import load_model, training_history
 from robustscope.studies.plan import RunPlan, probe_options
 from robustscope.studies.spec import AttackEval, StudySpec
 from robustscope.studies.store import vocab
@@ -111,6 +114,29 @@ class RunOutcome:
     stop_reason: str | None = None
     provenance: dict[str, str | None] = field(default_factory=dict)
     health: Health | None = None
+
+
+def _record_history(
+    outcome: RunOutcome,
+    history: list[dict[str, Any]],
+    final: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Keep a run's training history in ``outcome`` with the summed training time and the last
+    epoch's numbers (``final``, default the last row) as ``train/<key>`` metrics; returns those
+    numbers ({} for a run without history)."""
+    outcome.history = history
+    if final is None:
+        if not history:
+            return {}
+        final = history[-1]
+    outcome.metrics[vocab.TRAIN_TIME_S] = sum(
+        float(row.get("train_time_s", 0.0)) for row in history
+    )
+    for key, value in final.items():
+        number = _float(value)
+        if number is not None and key != "epoch":
+            outcome.metrics[vocab.train_metric(key)] = number
+    return dict(final)
 
 
 def _float(value: Any) -> float | None:
@@ -323,21 +349,24 @@ def execute_run(
             t0 = time.perf_counter()
             model = load_model(run.source)
             outcome.timings["load"] = time.perf_counter() - t0
-            measure(model, run, spec, outcome, progress=progress)
+            history = training_history(run.source.path)
+            final = _record_history(outcome, history)
+            measure(
+                model,
+                run,
+                spec,
+                outcome,
+                trained_accuracy=final.get("test_accuracy"),
+                trained_n=run.source.training.get("test_subset") if history else None,
+                progress=progress,
+            )
             return outcome
         assert run.config is not None  # a run without a source is trained
         t0 = time.perf_counter()
         result = train(run.config, run_dir, resume=True, progress=progress, log=None)
         outcome.timings["train"] = time.perf_counter() - t0
-        outcome.history = [dict(row) for row in result.history]
         outcome.stop_reason = result.stop_reason
-        outcome.metrics[vocab.TRAIN_TIME_S] = sum(
-            float(row.get("train_time_s", 0.0)) for row in result.history
-        )
-        for key, value in result.final.items():
-            number = _float(value)
-            if number is not None and key != "epoch":
-                outcome.metrics[vocab.train_metric(key)] = number
+        _record_history(outcome, [dict(row) for row in result.history], result.final)
         measure(
             result.model,
             run,

@@ -24,6 +24,13 @@ no norm and seed 0 (a placeholder): the report shows it as a point of its own, l
 on the trade-off frontier and in the robust accuracy against the attack's ε — and leaves it
 out of every figure and claim along the training ε, saying so once.
 
+**History.** A checkpoint the lab trained usually sits in its run directory beside
+``history.json`` (one row per epoch, :mod:`robustscope.training.rundir`). The study reads
+it as the run's training history — curves, tracked probes, the health rule's loss test —
+when its last row is exactly the ``metrics`` the checkpoint recorded at save time (so the
+file describes these weights, not a later epoch's) and no post-hoc transform is recorded
+(:func:`training_history`); otherwise the run has no history, as an imported model.
+
 **Refused**, with an error naming the file and the field: a checkpoint whose recorded
 ``dataset`` (or the entry's ``dataset``) is not the study's, whose training
 ``dataset_params`` differ from the study's, or whose ``model.num_classes``,
@@ -66,6 +73,7 @@ __all__ = [
     "load_model",
     "loaded_models",
     "recorded_dataset",
+    "training_history",
 ]
 
 #: the method and family of a loaded run whose checkpoint records no training by the lab
@@ -325,6 +333,29 @@ def load_model(source: LoadedModel) -> Classifier:
         )
     model, _ = load(path, device=resolve_device(source.device))
     return model
+
+
+def training_history(path: str | Path) -> list[dict[str, Any]]:
+    """The training history of the lab checkpoint at ``path`` (module doc), or ``[]`` when
+    there is none that belongs to these weights."""
+    from robustscope.checkpoint import read_meta
+    from robustscope.io import read_json
+    from robustscope.training.rundir import HISTORY_FILE
+
+    beside = Path(path).parent / HISTORY_FILE
+    if not beside.is_file():
+        return []
+    meta = read_meta(path)
+    if meta.transforms or not meta.training or not meta.metrics:
+        return []
+    try:
+        rows = read_json(beside)
+    except (OSError, ValueError, RobustscopeError):
+        return []
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        return []
+    same = json.dumps(rows[-1], sort_keys=True) == json.dumps(meta.metrics, sort_keys=True)
+    return [dict(r) for r in rows] if same else []  # JSON text: NaN equals NaN
 
 
 def recorded_dataset(patterns: list[str]) -> str:

@@ -103,8 +103,8 @@ class Training(Section):
 
     One figure: per model × method and training ε, the seed mean over epochs of the test
     accuracy, the tracked input-Fisher norm, the tracked PGD accuracy and the losses. Runs
-    loaded from checkpoints have no history: one note says so (the whole section's when
-    every run was loaded).
+    loaded from checkpoints without their history: one note says so (the whole section's
+    when no run has one).
     """
 
     title = "Training curves"
@@ -114,7 +114,7 @@ class Training(Section):
         none = ctx.data.no_history(ctx.table.index)
         if none is not None:
             return skip_html(none[0].upper() + none[1:] + ".")
-        loaded = [r for r in ctx.data.loaded_ids() if r in ctx.table.index]
+        loaded = [r for r in ctx.data.historyless_ids() if r in ctx.table.index]
         if not loaded:
             return ""
         labels = ", ".join(str(ctx.table.loc[r, "label"]) for r in loaded)
