@@ -349,7 +349,7 @@ def test_weight_norms_match_explicit_sums() -> None:
     params = list(net.parameters())
     assert len(everything.l1) == len(params) == 8
     assert everything.l1_total == pytest.approx(
-        sum(float(p.abs().sum()) for p in params), rel=1e-12
+        sum(float(p.detach().abs().sum()) for p in params), rel=1e-12
     )
     # tsipras2019 Table 5: ‖w‖₁ of a binary linear classifier is its weight vector's
     lin = models.create("linear", 1, (1, 4, 4))
