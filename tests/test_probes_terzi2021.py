@@ -353,7 +353,9 @@ def test_weight_norms_match_explicit_sums() -> None:
     )
     # tsipras2019 Table 5: ‖w‖₁ of a binary linear classifier is its weight vector's
     lin = models.create("linear", 1, (1, 4, 4))
-    assert weight_norms(lin).l1_total == pytest.approx(float(lin.head.weight.abs().sum()), rel=1e-6)
+    assert weight_norms(lin).l1_total == pytest.approx(
+        float(lin.head.weight.detach().abs().sum()), rel=1e-6
+    )
     with pytest.raises(ProbeError, match="include='all'"):
         weight_norms(nn.BatchNorm1d(3))
 
