@@ -564,7 +564,8 @@ def _checks(
                     Flag(
                         "black_box_stronger",
                         f"the black-box Square attack broke {k} of {len(survivors)} check point(s) "
-                        f"that {attack} left robust at ε={eps:g}: likely gradient masking",
+                        f"that {attack} left robust at ε={eps:g}: it is not finding the worst "
+                        "case (gradient masking, or too few steps for this model)",
                         float(k),
                     )
                 )
