@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
+from clirun import run_main
 from robustscope import checkpoint, data, models
-from robustscope.cli import main
 from robustscope.models.base import Classifier
 from robustscope.models.registry import MODELS, ModelEntry
 from robustscope.posthoc import apply, create, records_of
@@ -28,15 +27,8 @@ N = 100  # test points every command here measures
 def cli(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
 ) -> tuple[int, str, str]:
-    """``robustscope robustify ARGS`` as a user runs it (main: errors become exit status 2)."""
-    monkeypatch.setattr(sys, "argv", ["robustscope", "robustify", *args])
-    code: Any = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return int(code or 0), captured.out, captured.err
+    """``robustscope robustify ARGS`` as a user runs it."""
+    return run_main(monkeypatch, capsys, "robustify", *args)
 
 
 def strict(text: str) -> Any:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from clirun import run_main as cli
 from robustscope import checkpoint, data, models
-from robustscope.cli import main
 from robustscope.errors import CheckpointError
 from robustscope.evaluation import evaluate_clean
 
@@ -287,20 +286,6 @@ def test_import_state_dict_into_a_wrapped_module(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- the command
-
-
-def cli(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str, str]:
-    """``robustscope ARGS`` as a user runs it (main: errors become exit status 2)."""
-    monkeypatch.setattr(sys, "argv", ["robustscope", *args])
-    code: Any = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return int(code or 0), captured.out, captured.err
 
 
 def test_cli_imports_then_every_command_loads_it(

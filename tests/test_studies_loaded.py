@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from clirun import run_main as cli
 from robustscope import checkpoint, models
-from robustscope.cli import app, main
+from robustscope.cli import app
 from robustscope.report import compute_findings, load_study, write_report
 from robustscope.report.data import NO_HISTORY
 from robustscope.report.evidence import Verdict
@@ -91,20 +91,6 @@ def _spec(zoo: Path, **fields: Any) -> dict[str, Any]:
         "probes": PROBES,
         **fields,
     }
-
-
-def cli(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str, str]:
-    """``robustscope ARGS`` as a user runs it (main: errors become one line, exit status 2)."""
-    monkeypatch.setattr(sys, "argv", ["robustscope", *args])
-    code: Any = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return int(code or 0), captured.out, captured.err
 
 
 # ----------------------------------------------------------------------------- the spec

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,8 @@ import pytest
 import torch
 from scipy import stats
 
+from clirun import run_main
 from robustscope import checkpoint, data, models
-from robustscope.cli import main
 from robustscope.data import adapter_for
 from robustscope.errors import DataError
 from robustscope.training import TrainConfig, train
@@ -221,14 +220,8 @@ def test_refusals(nets: dict[str, Any]) -> None:
 def cli(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
 ) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["robustscope", "transfer", *args])
-    code: Any = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return int(code or 0), captured.out, captured.err
+    """``robustscope transfer ARGS`` as a user runs it."""
+    return run_main(monkeypatch, capsys, "transfer", *args)
 
 
 def test_cli_json_and_table(
