@@ -63,6 +63,7 @@ from robustscope.report.page import (
     table_html,
     verdict_cell,
 )
+from robustscope.report.panels import present
 from robustscope.report.section import ReportContext
 from robustscope.report.stats import by_eps, main_robust_column, series
 from robustscope.report.style import Palette, grid, plot_vs_eps, study_color
@@ -252,10 +253,6 @@ def _rows(cells: list[dict[Row, tuple[str, pd.DataFrame]]]) -> list[Row]:
     return sorted(rows, key=lambda r: (order[r[0]], r[1]))
 
 
-def _present(table: pd.DataFrame, column: str) -> bool:
-    return column in table.columns and bool(table[column].notna().any())
-
-
 def quantities(studies: Sequence[ComparedStudy]) -> list[Quantity]:
     """Clean accuracy, robust accuracy per (attack, attack ε > 0) and every probe scalar of any
     study, with each study's column (None where it did not measure it)."""
@@ -264,14 +261,14 @@ def quantities(studies: Sequence[ComparedStudy]) -> list[Quantity]:
         Quantity(
             "clean accuracy",
             "accuracy",
-            tuple(CLEAN_ACCURACY if _present(s.table, CLEAN_ACCURACY) else None for s in studies),
+            tuple(CLEAN_ACCURACY if present(s.table, CLEAN_ACCURACY) else None for s in studies),
         )
     ]
     seen: list[float] = []
     robust: dict[tuple[str, float], list[str | None]] = {}
     for i, st in enumerate(studies):
         for c in st.data.robust_columns():
-            if c.eps > 0 and _present(st.table, c.column):
+            if c.eps > 0 and present(st.table, c.column):
                 key = (c.label, _canonical(c.eps, seen))
                 robust.setdefault(key, [None] * n)[i] = c.column
     first = studies[0].data.first_attack()
@@ -282,7 +279,7 @@ def quantities(studies: Sequence[ComparedStudy]) -> list[Quantity]:
     probes: dict[str, list[str | None]] = {}
     for i, st in enumerate(studies):
         for col in st.data.probes.columns:
-            if _present(st.table, str(col)):
+            if present(st.table, str(col)):
                 probes.setdefault(str(col), [None] * n)[i] = str(col)
     out.extend(Quantity(col, "probe", tuple(cols)) for col, cols in probes.items())
     return out
@@ -410,10 +407,6 @@ def _study_handles(
     ]
 
 
-def _at_eps(rows: pd.DataFrame, eps: float) -> pd.DataFrame:
-    return rows[[find_eps(float(e), [eps]) is not None for e in rows["eps"]]]
-
-
 def fig_frontiers(studies: Sequence[ComparedStudy], palette: Palette) -> Figure | None:
     """Clean against robust accuracy (each study's :attr:`ComparedStudy.frontier`), one point
     per series and training ε (seed means; bars span the seeds), one colour per study."""
@@ -421,7 +414,7 @@ def fig_frontiers(studies: Sequence[ComparedStudy], palette: Palette) -> Figure 
     drawn: list[ComparedStudy] = []
     for st in studies:
         robust = st.frontier
-        if robust is None or not _present(st.table, CLEAN_ACCURACY):
+        if robust is None or not present(st.table, CLEAN_ACCURACY):
             continue
         for name, rows in series(st.table).items():
             cx, ry = by_eps(rows, CLEAN_ACCURACY), by_eps(rows, robust.column)
