@@ -65,7 +65,7 @@ from robustscope.report.page import (
 )
 from robustscope.report.panels import present
 from robustscope.report.section import ReportContext
-from robustscope.report.stats import by_eps, main_robust_column, series
+from robustscope.report.stats import attack_curve, by_eps, main_robust_column, series
 from robustscope.report.style import Palette, grid, plot_vs_eps, study_color
 from robustscope.studies.store.vocab import CLEAN_ACCURACY, STORE_FILE, find_eps, format_eps
 
@@ -463,21 +463,9 @@ def _attack_curve(
     """(attack ε, mean, min, max) of the study's frontier attack over ``members``; the attack
     ε = 0 point is the clean accuracy when the attack did not evaluate it."""
     label = st.frontier.label if st.frontier is not None else st.data.first_attack()
-    points = {
-        c.eps: c.column
-        for c in st.data.robust_columns()
-        if c.label == label and c.column in members.columns
-    }
-    curve = []
-    for a_eps, col in sorted(points.items()):
-        vals = members[col].dropna()
-        if len(vals):
-            curve.append((a_eps, float(vals.mean()), float(vals.min()), float(vals.max())))
-    if find_eps(0.0, points) is None and curve and CLEAN_ACCURACY in members.columns:
-        vals = members[CLEAN_ACCURACY].dropna()
-        if len(vals):
-            curve.insert(0, (0.0, float(vals.mean()), float(vals.min()), float(vals.max())))
-    return curve
+    return attack_curve(
+        members, {c.eps: c.column for c in st.data.robust_columns() if c.label == label}
+    )
 
 
 def fig_robust_curves(studies: Sequence[ComparedStudy], palette: Palette) -> Figure | None:

@@ -23,6 +23,7 @@ from robustscope.studies import health as run_health
 from robustscope.studies.store.vocab import CLEAN_ACCURACY, COLLAPSED, HEALTH, TRAIN_SIZE, find_eps
 
 __all__ = [
+    "attack_curve",
     "by_eps",
     "eval_n",
     "fired_flags",
@@ -173,3 +174,23 @@ def fired_flags(data: StudyData, table: pd.DataFrame) -> list[str]:
         for rid, value in table[c.column].items()
         if value == value and value > 0
     ]
+
+
+def attack_curve(
+    members: pd.DataFrame, points: dict[float, str]
+) -> list[tuple[float, float, float, float]]:
+    """``(attack ε, mean, min, max)`` over ``members`` (runs, e.g. the seeds of one training ε)
+    of one attack's robust-accuracy columns ``points`` (attack ε → column), in increasing ε;
+    the attack ε = 0 point is the clean accuracy when the attack did not evaluate it."""
+    curve = []
+    for a_eps, col in sorted(points.items()):
+        if col not in members.columns:
+            continue
+        vals = members[col].dropna()
+        if len(vals):
+            curve.append((a_eps, float(vals.mean()), float(vals.min()), float(vals.max())))
+    if find_eps(0.0, list(points)) is None and curve and CLEAN_ACCURACY in members.columns:
+        vals = members[CLEAN_ACCURACY].dropna()
+        if len(vals):
+            curve.insert(0, (0.0, float(vals.mean()), float(vals.min()), float(vals.max())))
+    return curve

@@ -21,7 +21,7 @@ from robustscope.report.data import AttackColumn, StudyData
 from robustscope.report.findings import Finding, not_tested, trend
 from robustscope.report.page import esc
 from robustscope.report.section import ReportContext, Section, SectionFigure, register_section
-from robustscope.report.stats import by_eps, fired_flags, series, unplaced
+from robustscope.report.stats import attack_curve, by_eps, fired_flags, series, unplaced
 from robustscope.report.style import Palette, grid
 from robustscope.studies.store.vocab import CLEAN_ACCURACY, format_eps
 
@@ -122,16 +122,7 @@ def fig_robust_vs_attack_eps(
 
     def draw(ax: Any, members: pd.DataFrame, color: Any, marker: str = "o") -> None:
         for k, attack in enumerate(attacks):
-            points = {c.eps: c.column for c in cols if c.label == attack}
-            curve = []
-            for a_eps, col in sorted(points.items()):
-                vals = members[col].dropna()
-                if len(vals):
-                    curve.append((a_eps, vals.mean(), vals.min(), vals.max()))
-            if 0.0 not in points and CLEAN_ACCURACY in members and curve:
-                vals = members[CLEAN_ACCURACY].dropna()
-                if len(vals):
-                    curve.insert(0, (0.0, vals.mean(), vals.min(), vals.max()))
+            curve = attack_curve(members, {c.eps: c.column for c in cols if c.label == attack})
             if not curve:
                 continue
             x = [p[0] for p in curve]
