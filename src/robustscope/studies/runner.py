@@ -42,7 +42,7 @@ from typing import Literal, Protocol
 
 from robustscope.studies.execute import RunOutcome, execute_run
 from robustscope.studies.plan import RunPlan, plan
-from robustscope.studies.spec import Escalation, StudyError, StudySpec
+from robustscope.studies.spec import StudyError, StudySpec
 from robustscope.studies.store import HEARTBEAT_S, LEASE_S, Claim, Claimant, Heartbeat
 from robustscope.studies.store.vocab import CLEAN_ACCURACY
 
@@ -63,16 +63,9 @@ def measure_hash(spec: StudySpec) -> str:
     """Hash of the spec's evaluation, probe and post-hoc settings and of :data:`MEASURE_VERSION`: a
     run measured with other settings, or by an older version of the measurements, is
     measured again (its training is kept).
-
-    The default ``evaluation.escalate`` hashes as a spec without the setting did: studies
-    measured before flagged runs were escalated are not measured again for it (their flags
-    still show in the report; any other change of the evaluation measures them again).
     """
-    evaluation = spec.evaluation.model_dump(mode="json")
-    if spec.evaluation.escalate == Escalation():
-        evaluation.pop("escalate")
     blob = {
-        "evaluation": evaluation,
+        "evaluation": spec.evaluation.model_dump(mode="json"),
         "probes": spec.probes.model_dump(mode="json"),
         "version": MEASURE_VERSION,
     }
