@@ -28,7 +28,8 @@ from robustscope.report.section import ReportContext
 from robustscope.report.stats import main_robust_column, trained
 from robustscope.studies import StudyError, load_spec, open_store, preset, run_study
 from robustscope.studies.escalation import MASKING_FLAGS, escalate
-from robustscope.studies.health import CHANCE_Z, assess, chance_line
+from robustscope.studies.health import CHANCE_Z, LOADED_FIX, assess, chance_line
+from robustscope.studies.loaded import EXTERNAL
 from robustscope.studies.runner import measure_hash
 from robustscope.studies.spec import DEFAULT_ESCALATION, Escalation
 from robustscope.studies.store import AttackResult, StoreError, views
@@ -98,6 +99,8 @@ def test_likely_fix_names_what_the_method_can_change() -> None:
     assert "longer ε warm-up" in fix("trades", 0.1, {"eps_warmup": 0.3})
     assert "eps_warmup" not in fix("standard", 0.0) and "more epochs" in fix("standard", 0.0)
     assert "eps_warmup" not in fix("noise", 0.1)  # Gaussian augmentation has no ε warm-up
+    # a model from outside the lab: check what it was trained on (not how the lab trains)
+    assert fix(EXTERNAL, math.nan) == LOADED_FIX and "robustscope import" in LOADED_FIX
 
 
 # --- the spec -----------------------------------------------------------------------------

@@ -41,14 +41,14 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from robustscope.studies import escalation
-from robustscope.studies.health import LOADED_FIX, Health, assess
+from robustscope.studies.health import Health, assess
 from robustscope.studies.loaded import load_model, training_history
 from robustscope.studies.plan import RunPlan, probe_options
 from robustscope.studies.spec import AttackEval, StudySpec
@@ -283,8 +283,6 @@ def measure(
         eps=run.eps,
         method_params=run.settings().get("method_params"),
     )
-    if run.source is not None and outcome.health.collapsed:
-        outcome.health = replace(outcome.health, fix=LOADED_FIX)
 
     t0 = time.perf_counter()
     ps = spec.probes

@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from robustscope.studies.loaded import EXTERNAL
 from robustscope.studies.store.vocab import COLLAPSED, HEALTHY
 
 __all__ = [
@@ -56,7 +57,7 @@ CHANCE_Z = 4.0
 LOSS_DROP = 0.02
 #: a clean test loss at least this fraction of ln K (a uniform guess's) is a guess's loss
 NEAR_GUESS = 0.9
-#: the likely fix of a model a study loaded (not trained) that scores at chance
+#: the likely fix of a model a study loaded from outside the lab that scores at chance
 LOADED_FIX = (
     "the model was loaded from a checkpoint: check that it was trained on this dataset, with "
     "the same class order and input scaling (pixels in [0, 1]; its normalization is the "
@@ -131,7 +132,10 @@ def _takes_warmup(method: str) -> bool:
 
 
 def likely_fix(method: str | None, eps: float | None, params: Mapping[str, Any] | None) -> str:
-    """What would likely make a collapsed run of ``method`` at training ``eps`` train."""
+    """What would likely make a collapsed run of ``method`` at training ``eps`` train (for a
+    model brought in from outside the lab, :data:`LOADED_FIX`)."""
+    if method == EXTERNAL:
+        return LOADED_FIX
     if method and method != "standard" and eps and _takes_warmup(method):
         warmup = _number((params or {}).get("eps_warmup")) or 0.0
         if warmup <= 0:
