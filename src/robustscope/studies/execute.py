@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,19 +115,13 @@ class RunOutcome:
     health: Health | None = None
 
 
-def _record_history(
-    outcome: RunOutcome,
-    history: list[dict[str, Any]],
-    final: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+def _record_history(outcome: RunOutcome, history: list[dict[str, Any]]) -> dict[str, Any]:
     """Keep a run's training history in ``outcome`` with the summed training time and the last
-    epoch's numbers (``final``, default the last row) as ``train/<key>`` metrics; returns those
-    numbers ({} for a run without history)."""
+    epoch's numbers as ``train/<key>`` metrics; returns those numbers ({} without history)."""
     outcome.history = history
-    if final is None:
-        if not history:
-            return {}
-        final = history[-1]
+    if not history:
+        return {}
+    final = history[-1]
     outcome.metrics[vocab.TRAIN_TIME_S] = sum(
         float(row.get("train_time_s", 0.0)) for row in history
     )
@@ -345,33 +338,26 @@ def execute_run(
         if run.source is not None:
             outcome.checkpoint = run.source.path
             t0 = time.perf_counter()
-            model = load_model(run.source)
+            model, meta = load_model(run.source)
             outcome.timings["load"] = time.perf_counter() - t0
-            history = training_history(run.source.path)
-            final = _record_history(outcome, history)
-            measure(
-                model,
-                run,
-                spec,
-                outcome,
-                trained_accuracy=final.get("test_accuracy"),
-                trained_n=run.source.training.get("test_subset") if history else None,
-                progress=progress,
-            )
-            return outcome
-        assert run.config is not None  # a run without a source is trained
-        t0 = time.perf_counter()
-        result = train(run.config, run_dir, resume=True, progress=progress, log=None)
-        outcome.timings["train"] = time.perf_counter() - t0
-        outcome.stop_reason = result.stop_reason
-        _record_history(outcome, [dict(row) for row in result.history], result.final)
+            history = training_history(run.source.path, meta)
+            trained_n = run.source.training.get("test_subset") if history else None
+        else:
+            assert run.config is not None  # a run without a source is trained
+            t0 = time.perf_counter()
+            result = train(run.config, run_dir, resume=True, progress=progress, log=None)
+            outcome.timings["train"] = time.perf_counter() - t0
+            outcome.stop_reason = result.stop_reason
+            model, history = result.model, [dict(row) for row in result.history]
+            trained_n = run.config.test_subset
+        final = _record_history(outcome, history)
         measure(
-            result.model,
+            model,
             run,
             spec,
             outcome,
-            trained_accuracy=result.final.get("test_accuracy"),
-            trained_n=run.config.test_subset,
+            trained_accuracy=final.get("test_accuracy"),
+            trained_n=trained_n,
             progress=progress,
         )
     except Exception as exc:  # a failed run is reported, not fatal to the study

@@ -315,8 +315,8 @@ def loaded_models(spec: StudySpec, device: str) -> list[tuple[str, LoadedModel, 
     return list(out.values())
 
 
-def load_model(source: LoadedModel) -> Classifier:
-    """The model of a loaded run, on its device, in eval mode.
+def load_model(source: LoadedModel) -> tuple[Classifier, CheckpointMeta]:
+    """The model of a loaded run, on its device, in eval mode, and its file's metadata.
 
     Raises:
         StudyError: the file changed since the study was planned (run the study again: it
@@ -331,13 +331,13 @@ def load_model(source: LoadedModel) -> Classifier:
             f"{path}: the checkpoint changed (or went away) after the study was planned; run "
             "the study again to measure its new content"
         )
-    model, _ = load(path, device=resolve_device(source.device))
-    return model
+    return load(path, device=resolve_device(source.device))
 
 
-def training_history(path: str | Path) -> list[dict[str, Any]]:
-    """The training history of the lab checkpoint at ``path`` (module doc), or ``[]`` when
-    there is none that belongs to these weights."""
+def training_history(path: str | Path, meta: CheckpointMeta | None = None) -> list[dict[str, Any]]:
+    """The training history of the lab checkpoint at ``path`` (module doc; ``meta``: its
+    metadata when already read), or ``[]`` when there is none that belongs to these
+    weights."""
     from robustscope.checkpoint import read_meta
     from robustscope.io import read_json
     from robustscope.training.rundir import HISTORY_FILE
@@ -345,7 +345,8 @@ def training_history(path: str | Path) -> list[dict[str, Any]]:
     beside = Path(path).parent / HISTORY_FILE
     if not beside.is_file():
         return []
-    meta = read_meta(path)
+    if meta is None:
+        meta = read_meta(path)
     if meta.transforms or not meta.training or not meta.metrics:
         return []
     try:
