@@ -18,7 +18,13 @@ from torch import nn
 
 from robustscope.attacks.base import Attack, LossFn
 from robustscope.attacks.gradient import BestKeeper
-from robustscope.attacks.losses import ce_loss, dlr_loss, dlr_targeted_loss, margin
+from robustscope.attacks.losses import (
+    ce_loss,
+    classes_by_logit,
+    dlr_loss,
+    dlr_targeted_loss,
+    margin,
+)
 from robustscope.attacks.registry import register
 from robustscope.data.box import BoxLike
 from robustscope.errors import AttackError
@@ -35,6 +41,16 @@ MOMENTUM = 0.75
 
 #: fewest classes each loss needs (DLR reads the 3rd largest logit, targeted DLR the 4th)
 _MIN_CLASSES = {"dlr": 3, "dlr-targeted": 4}
+
+
+def usable_loss(loss: str, k: int) -> str:
+    """``loss``, or AutoAttack's fallback for a model with ``k`` logits that cannot use it:
+    targeted DLR → DLR (3 classes) → the margin loss ``"cw"`` (2 classes or one score)."""
+    if loss == "dlr-targeted" and k < _MIN_CLASSES["dlr-targeted"]:
+        loss = "dlr"
+    if loss == "dlr" and k < _MIN_CLASSES["dlr"]:
+        loss = "cw"
+    return loss
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -232,8 +248,7 @@ class APGD(Attack):
                 f"{self.name}: loss 'dlr-targeted' needs a model with at least 4 classes, "
                 f"got {k} logit(s); use loss 'ce' or 'cw'"
             )
-        others = clean.scatter(1, y[:, None], float("-inf"))
-        order = others.argsort(dim=1, descending=True)
+        order = classes_by_logit(clean, y)
         for t in range(min(self.n_target_classes, k - 1)):
             for _ in range(self.restarts):
                 idx = keeper.remaining()
@@ -400,6 +415,6 @@ class AutoAttackLite(APGD):
             return x_adv
         k = logits.shape[1]
         second = copy.copy(self)
-        second.loss = "dlr-targeted" if k >= 4 else ("dlr" if k == 3 else "cw")
+        second.loss = usable_loss("dlr-targeted", k)
         x_adv[robust] = APGD.run(second, x[robust], y[robust])
         return x_adv

@@ -16,7 +16,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from robustscope.attacks.apgd import APGD
+from robustscope.attacks.apgd import APGD, usable_loss
 from robustscope.attacks.base import Attack
 from robustscope.attacks.fab import FAB, FABT
 from robustscope.attacks.registry import register
@@ -183,11 +183,7 @@ class AutoAttack(Attack):
                 seed=seed,
                 box=box,
             )
-        loss = {"apgd-ce": "ce", "apgd-dlr": "dlr", "apgd-t": "dlr-targeted"}[stage]
-        if loss == "dlr-targeted" and k < 4:
-            loss = "dlr" if k == 3 else "cw"
-        if loss == "dlr" and k < 3:
-            loss = "cw"
+        loss = usable_loss({"apgd-ce": "ce", "apgd-dlr": "dlr", "apgd-t": "dlr-targeted"}[stage], k)
         return APGD(
             m,
             eps,

@@ -22,7 +22,7 @@ from torch import nn
 
 from robustscope.attacks._jacobian import output_grads
 from robustscope.attacks.base import Attack
-from robustscope.attacks.losses import _binary_as_two
+from robustscope.attacks.losses import _binary_as_two, classes_by_logit
 from robustscope.attacks.registry import register
 from robustscope.attacks.threat import flat_norms
 from robustscope.data.box import Box, BoxLike
@@ -181,10 +181,10 @@ class FAB(Attack):
     reason to step back). Points misclassified clean are returned unchanged. Restarts run on
     the examples not yet broken.
 
-    Cost per iteration: one forward and ``K − 1`` input-gradient backward passes (the
-    gradients of every logit difference), on the examples not yet broken, plus one more
-    forward + backward on those that stepped back. :class:`FABT` (``fab-t``) needs a single
-    backward per iteration.
+    Cost per iteration, on the examples not yet broken: one forward and ``K − 1``
+    input-gradient backward passes (the gradients of every logit difference), plus one
+    forward to classify the new iterate. :class:`FABT` (``fab-t``) needs a single backward
+    per iteration.
 
     ``model``, ``eps``, ``norm``, ``box`` and ``criterion`` are the parameters of
     :class:`~robustscope.attacks.base.Attack` (documented there once).
@@ -244,10 +244,8 @@ class FAB(Attack):
         done = predict(clean) != y  # misclassified clean: x itself, at distance 0
         targets: list[torch.Tensor | None] = [None]
         if self.targeted:
-            two = _binary_as_two(clean)
-            others = two.scatter(1, y[:, None], float("-inf"))
-            order = others.argsort(dim=1, descending=True)
-            targets = [order[:, j] for j in range(min(self.n_target_classes, two.shape[1] - 1))]
+            order = classes_by_logit(_binary_as_two(clean), y)
+            targets = [order[:, j] for j in range(min(self.n_target_classes, order.shape[1]))]
         for target in targets:
             for r in range(self.restarts):
                 idx = (~done).nonzero()[:, 0]
@@ -269,8 +267,8 @@ class FAB(Attack):
 
     def _linearise(
         self, z: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(f, ∇f, logits)`` at ``z``: the logit difference whose boundary FAB projects on."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(f, ∇f)`` at ``z``: the logit difference whose boundary FAB projects on."""
         z = z.detach().requires_grad_(True)
         with torch.enable_grad():
             logits = self.model(z)
@@ -279,19 +277,18 @@ class FAB(Attack):
             if target is not None:
                 f = (two.gather(1, target[:, None]) - zy)[:, 0]
                 (g,) = torch.autograd.grad(f.sum(), z)
-                return f.detach(), g.detach(), logits.detach()
+                return f.detach(), g.detach()
             k = two.shape[1]
             others = torch.arange(k, device=z.device).expand(len(z), k)
             others = others[others != y[:, None]].reshape(len(z), k - 1)
             diffs = two.gather(1, others) - zy  # [m, K − 1]
             grads = output_grads(diffs, z)  # [m, K − 1, ...]
         diffs = diffs.detach()
-        dual = "l1" if self.norm == "linf" else "l2"
-        flat = grads.reshape(len(z), k - 1, -1)
-        gnorm = flat.abs().sum(2) if dual == "l1" else flat.norm(dim=2)
+        flat = grads.reshape(len(z), k - 1, -1)  # the dual norm of the step's: ℓ1 for ℓ∞
+        gnorm = flat.abs().sum(2) if self.norm == "linf" else flat.norm(dim=2)
         j = (diffs.abs() / (gnorm + 1e-12)).argmin(dim=1)
         rows = torch.arange(len(z), device=z.device)
-        return diffs[rows, j], grads[rows, j], logits.detach()
+        return diffs[rows, j], grads[rows, j]
 
     def _run_once(
         self,
@@ -308,7 +305,7 @@ class FAB(Attack):
         ts = target[idx] if target is not None else None
         cur = self._random_start(xs, gen) if random_start else xs.clone()
         for _ in range(self.steps):
-            f, g, _ = self._linearise(cur, ys, ts)
+            f, g = self._linearise(cur, ys, ts)
             c_orig = f + (g * (xs - cur)).reshape(len(xs), -1).sum(1)
             # the iterate and the original point onto the same hyperplane, in one call
             both = boundary_projection(

@@ -32,6 +32,13 @@ def best_other(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return logits.masked_fill(true_mask, float("-inf")).amax(dim=1)
 
 
+def classes_by_logit(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``[N, K − 1]``: the classes other than ``y``, highest logit first (the targets of
+    APGD-T and FAB-T, Croce & Hein 2020, in order)."""
+    others = logits.scatter(1, y[:, None], float("-inf"))
+    return others.argsort(dim=1, descending=True)[:, : logits.shape[1] - 1]
+
+
 def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Logit margin ``z_y − max_{j≠y} z_j`` (positive iff correctly classified)."""
     two = _binary_as_two(logits)
