@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
+from clirun import run_main
 from robustscope import studies
 from robustscope.studies import load_spec, preset, run_study
 from robustscope.trackers import (
@@ -411,13 +412,8 @@ def test_the_driver_tells_trackers_each_outcome_once_and_goes_on_when_one_fails(
 
 def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> str:
     """Run ``robustscope ARGS`` in this process; return its one error line (exit status 2)."""
-    from robustscope.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["robustscope", *args])
-    with pytest.raises(SystemExit) as stopped:
-        main()
-    assert stopped.value.code == 2
-    err = capsys.readouterr().err
+    code, _, err = run_main(monkeypatch, capsys, *args)
+    assert code == 2
     assert "Traceback" not in err
     return " ".join(err.split())
 

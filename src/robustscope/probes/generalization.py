@@ -61,6 +61,15 @@ class GapStats:
         return self.test_error - self.train_error
 
 
+def with_attack_params(out: dict[str, Any], params: dict[str, Any] | None) -> dict[str, Any]:
+    """``out`` (a result's JSON form) with the attack's parameters, tuples as lists."""
+    if params is not None:
+        out["attack_params"] = {
+            k: list(v) if isinstance(v, tuple) else v for k, v in params.items()
+        }
+    return out
+
+
 @dataclass(frozen=True)
 class GeneralizationGapResult(ProbeResult):
     """Train and test loss and error, clean and adversarial, and their gaps (wen2020 Fig. 3).
@@ -136,12 +145,7 @@ class GeneralizationGapResult(ProbeResult):
         return {}
 
     def to_json(self) -> dict[str, Any]:
-        out = super().to_json()
-        if self.attack_params is not None:
-            out["attack_params"] = {
-                k: (list(v) if isinstance(v, tuple) else v) for k, v in self.attack_params.items()
-            }
-        return out
+        return with_attack_params(super().to_json(), self.attack_params)
 
 
 @dataclass(frozen=True)

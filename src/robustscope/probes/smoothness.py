@@ -32,7 +32,11 @@ from robustscope.attacks.base import attack_mode
 from robustscope.errors import ProbeError
 from robustscope.evaluation import cross_entropy, predict
 from robustscope.probes.base import ProbeResult, batches, check_inputs, logits_of
-from robustscope.probes.generalization import fixed_budget_attack, flat_attack_params
+from robustscope.probes.generalization import (
+    fixed_budget_attack,
+    flat_attack_params,
+    with_attack_params,
+)
 from robustscope.probes.registry import register_probe
 
 __all__ = ["LossVariationResult", "loss_variation"]
@@ -89,12 +93,7 @@ class LossVariationResult(ProbeResult):
         return {"variation": self.variation.numpy()}
 
     def to_json(self) -> dict[str, Any]:
-        out = super().to_json()
-        if self.attack_params is not None:
-            out["attack_params"] = {
-                k: (list(v) if isinstance(v, tuple) else v) for k, v in self.attack_params.items()
-            }
-        return out
+        return with_attack_params(super().to_json(), self.attack_params)
 
 
 @register_probe(
