@@ -31,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -124,11 +123,13 @@ def _stuck_loss(history: Sequence[Mapping[str, Any]], classes: int) -> str | Non
 def _takes_warmup(method: str) -> bool:
     """Whether the training method has the ``eps_warmup`` parameter."""
     from robustscope.training.objectives import OBJECTIVES
+    from robustscope.training.objectives.base import accepts
 
     try:
-        return "eps_warmup" in inspect.signature(OBJECTIVES.get(method)).parameters
+        factory = OBJECTIVES.get(method)
     except Exception:  # an unknown method (a store written elsewhere): no advice about it
         return False
+    return accepts(factory, "eps_warmup")
 
 
 def likely_fix(method: str | None, eps: float | None, params: Mapping[str, Any] | None) -> str:

@@ -154,10 +154,9 @@ def expand(entry: CheckpointEntry, where: str) -> list[tuple[Path, str]]:
         return [(path.resolve(), entry.label or _name(path))]
     found: dict[Path, str] = {}
     for match in sorted(glob.glob(str(Path(entry.path).expanduser()), recursive=True)):
-        path = Path(match)
-        if path.is_dir():
-            path = path / MODEL_FILE
-        if not path.is_file():
+        try:
+            path = resolve(match)
+        except CheckpointError:  # a directory without a model file
             continue
         name = _name(path)
         found.setdefault(path.resolve(), f"{entry.label}/{name}" if entry.label else name)
@@ -167,6 +166,11 @@ def expand(entry: CheckpointEntry, where: str) -> list[tuple[Path, str]]:
             f"{MODEL_FILE}); paths are relative to the current directory"
         )
     return list(found.items())
+
+
+def _transform_names(meta: CheckpointMeta) -> list[str]:
+    """The names of the post-hoc transforms ``meta`` records, in order."""
+    return [str(t.get("name", "?")) for t in meta.transforms]
 
 
 def _refuse(where: str, path: Path, field: str, what: str) -> StudyError:
@@ -240,7 +244,7 @@ def _place(meta: CheckpointMeta, label: str, where: str) -> Placement:
     from robustscope.params import parse_eps
 
     training = meta.training
-    transforms = [str(t.get("name", "?")) for t in meta.transforms]
+    transforms = _transform_names(meta)
     if not training.get("method"):
         model = ModelSpecEntry(model=meta.model.name, model_kwargs=meta.model.kwargs)
         return Placement(label, model.display(), EXTERNAL, EXTERNAL, math.nan, None, 0)
@@ -308,7 +312,7 @@ def loaded_models(spec: StudySpec, device: str) -> list[tuple[str, LoadedModel, 
                 data_root=spec.train.get("data_root"),
                 device=device,
                 training=dict(meta.training),
-                transforms=tuple(str(t.get("name", "?")) for t in meta.transforms),
+                transforms=tuple(_transform_names(meta)),
             )
             run_id = _run_id(sha, label, spec)
             out.setdefault(run_id, (run_id, source, _place(meta, label, where)))

@@ -74,6 +74,7 @@ __all__ = [
     "ObjectiveFactory",
     "SeededObjective",
     "StepOutput",
+    "accepts",
     "available",
     "make_objective",
     "real",
@@ -136,7 +137,7 @@ def make_objective(name: str, *, run_seed: int | None = None, **params: Any) -> 
     """
     factory = OBJECTIVES.get(name)
     given = params
-    if run_seed is not None and "seed" not in params and _accepts_seed(factory):
+    if run_seed is not None and "seed" not in params and accepts(factory, "seed"):
         params = {**params, "seed": run_seed}
     try:
         return factory(**params)
@@ -144,9 +145,11 @@ def make_objective(name: str, *, run_seed: int | None = None, **params: Any) -> 
         raise TrainingError(f"method {name!r}: bad parameters {given}: {exc}") from None
 
 
-def _accepts_seed(factory: ObjectiveFactory) -> bool:
+def accepts(factory: ObjectiveFactory, param: str) -> bool:
+    """Whether the objective factory takes the parameter ``param`` (e.g. ``seed``,
+    ``eps_warmup``)."""
     try:
-        return "seed" in inspect.signature(factory).parameters
+        return param in inspect.signature(factory).parameters
     except (TypeError, ValueError):
         return False
 
