@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -213,6 +213,35 @@ def flat_attack_params(
     return params
 
 
+class PointLosses(NamedTuple):
+    """Per-example cross-entropy (float64) and correctness, clean and at an attack's points
+    (None without an attack)."""
+
+    loss: torch.Tensor
+    correct: torch.Tensor
+    adv_loss: torch.Tensor | None = None
+    adv_correct: torch.Tensor | None = None
+
+
+def point_losses(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, atk: Attack | None, batch_size: int
+) -> PointLosses:
+    """The :class:`PointLosses` of ``model`` on ``(x, y)``, the attack run per batch."""
+    y = y.long().cpu()
+    z = logits_of(model, x, batch_size)
+    loss = cross_entropy(z, y, reduction="none")
+    correct = predict(z) == y
+    if atk is None:
+        return PointLosses(loss, correct)
+    adv_loss = torch.empty(len(x), dtype=torch.float64)
+    adv_correct = torch.empty(len(x), dtype=torch.bool)
+    for s in batches(len(x), batch_size):
+        za = logits_of(model, atk(x[s], y[s]), batch_size)
+        adv_loss[s] = cross_entropy(za, y[s], reduction="none")
+        adv_correct[s] = predict(za) == y[s]
+    return PointLosses(loss, correct, adv_loss, adv_correct)
+
+
 def _split_numbers(
     model: nn.Module,
     x: torch.Tensor,
@@ -220,20 +249,9 @@ def _split_numbers(
     atk: Attack | None,
     batch_size: int,
 ) -> _SplitNumbers:
-    y = y.long().cpu()
-    z = logits_of(model, x, batch_size)
-    loss = cross_entropy(z, y, reduction="none")
-    correct = predict(z) == y
-    n = len(x)
-    if atk is None:
+    loss, correct, adv_loss, adv_correct = point_losses(model, x, y, atk, batch_size)
+    if adv_loss is None or adv_correct is None:
         return _SplitNumbers(float(loss.mean()), float((~correct).double().mean()))
-    adv_loss = torch.empty(n, dtype=torch.float64)
-    adv_correct = torch.empty(n, dtype=torch.bool)
-    for s in batches(n, batch_size):
-        x_adv = atk(x[s], y[s])
-        za = logits_of(model, x_adv, batch_size)
-        adv_loss[s] = cross_entropy(za, y[s], reduction="none")
-        adv_correct[s] = predict(za) == y[s]
     robust = correct & adv_correct
     k = int(correct.sum())
     return _SplitNumbers(

@@ -30,11 +30,11 @@ from torch import nn
 
 from robustscope.attacks.base import attack_mode
 from robustscope.errors import ProbeError
-from robustscope.evaluation import cross_entropy, predict
-from robustscope.probes.base import ProbeResult, batches, check_inputs, logits_of
+from robustscope.probes.base import ProbeResult, check_inputs
 from robustscope.probes.generalization import (
     fixed_budget_attack,
     flat_attack_params,
+    point_losses,
     with_attack_params,
 )
 from robustscope.probes.registry import register_probe
@@ -139,16 +139,10 @@ def loss_variation(
     if not (math.isfinite(eps) and eps >= 0):
         raise ProbeError(f"probe {_PROBE!r}: eps must be finite and ≥ 0, got {eps}")
     params = flat_attack_params(_PROBE, attack, norm, steps, restarts)
-    y = y.long().cpu()
     with attack_mode(model):
         atk, used = fixed_budget_attack(model, attack, float(eps), params, seed, _PROBE)
-        z = logits_of(model, x, batch_size)
-        clean = cross_entropy(z, y, reduction="none")
-        correct = predict(z) == y
-        adv = torch.empty(len(x), dtype=torch.float64)
-        for s in batches(len(x), batch_size):
-            x_adv = atk(x[s], y[s])
-            adv[s] = cross_entropy(logits_of(model, x_adv, batch_size), y[s], reduction="none")
+        clean, correct, adv, _ = point_losses(model, x, y, atk, batch_size)
+    assert adv is not None  # an attack ran
     delta = adv - clean
     mean, std = _mean_std(delta)
     mean_c, std_c = _mean_std(delta[correct])
