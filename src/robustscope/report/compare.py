@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -65,8 +64,8 @@ from robustscope.report.page import (
 )
 from robustscope.report.panels import present
 from robustscope.report.section import ReportContext
-from robustscope.report.stats import attack_curve, by_eps, main_robust_column, series
-from robustscope.report.style import Palette, grid, plot_vs_eps, study_color
+from robustscope.report.stats import attack_curve, main_robust_column, series
+from robustscope.report.style import Palette, grid, plot_frontier, plot_vs_eps, study_color
 from robustscope.studies.store.vocab import CLEAN_ACCURACY, STORE_FILE, find_eps, format_eps
 
 __all__ = [
@@ -416,30 +415,11 @@ def fig_frontiers(studies: Sequence[ComparedStudy], palette: Palette) -> Figure 
         robust = st.frontier
         if robust is None or not present(st.table, CLEAN_ACCURACY):
             continue
-        for name, rows in series(st.table).items():
-            cx, ry = by_eps(rows, CLEAN_ACCURACY), by_eps(rows, robust.column)
-            eps = [e for e in cx.index if e in ry.index]
-            if not eps:
-                continue
-            xs = np.array([100 * cx.loc[e, "mean"] for e in eps])
-            ys = np.array([100 * ry.loc[e, "mean"] for e in eps])
-            ax.plot(xs, ys, ls=palette.linestyle(name), color=st.color, lw=1.5, zorder=1)
-            for e, x, y in zip(eps, xs, ys, strict=True):
-                xerr = yerr = None
-                if cx.loc[e, "n"] > 1:
-                    xerr = [[x - 100 * cx.loc[e, "lo"]], [100 * cx.loc[e, "hi"] - x]]
-                if ry.loc[e, "n"] > 1:
-                    yerr = [[y - 100 * ry.loc[e, "lo"]], [100 * ry.loc[e, "hi"] - y]]
-                ax.errorbar(
-                    [x], [y], xerr=xerr, yerr=yerr, fmt=palette.marker(name), color=st.color,
-                    ms=8, mec="k", mew=0.5, capsize=3, zorder=2,
-                )  # fmt: skip
-                ax.annotate(
-                    f"ε={format_eps(e)}", (x, y), textcoords="offset points", xytext=(7, 5),
-                    fontsize=7, color=st.color,
-                )  # fmt: skip
-            if st not in drawn:
-                drawn.append(st)
+        if plot_frontier(
+            ax, series(st.table), robust.column, palette,
+            line_color=st.color, point_color=st.color, label_color=st.color,
+        ):  # fmt: skip
+            drawn.append(st)
     if not drawn:
         return None
 

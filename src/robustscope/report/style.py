@@ -196,3 +196,46 @@ def plot_vs_eps(
         drawn = True
     ax.set_xlabel("training ε (pixel units)")
     return drawn
+
+
+def plot_frontier(
+    ax: Any,
+    groups: dict[str, pd.DataFrame],
+    column: str,
+    palette: Palette,
+    *,
+    line_color: Any = "0.55",
+    point_color: Any = None,
+    label_color: Any = "0.2",
+) -> bool:
+    """One line per series through its (clean accuracy, ``column``) seed means, one point per
+    training ε coloured by ε (or all ``point_color``) and labelled with it; bars span the
+    seeds (min–max) on both axes. Returns whether anything was drawn."""
+    from robustscope.studies.store.vocab import CLEAN_ACCURACY, format_eps
+
+    drawn = False
+    for name, rows in groups.items():
+        cx, ry = by_eps(rows, CLEAN_ACCURACY), by_eps(rows, column)
+        eps = [e for e in cx.index if e in ry.index]
+        if not eps:
+            continue
+        xs = [100 * cx.loc[e, "mean"] for e in eps]
+        ys = [100 * ry.loc[e, "mean"] for e in eps]
+        ax.plot(xs, ys, ls=palette.linestyle(name), color=line_color, lw=1.2, zorder=1)
+        for e, x, y in zip(eps, xs, ys, strict=True):
+            xerr = yerr = None
+            if cx.loc[e, "n"] > 1:
+                xerr = [[x - 100 * cx.loc[e, "lo"]], [100 * cx.loc[e, "hi"] - x]]
+            if ry.loc[e, "n"] > 1:
+                yerr = [[y - 100 * ry.loc[e, "lo"]], [100 * ry.loc[e, "hi"] - y]]
+            color = palette.color(float(e)) if point_color is None else point_color
+            ax.errorbar(
+                [x], [y], xerr=xerr, yerr=yerr, fmt=palette.marker(name), color=color, ms=9,
+                mec="k", mew=0.6, capsize=3, zorder=2,
+            )  # fmt: skip
+            ax.annotate(
+                f"ε={format_eps(e)}", (x, y), textcoords="offset points", xytext=(7, 6),
+                fontsize=8, color=label_color,
+            )  # fmt: skip
+        drawn = True
+    return drawn

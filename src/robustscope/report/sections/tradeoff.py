@@ -21,8 +21,8 @@ from robustscope.report.data import AttackColumn, StudyData
 from robustscope.report.findings import Finding, not_tested, trend
 from robustscope.report.page import esc
 from robustscope.report.section import ReportContext, Section, SectionFigure, register_section
-from robustscope.report.stats import attack_curve, by_eps, fired_flags, series, unplaced
-from robustscope.report.style import Palette, grid
+from robustscope.report.stats import attack_curve, fired_flags, series, unplaced
+from robustscope.report.style import Palette, grid, plot_frontier
 from robustscope.studies.store.vocab import CLEAN_ACCURACY, format_eps
 
 __all__ = ["Tradeoff", "fig_frontier", "fig_robust_vs_attack_eps"]
@@ -37,43 +37,7 @@ def fig_frontier(table: pd.DataFrame, robust: AttackColumn, palette: Palette) ->
         return None
     groups = series(table)
     fig, (ax,) = grid(1, width=7.2, height=5.2)
-    drawn = False
-    for name, rows in groups.items():
-        cx, ry = by_eps(rows, CLEAN_ACCURACY), by_eps(rows, column)
-        eps = [e for e in cx.index if e in ry.index]
-        if not eps:
-            continue
-        xs = [100 * cx.loc[e, "mean"] for e in eps]
-        ys = [100 * ry.loc[e, "mean"] for e in eps]
-        ax.plot(xs, ys, ls=palette.linestyle(name), color="0.55", lw=1.2, zorder=1)
-        for e, x, y in zip(eps, xs, ys, strict=True):
-            xerr = yerr = None
-            if cx.loc[e, "n"] > 1:
-                xerr = [[x - 100 * cx.loc[e, "lo"]], [100 * cx.loc[e, "hi"] - x]]
-            if ry.loc[e, "n"] > 1:
-                yerr = [[y - 100 * ry.loc[e, "lo"]], [100 * ry.loc[e, "hi"] - y]]
-            ax.errorbar(
-                [x],
-                [y],
-                xerr=xerr,
-                yerr=yerr,
-                fmt=palette.marker(name),
-                color=palette.color(float(e)),
-                ms=9,
-                mec="k",
-                mew=0.6,
-                capsize=3,
-                zorder=2,
-            )
-            ax.annotate(
-                f"ε={format_eps(e)}",
-                (x, y),
-                textcoords="offset points",
-                xytext=(7, 6),
-                fontsize=8,
-                color="0.2",
-            )
-        drawn = True
+    drawn = plot_frontier(ax, groups, column, palette)
     points = []
     for k, (_, row) in enumerate(unplaced(table).iterrows()):
         x, y = 100 * float(row[CLEAN_ACCURACY]), 100 * float(row[column])
