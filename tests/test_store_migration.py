@@ -187,7 +187,9 @@ def test_report_shows_the_same_numbers_after_migration(study: Path) -> None:
             now = next(f for f in findings if f.claim.startswith(old["claim"][:30]))
             assert now.verdict is Verdict.UNTESTED and why in now.evidence, now
             continue
-        assert any(f.evidence.startswith(head) for f in findings), head
+        same = [f for f in findings if f.paper == old["paper"]]  # the same paper statement
+        assert same, old["paper"]
+        assert any(f.evidence.startswith(head) for f in same), (head, [f.evidence for f in same])
     report = write_report(study)
     parser = _Sections()
     parser.feed(report.read_text())
