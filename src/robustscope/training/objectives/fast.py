@@ -131,8 +131,9 @@ def fgsm(
         seed: seed of the objective's generator (unused: no randomness).
     """
     return _single_step(
-        "fgsm", eps, norm, step_size, 1.0, False, attack_mode, box, eps_warmup, seed
-    )
+        "fgsm", eps, norm, step_size, attack_mode, box, eps_warmup, seed,
+        step_factor=1.0, random_start=False,
+    )  # fmt: skip
 
 
 @register("fgsm-rs", "fast adversarial training (Wong et al. 2020): FGSM from a random start")
@@ -166,8 +167,9 @@ def fgsm_rs(
         seed: seed of the objective's generator (the run's seed by default).
     """
     return _single_step(
-        "fgsm-rs", eps, norm, step_size, 1.25, True, attack_mode, box, eps_warmup, seed
-    )
+        "fgsm-rs", eps, norm, step_size, attack_mode, box, eps_warmup, seed,
+        step_factor=1.25, random_start=True,
+    )  # fmt: skip
 
 
 def _single_step(
@@ -175,12 +177,13 @@ def _single_step(
     eps: float,
     norm: str,
     step_size: float | None,
-    step_factor: float,
-    random_start: bool,
     attack_mode: str,
     box: BoxParam,
     eps_warmup: float,
     seed: int,
+    *,
+    step_factor: float,
+    random_start: bool,
 ) -> Objective:
     """The one-step (FGSM) adversarial training ``owner`` names: step ``step_size``
     (default ``step_factor · ε``), from a random start in the ball or from ``x``."""
