@@ -203,7 +203,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "values of every layer (Fig. 5c–d, B.2), the spectral complexity (Def. 7) and the "
             "loss variation under PGD-10 at ε = 0.1 (B.5). Sized to finish in ≤ 25 minutes on "
             "2 CPU cores (18 min 22 s measured on shared ones, 5 of its 7 runs escalated to "
-            "AutoAttack by their masking check; about 3 min without escalation)."
+            "AutoAttack by their masking check; 2 min 32 s measured before escalation existed)."
         ),
         "reproduces": (
             "wen2020 Fig. 3 (GE gaps), Figs. 4–5 (margins, confidence, singular values), "
